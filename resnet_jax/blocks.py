@@ -1,0 +1,176 @@
+"""Residual blocks (He et al. 2015, 2016) and their plain twins.
+
+Four blocks: basic (two 3x3), bottleneck (1x1-3x3-1x1, 4x expansion), and the pre-activation (v2) versions
+of both. Each takes a `shortcut`:
+  'A'    identity; when the shape changes, strided subsampling and zero-padded extra channels (no params).
+  'B'    identity, and a 1x1 projection (+ BN) only where the shape changes.
+  'C'    a 1x1 projection (+ BN) on every block.
+  'none' no shortcut at all: the plain network of the degradation study, same layers and parameters
+         as 'A' (so plain-vs-residual compares like with like).
+`conv` and `norm` are partials (see resnet.py) carrying padding mode, dtype and BatchNorm settings.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from resnet_jax.shapes import ShapeError
+
+ModuleDef = Any
+SHORTCUTS = ("A", "B", "C", "none")
+
+
+def _subsample_and_pad(x: jax.Array, features: int, stride: int, layer: str) -> jax.Array:
+    """Option A: [N, H, W, C] -> [N, ceil(H/s), ceil(W/s), features], new channels zero (half each side)."""
+    if stride > 1:
+        x = x[:, ::stride, ::stride, :]
+    extra = features - x.shape[-1]
+    if extra < 0:
+        raise ShapeError(f"Block '{layer}': shortcut 'A' cannot reduce {x.shape[-1]} channels to {features}; "
+                         f"use shortcut 'B' or 'C' (a projection).")
+    if extra:
+        x = jnp.pad(x, [(0, 0), (0, 0), (0, 0), (extra // 2, extra - extra // 2)])
+    return x
+
+
+def shortcut_path(module: nn.Module, x: jax.Array, features: int, stride: int, kind: str,
+                  conv: ModuleDef, norm: ModuleDef | None, project_from: jax.Array | None = None
+                  ) -> jax.Array | None:
+    """The shortcut branch of `module`'s block, or None for a plain block.
+
+    Projections are named `shortcut_conv` / `shortcut_bn` inside the block and read `project_from`
+    (pre-activation blocks pass their BN-ReLU'd input) or else `x`; `norm=None` projects without a BatchNorm.
+    """
+    if kind not in SHORTCUTS:
+        raise ValueError(f"Unknown shortcut {kind!r}: use one of {SHORTCUTS}.")
+    if kind == "none":
+        return None
+    changes_shape = stride != 1 or x.shape[-1] != features
+    if kind == "C" or (kind == "B" and changes_shape):
+        x = conv(features, kernel_size=1, stride=stride, name="shortcut_conv")(x if project_from is None else project_from)
+        return norm(name="shortcut_bn")(x) if norm is not None else x
+    return _subsample_and_pad(x, features, stride, "/".join(module.path))
+
+
+def add_shortcut(module: nn.Module, residual: jax.Array, shortcut: jax.Array | None) -> jax.Array:
+    """residual + shortcut, with a clear error when the two branches disagree in shape."""
+    if shortcut is None:
+        return residual
+    if residual.shape != shortcut.shape:
+        raise ShapeError(f"Block '{'/'.join(module.path)}': residual branch {tuple(residual.shape)} and shortcut "
+                         f"{tuple(shortcut.shape)} cannot be added; check the block's stride, padding and "
+                         f"channels (each conv's output follows shapes.output_size).")
+    return residual + shortcut.astype(residual.dtype)
+
+
+def _last_norm(norm: ModuleDef, zero_init: bool) -> ModuleDef:
+    """The block's last BatchNorm; zero scale makes the block start as its shortcut (Goyal et al. 2017)."""
+    return functools.partial(norm, scale_init=nn.initializers.zeros) if zero_init else norm
+
+
+class BasicBlock(nn.Module):
+    """conv3x3(stride) - BN - ReLU - conv3x3 - BN, + shortcut, ReLU.  [N, H, W, C] -> [N, H/s, W/s, features]."""
+
+    features: int
+    stride: int = 1
+    shortcut: str = "B"
+    conv: ModuleDef = None
+    norm: ModuleDef = None
+    act: Callable = nn.relu
+    zero_init_last: bool = False
+    expansion = 1
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        y = self.act(self.norm(name="bn1")(self.conv(self.features, 3, self.stride, name="conv1")(x)))
+        y = self.conv(self.features, 3, name="conv2")(y)
+        y = _last_norm(self.norm, self.zero_init_last)(name="bn2")(y)
+        sc = shortcut_path(self, x, self.features, self.stride, self.shortcut, self.conv, self.norm)
+        return self.act(add_shortcut(self, y, sc))
+
+
+class BottleneckBlock(nn.Module):
+    """1x1 - 3x3(stride) - 1x1 (x4 channels), BN-ReLU between, + shortcut, ReLU.
+
+    `stride_in_1x1=False` puts the stride on the 3x3 (ResNet v1.5, torchvision's default); True on the
+    first 1x1 (the original paper, v1).  [N, H, W, C] -> [N, H/s, W/s, 4 * features].
+    """
+
+    features: int
+    stride: int = 1
+    shortcut: str = "B"
+    conv: ModuleDef = None
+    norm: ModuleDef = None
+    act: Callable = nn.relu
+    zero_init_last: bool = False
+    stride_in_1x1: bool = False
+    expansion = 4
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        s1, s3 = (self.stride, 1) if self.stride_in_1x1 else (1, self.stride)
+        y = self.act(self.norm(name="bn1")(self.conv(self.features, 1, s1, name="conv1")(x)))
+        y = self.act(self.norm(name="bn2")(self.conv(self.features, 3, s3, name="conv2")(y)))
+        y = self.conv(self.features * 4, 1, name="conv3")(y)
+        y = _last_norm(self.norm, self.zero_init_last)(name="bn3")(y)
+        sc = shortcut_path(self, x, self.features * 4, self.stride, self.shortcut, self.conv, self.norm)
+        return self.act(add_shortcut(self, y, sc))
+
+
+class PreActBasicBlock(nn.Module):
+    """BN - ReLU - conv3x3(stride) - BN - ReLU - conv3x3, + shortcut (He et al. 2016, 'identity mappings').
+
+    A projection shortcut reads the pre-activated input, and nothing follows the addition.
+    """
+
+    features: int
+    stride: int = 1
+    shortcut: str = "B"
+    conv: ModuleDef = None
+    norm: ModuleDef = None
+    act: Callable = nn.relu
+    zero_init_last: bool = False
+    expansion = 1
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        pre = self.act(self.norm(name="bn1")(x))
+        y = self.conv(self.features, 3, self.stride, name="conv1")(pre)
+        y = self.act(_last_norm(self.norm, self.zero_init_last)(name="bn2")(y))
+        y = self.conv(self.features, 3, name="conv2")(y)
+        sc = shortcut_path(self, x, self.features, self.stride, self.shortcut, self.conv, None, project_from=pre)
+        return add_shortcut(self, y, sc)
+
+
+class PreActBottleneckBlock(nn.Module):
+    """BN-ReLU-1x1, BN-ReLU-3x3(stride), BN-ReLU-1x1 (x4), + shortcut; the v2 bottleneck."""
+
+    features: int
+    stride: int = 1
+    shortcut: str = "B"
+    conv: ModuleDef = None
+    norm: ModuleDef = None
+    act: Callable = nn.relu
+    zero_init_last: bool = False
+    stride_in_1x1: bool = False
+    expansion = 4
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        s1, s3 = (self.stride, 1) if self.stride_in_1x1 else (1, self.stride)
+        pre = self.act(self.norm(name="bn1")(x))
+        y = self.conv(self.features, 1, s1, name="conv1")(pre)
+        y = self.conv(self.features, 3, s3, name="conv2")(self.act(self.norm(name="bn2")(y)))
+        y = self.act(_last_norm(self.norm, self.zero_init_last)(name="bn3")(y))
+        y = self.conv(self.features * 4, 1, name="conv3")(y)
+        sc = shortcut_path(self, x, self.features * 4, self.stride, self.shortcut, self.conv, None,
+                           project_from=pre)
+        return add_shortcut(self, y, sc)
+
+
+BLOCKS = {"basic": BasicBlock, "bottleneck": BottleneckBlock,
+          "preact_basic": PreActBasicBlock, "preact_bottleneck": PreActBottleneckBlock}
