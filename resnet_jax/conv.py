@@ -132,5 +132,6 @@ class Conv2D(nn.Module):
         y = conv2d(x.astype(dtype), kernel.astype(dtype), stride=self.stride, padding=self.padding,
                    dilation=self.dilation, groups=self.groups, flip=self.flip, layer=layer)
         if self.use_bias:
-            y = y + self.param("bias", self.bias_init, (self.features,), self.param_dtype).astype(dtype)
+            bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype)
+            y = y + bias.astype(dtype).reshape(1, 1, 1, -1)
         return y

@@ -52,7 +52,7 @@ def resolve_padding(padding: PaddingLike, size: int, kernel: int, stride: int = 
         if padding < 0:
             raise ValueError(f"Padding must be >= 0, got {padding}.")
         return (padding, padding)
-    pair = tuple(padding)
+    pair = tuple(padding) if isinstance(padding, (tuple, list)) else ()
     if len(pair) != 2 or not all(isinstance(p, int) and p >= 0 for p in pair):
         raise ValueError(f"Padding pair must be two non-negative ints (low, high), got {padding!r}.")
     return pair  # type: ignore[return-value]

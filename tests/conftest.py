@@ -1,0 +1,25 @@
+"""Test session setup: eight fake CPU devices, strict rank promotion, quiet TensorFlow, no GPU for TF.
+
+XLA_FLAGS must be set before jax is first imported, which is why this happens at import time here.
+"""
+import os
+from pathlib import Path
+
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # tests run on CPU, with or without a GPU present
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+jax.config.update("jax_numpy_rank_promotion", "raise")
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """../shared/data beside the checkout; skips the test cleanly when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"{SHARED_DATA} is absent (real data sets live in ../shared/data beside the checkout)")
+    return SHARED_DATA

@@ -1,0 +1,120 @@
+"""The ResNet family: parameter counts, block semantics, the registry, and errors on bad configurations."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from resnet_jax.models import get_model
+from resnet_jax.shapes import ShapeError
+
+
+def param_count(model, size):
+    shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, size, size, 3))))
+    return sum(leaf.size for leaf in jax.tree.leaves(shapes["params"]))
+
+
+@pytest.mark.parametrize("name,count", [
+    # torchvision's published counts (1000 classes).
+    ("resnet18", 11_689_512), ("resnet34", 21_797_672), ("resnet50", 25_557_032),
+    ("resnet101", 44_549_160), ("resnet152", 60_192_808),
+])
+def test_imagenet_parameter_counts_equal_torchvision(name, count):
+    assert param_count(get_model(name), 224) == count
+
+
+@pytest.mark.parametrize("name,count", [
+    # He et al. 2015, Table 6: 0.27M and 1.7M; the exact figures of the option-A reference implementation.
+    ("cifar_resnet20", 269_722), ("cifar_resnet32", 464_154), ("cifar_resnet44", 658_586),
+    ("cifar_resnet56", 853_018), ("cifar_resnet110", 1_727_962),
+])
+def test_cifar_parameter_counts_equal_the_paper(name, count):
+    assert param_count(get_model(name), 32) == count
+
+
+def test_plain_twin_has_the_same_parameters_and_no_shortcut():
+    assert param_count(get_model("cifar_plain56"), 32) == param_count(get_model("cifar_resnet56"), 32)
+    # Option B adds 1x1 projections where the shape changes; C adds them everywhere.
+    b, c = (param_count(get_model("cifar_resnet20", shortcut=s), 32) for s in "BC")
+    assert 269_722 < b < c
+
+
+def test_zero_init_last_makes_each_block_its_shortcut():
+    # Last BN scale zero: each identity-shortcut block returns relu(0 + x) = x, its (already non-negative) input.
+    model = get_model("cifar_resnet8", zero_init_last=True, stage_strides=(1, 1, 1), widths=(16, 16, 16))
+    x = jax.random.normal(jax.random.key(1), (2, 16, 16, 3))
+    variables = model.init(jax.random.key(0), x)
+    _, state = model.apply(variables, x, capture_intermediates=True, mutable=["intermediates"])
+    seen = state["intermediates"]
+    block_input = jax.nn.relu(seen["stem_bn"]["__call__"][0])
+    for name in ("stage1_block0", "stage2_block0", "stage3_block0"):
+        np.testing.assert_allclose(seen[name]["__call__"][0], block_input, rtol=1e-6, atol=1e-6)
+    plain = get_model("cifar_plain8", zero_init_last=True, stage_strides=(1, 1, 1), widths=(16, 16, 16))
+    # The plain twin has nothing to pass on: its blocks output zeros, so its logits are the zero bias.
+    assert float(jnp.abs(plain.apply(variables, x)).max()) == 0.0
+    assert float(jnp.abs(model.apply(variables, x)).max()) > 0.0
+    _, plain_state = plain.apply(variables, x, capture_intermediates=True, mutable=["intermediates"])
+    assert float(jnp.abs(plain_state["intermediates"]["stage3_block0"]["__call__"][0]).max()) == 0.0
+
+
+@pytest.mark.parametrize("name,size,final_hw", [
+    ("cifar_resnet20", 32, 8), ("cifar_preact_resnet20", 32, 8), ("cifar_plain20", 32, 8),
+    ("resnet18", 64, 2), ("preact_resnet50", 64, 2),
+])
+def test_forward_shapes(name, size, final_hw):
+    model = get_model(name, num_classes=7)
+    x = jnp.ones((2, size, size, 3))
+    variables = model.init(jax.random.key(0), x)
+    logits, updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
+    assert logits.shape == (2, 7) and logits.dtype == jnp.float32
+    assert set(updates) == {"batch_stats"}
+
+
+def test_v1_and_v15_differ_only_in_stride_placement():
+    v15, v1 = get_model("resnet50"), get_model("resnet50", stride_in_1x1=True)
+    assert param_count(v15, 224) == param_count(v1, 224)
+    x = jnp.ones((1, 64, 64, 3))
+    variables = v15.init(jax.random.key(0), x)
+    assert not np.allclose(v15.apply(variables, x), v1.apply(variables, x))
+
+
+def test_bfloat16_compute_keeps_float32_params():
+    model = get_model("cifar_resnet8", dtype=jnp.bfloat16)
+    variables = model.init(jax.random.key(0), jnp.ones((1, 32, 32, 3)))
+    assert {leaf.dtype for leaf in jax.tree.leaves(variables)} == {jnp.dtype(jnp.float32)}
+    assert model.apply(variables, jnp.ones((1, 32, 32, 3))).dtype == jnp.float32
+
+
+def test_grayscale_and_width_multiplier():
+    model = get_model("cifar_resnet8", width_multiplier=0.5)
+    variables = model.init(jax.random.key(0), jnp.ones((1, 28, 28, 1)))
+    assert variables["params"]["stem_conv"]["kernel"].shape == (3, 3, 1, 8)
+
+
+@pytest.mark.parametrize("name,overrides,message", [
+    ("cifar_resnet21", {}, "6n\\+2"),
+    ("cifar_resnet32", {"block": "bottleneck"}, "9n\\+2"),
+    ("resnet51", {}, "must be one of"),
+    ("vgg16", {}, "Unknown model 'vgg16'"),
+    ("resnet50", {"shortcut": "D"}, "Unknown shortcut"),
+    ("resnet50", {"padding": "full"}, "Unknown padding mode"),
+    ("resnet50", {"stage_sizes": (1, 2)}, "one entry per stage"),
+    ("resnet50", {"depht": 3}, "Unknown model field"),
+])
+def test_bad_configurations_raise_clear_errors(name, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        get_model(name, **overrides)
+
+
+def test_collapsing_map_fails_before_compilation_naming_the_layer():
+    model = get_model("resnet18", stem_padding=0)
+    with pytest.raises(ShapeError, match="Layer 'stem_conv'.*collapses.*input size 4, kernel 7"):
+        model.init(jax.random.key(0), jnp.ones((1, 4, 4, 3)))
+
+
+def test_mismatched_shortcut_is_named():
+    # Shortcut A cannot shrink channels: a stage narrower than the one before it.
+    model = get_model("cifar_resnet8", widths=(32, 16, 64))
+    with pytest.raises(ShapeError, match="Block 'stage2_block0'.*cannot reduce 32 channels to 16"):
+        model.init(jax.random.key(0), jnp.ones((1, 32, 32, 3)))
+    # A stride-2 block on a 'VALID'-padded stem output still adds: residual and shortcut shapes agree.
+    assert get_model("cifar_resnet8", stem_padding="VALID").init(jax.random.key(0), jnp.ones((1, 33, 33, 3)))
