@@ -1,0 +1,121 @@
+"""Collect a sweep's finished points into a table (Markdown, CSV) and plots (PNG).
+
+Reads each point's `metrics.jsonl` (the last row written for a step wins, so a resumed run counts once) and
+`model_summary.json` (parameters and MACs, written by the entry point). Writes, in the sweep directory:
+results.md, results.csv, curves.png (training loss per point) and, when a numeric axis varies, one plot of
+final metrics against it.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from resnet_jax.sweep import point_name
+
+METRICS = ("train/loss", "train/accuracy", "eval/loss", "eval/accuracy")
+
+
+def read_metrics(path: Path) -> dict[int, dict[str, float]]:
+    """{step: {name: value}} from a metrics.jsonl; later rows for the same step replace earlier ones."""
+    rows: dict[int, dict[str, float]] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                rows.setdefault(int(row["step"]), {}).update(row)
+    return dict(sorted(rows.items()))
+
+
+def final(rows: Mapping[int, Mapping[str, float]], name: str) -> float | None:
+    """The value of `name` at the last step that logged it."""
+    values = [row[name] for row in rows.values() if name in row]
+    return values[-1] if values else None
+
+
+def summarise_point(directory: Path, point: Mapping[str, Any]) -> dict[str, Any]:
+    rows = read_metrics(directory / "metrics.jsonl")
+    summary_file = directory / "model_summary.json"
+    model = json.loads(summary_file.read_text()) if summary_file.exists() else {}
+    speeds = [row["train/images_per_second"] for row in rows.values() if "train/images_per_second" in row]
+    result = {**point, "steps": max(rows) if rows else 0}
+    result.update({name: final(rows, name) for name in METRICS})
+    result["params"] = model.get("params")
+    result["GMACs"] = model["macs"] / 1e9 if "macs" in model else None
+    result["images/s"] = statistics.median(speeds[1:] or speeds) if speeds else None  # first includes compile
+    return result
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, int) and value >= 10_000:
+        return f"{value:,}"
+    return str(value)
+
+
+def collect(workdir: Path, points: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Write results.{md,csv} and plots for the points that have metrics; returns the table rows."""
+    table = [summarise_point(workdir / point_name(p), p) for p in points]
+    table = [row for row in table if row["steps"]]
+    if not table:
+        print(f"No finished points under {workdir} yet.")
+        return []
+    header = list(table[0])
+    with open(workdir / "results.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, header)
+        writer.writeheader()
+        writer.writerows(table)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_cell(row[h]) for h in header) + " |" for row in table]
+    (workdir / "results.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    plot(workdir, points, table)
+    return table
+
+
+def plot(workdir: Path, points: Sequence[Mapping[str, Any]], table: Sequence[Mapping[str, Any]]) -> None:
+    """curves.png: training loss against step for every point; vs_AXIS.png for a numeric varying axis."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for point in points:
+        rows = read_metrics(workdir / point_name(point) / "metrics.jsonl")
+        steps = [s for s, r in rows.items() if "train/loss" in r]
+        if steps:
+            ax.plot(steps, [rows[s]["train/loss"] for s in steps], label=point_name(point), lw=1.2)
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss")
+    ax.set_yscale("log")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(workdir / "curves.png", dpi=120)
+    plt.close(fig)
+
+    axes = [k for k in points[0] if len({str(p.get(k)) for p in points}) > 1]
+    numeric = [k for k in axes if all(isinstance(p.get(k), (int, float)) for p in points)]
+    for axis in numeric:
+        others = [k for k in axes if k != axis]
+        fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+        groups: dict[str, list] = {}
+        for row in table:
+            groups.setdefault(",".join(f"{k}={row[k]}" for k in others) or "all", []).append(row)
+        for label, rows in groups.items():
+            rows = sorted(rows, key=lambda r: r[axis])
+            for panel, metric in ((left, "train/loss"), (right, "eval/accuracy")):
+                xs = [r[axis] for r in rows if r[metric] is not None]
+                panel.plot(xs, [r[metric] for r in rows if r[metric] is not None], "o-", label=label)
+        for panel, metric in ((left, "final training loss"), (right, "final eval accuracy")):
+            panel.set_xlabel(axis)
+            panel.set_ylabel(metric)
+            panel.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(workdir / f"vs_{axis.replace('.', '_')}.png", dpi=120)
+        plt.close(fig)

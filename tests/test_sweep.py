@@ -1,0 +1,79 @@
+"""Sweeps: grid expansion, point names and commands, the TPU launcher's dry run, and result collection."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from resnet_jax.sweep import expand, point_command, point_name, tpu_commands
+from resnet_jax.sweep_results import collect, read_metrics
+
+
+def test_grid_is_the_cartesian_product_first_axis_slowest():
+    points = expand({"model.depth": [20, 56], "model.shortcut": ["none", "A"], "optim.lr": [0.1]})
+    assert points == [
+        {"model.depth": 20, "model.shortcut": "none", "optim.lr": 0.1},
+        {"model.depth": 20, "model.shortcut": "A", "optim.lr": 0.1},
+        {"model.depth": 56, "model.shortcut": "none", "optim.lr": 0.1},
+        {"model.depth": 56, "model.shortcut": "A", "optim.lr": 0.1},
+    ]
+    explicit = [{"model.stem_stride": 1}, {"model.stem_stride": 2, "model.stem_pool": True}]
+    assert expand(explicit) == explicit
+
+
+@pytest.mark.parametrize("bad", [{"model.depth": []}, {"model.depth": 20}, {"model.name": "resnet"}, []])
+def test_bad_sweeps_are_rejected(bad):
+    with pytest.raises(ValueError):
+        expand(bad)
+
+
+def test_point_names_and_commands():
+    point = {"model.depth": 56, "model.stage_strides": (1, 2, 2), "optim.lr": 0.05}
+    assert point_name(point) == "model.depth=56,model.stage_strides=1,2,2,optim.lr=0.05"
+    assert point_command("configs/default.py", "/w/p", point) == [
+        "python", "-m", "resnet_jax.main", "--config=configs/default.py", "--workdir=/w/p",
+        "--config.model.depth=56", "--config.model.stage_strides=(1,2,2)", "--config.optim.lr=0.05"]
+
+
+def test_tpu_launcher_queues_points_round_robin():
+    points = expand({"model.depth": [20, 32, 44]})
+    commands = tpu_commands("configs/cifar10.py:resnet20", points, "gs://bucket/sweep/", ["tpu-a", "tpu-b"],
+                            "us-central2-b")
+    assert [c[:6] for c in commands] == [["gcloud", "compute", "tpus", "tpu-vm", "ssh", "tpu-a"],
+                                         ["gcloud", "compute", "tpus", "tpu-vm", "ssh", "tpu-b"]]
+    assert all("--zone=us-central2-b" in c and "--worker=all" in c for c in commands)
+    first = commands[0][-1]
+    assert first.startswith("--command=cd ~/resnet_jax && python3 -m resnet_jax.main")
+    assert "--workdir=gs://bucket/sweep/model.depth=20" in first and "--config.model.depth=44" in first
+    assert "model.depth=32" in commands[1][-1] and "model.depth=20" not in commands[1][-1]
+
+
+def test_tpu_dry_run_from_the_command_line(tmp_path):
+    sweep = tmp_path / "sweep.py"
+    sweep.write_text("def get_sweep(arg=None):\n    return {'model.depth': [int(d) for d in arg.split('+')]}\n")
+    out = subprocess.run([sys.executable, "-m", "resnet_jax.sweep", "--config=configs/default.py",
+                          f"--sweep={sweep}:20+56", f"--workdir={tmp_path}/w", "--launcher=tpu", "--tpus=v4-8",
+                          "--zone=us-central2-b", "--dry_run"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gcloud compute tpus tpu-vm ssh v4-8 --zone=us-central2-b")
+    assert "--config.model.depth=20" in lines[0] and "--config.model.depth=56" in lines[0]
+
+
+def test_collect_reads_resumed_runs_once_and_writes_table_and_plots(tmp_path):
+    points = expand({"model.depth": [8, 14], "model.shortcut": ["none", "A"]})
+    for i, point in enumerate(points):
+        directory = tmp_path / point_name(point)
+        directory.mkdir()
+        rows = [{"step": s, "train/loss": 2.0 / s + i, "train/accuracy": 0.1 * s, "train/images_per_second": 100}
+                for s in (1, 2, 3)]
+        rows.append({"step": 2, "train/loss": 9.0})  # a resumed run repeats step 2: the later row wins
+        rows.append({"step": 3, "eval/loss": 1.5, "eval/accuracy": 0.5 + i / 10})
+        (directory / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+        (directory / "model_summary.json").write_text(json.dumps({"params": 1000 * (i + 1), "macs": 2e9}))
+    assert read_metrics(tmp_path / point_name(points[0]) / "metrics.jsonl")[2]["train/loss"] == 9.0
+    table = collect(tmp_path, points)
+    assert [row["eval/accuracy"] for row in table] == [0.5, 0.6, 0.7, 0.8]
+    assert table[0]["train/loss"] == pytest.approx(2.0 / 3) and table[0]["GMACs"] == 2.0
+    assert (tmp_path / "results.md").read_text().count("\n") == 6
+    assert (tmp_path / "curves.png").stat().st_size > 0 and (tmp_path / "vs_model_depth.png").exists()
