@@ -1,0 +1,106 @@
+"""Convert ResNet weights between torchvision's format and ours, and classify an image with them.
+
+    python -m resnet_jax.convert resnet50.pth resnet50_flax.npz       # torchvision -> ours (.npz/.safetensors)
+    python -m resnet_jax.convert resnet50_flax.npz resnet50.pth       # ours -> torchvision (.pth/.safetensors/.npz)
+    python -m resnet_jax.convert resnet50.pth --image cat.jpg --labels imagenet_classes.txt   # top-5
+
+The input's format is read from its keys ('conv1.weight' or 'params/stem_conv/kernel'); the output is the
+other one. Our files record the padding convention the weights were trained with (metadata 'padding').
+"""
+from __future__ import annotations
+
+import argparse
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import jax
+import numpy as np
+
+from resnet_jax import interop
+from resnet_jax.models import get_model
+from resnet_jax.resnet import PADDING_MODES
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+
+
+def preprocess(path: str | Path, resize: int = 256, crop: int = 224) -> np.ndarray:
+    """Torchvision's ImageNet eval transform: shorter side to `resize`, centre crop, normalise.
+
+    Returns [1, crop, crop, 3] float32.
+    """
+    from PIL import Image
+
+    image = Image.open(path).convert("RGB")
+    w, h = image.size
+    scale = resize / min(w, h)
+    w, h = (resize, int(h * scale)) if w <= h else (int(w * scale), resize)
+    image = image.resize((w, h), Image.BILINEAR)
+    left, top = int(round((w - crop) / 2.0)), int(round((h - crop) / 2.0))
+    pixels = np.asarray(image.crop((left, top, left + crop, top + crop)), np.float32) / 255.0  # [H, W, 3]
+    return ((pixels - IMAGENET_MEAN) / IMAGENET_STD)[None]
+
+
+def top_k(logits: np.ndarray, k: int = 5) -> list[tuple[int, float]]:
+    """(class index, softmax probability) of the k largest logits of one image, best first."""
+    logits = np.asarray(logits, np.float64)
+    probs = np.exp(logits - logits.max())
+    probs /= probs.sum()
+    best = np.argsort(-probs)[:k]
+    return [(int(i), float(probs[i])) for i in best]
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m resnet_jax.convert", description=__doc__.split("\n")[0])
+    parser.add_argument("input", help="weight file: .pth/.pt/.bin, .safetensors or .npz")
+    parser.add_argument("output", nargs="?", help="where to write the other format (.npz, .safetensors, .pth)")
+    parser.add_argument("--depth", type=int, help="ResNet depth; inferred from the keys when left out")
+    parser.add_argument("--padding", default=interop.TORCHVISION_PADDING, choices=sorted(PADDING_MODES),
+                        help="padding of the model used for --image (torchvision weights need 'symmetric')")
+    parser.add_argument("--image", help="print the top-5 classes of this image")
+    parser.add_argument("--labels", help="text file with one class name per line")
+    args = parser.parse_args(argv)
+    if args.output is None and args.image is None:
+        parser.error("give an output file, --image, or both.")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    arrays, metadata = interop.load_arrays(args.input)
+    from_flax = interop.is_flax_format(arrays)
+    if from_flax:
+        variables = interop.unflatten_variables(arrays)
+        state_dict = interop.to_torchvision(variables)
+        trained_padding = metadata.get("padding", interop.TORCHVISION_PADDING)
+    else:
+        state_dict, trained_padding = arrays, interop.TORCHVISION_PADDING
+    depth = args.depth or interop.infer_depth(state_dict)
+    model = get_model(f"resnet{depth}", num_classes=state_dict["fc.weight"].shape[0], padding=args.padding)
+    if not from_flax:
+        variables = interop.from_torchvision(state_dict, model, depth=depth)  # warns on padding='same'
+    elif args.image and trained_padding != args.padding:
+        warnings.warn(f"{args.input} records padding {trained_padding!r}, the model uses {args.padding!r}: "
+                      f"the logits will differ.")
+
+    if args.output:
+        if from_flax:
+            if trained_padding != interop.TORCHVISION_PADDING:
+                warnings.warn(f"{args.input} records padding {trained_padding!r}; torchvision pads symmetrically, "
+                              f"so the exported model will compute different logits.")
+            interop.save_arrays(args.output, state_dict)
+        else:
+            interop.save_arrays(args.output, interop.flatten_variables(variables),
+                                {"source": "torchvision", "depth": str(depth), "padding": trained_padding})
+        print(f"wrote {args.output}")
+    if args.image:
+        logits = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, preprocess(args.image))
+        names = Path(args.labels).read_text().splitlines() if args.labels else None
+        for rank, (index, prob) in enumerate(top_k(np.asarray(logits)[0]), start=1):
+            name = f"  {names[index]}" if names and index < len(names) else ""
+            print(f"{rank}. class {index:4d}  p={prob:.4f}{name}")
+
+
+if __name__ == "__main__":
+    main()
