@@ -55,11 +55,11 @@ def expand(sweep: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]]) -> 
 
 def point_name(point: Mapping[str, Any]) -> str:
     """A directory name that says what the point is: 'model.depth=20,model.shortcut=none'."""
-    text = ",".join(f"{k}={_format(v)}" for k, v in point.items())
+    text = ",".join(f"{k}={format_value(v)}" for k, v in point.items())
     return re.sub(r"[^A-Za-z0-9._=,+-]", "_", text) or "default"
 
 
-def _format(value: Any) -> str:
+def format_value(value: Any) -> str:
     return ",".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
 
 
@@ -75,8 +75,12 @@ def _cli_value(value: Any) -> str:
     return str(value)
 
 
-def run_local(config: str, points: Sequence[dict], workdir: Path) -> list[Path]:
-    """Train each point in turn; skip finished ones. Returns the point directories."""
+def run_local(config: str, points: Sequence[dict], workdir: Path,
+              common: Mapping[str, Any] | None = None) -> list[Path]:
+    """Train each point in turn; skip finished ones. Returns the point directories.
+
+    `common` overrides go to every run (a budget, say) without appearing in the point names.
+    """
     directories = []
     for i, point in enumerate(points):
         directory = workdir / point_name(point)
@@ -86,7 +90,7 @@ def run_local(config: str, points: Sequence[dict], workdir: Path) -> list[Path]:
             print(f"[{i + 1}/{len(points)}] {directory.name}: done, skipped", flush=True)
             continue
         directory.mkdir(parents=True, exist_ok=True)
-        command = point_command(config, str(directory), point, sys.executable)
+        command = point_command(config, str(directory), {**(common or {}), **point}, sys.executable)
         print(f"[{i + 1}/{len(points)}] {directory.name}: {shlex.join(command)}", flush=True)
         result = subprocess.run(command)
         if result.returncode != 0:

@@ -13,7 +13,7 @@ import statistics
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from resnet_jax.sweep import point_name
+from resnet_jax.sweep import format_value, point_name
 
 METRICS = ("train/loss", "train/accuracy", "eval/loss", "eval/accuracy")
 
@@ -65,12 +65,14 @@ def collect(workdir: Path, points: Sequence[Mapping[str, Any]]) -> list[dict[str
     if not table:
         print(f"No finished points under {workdir} yet.")
         return []
-    header = list(table[0])
     with open(workdir / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, header)
+        writer = csv.DictWriter(f, list(table[0]))
         writer.writeheader()
         writer.writerows(table)
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    fixed = {k: v for k, v in points[0].items() if all(str(p.get(k)) == str(v) for p in points)}
+    header = [k for k in table[0] if k not in fixed]  # the Markdown table shows what varies
+    lines = [f"Fixed: {', '.join(f'`{k}={format_value(v)}`' for k, v in fixed.items())}", ""] if fixed else []
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(_cell(row[h]) for h in header) + " |" for row in table]
     (workdir / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
