@@ -1,0 +1,137 @@
+"""Data sets from local files, read whole into memory: .npz arrays and folders of images.
+
+    local = local_data.read_npz("../shared/data/mnist5k.npz", split_seed=0)   # 4,000 train / 1,000 eval
+    local.train.images, local.train.labels                                 # uint8 [N, H, W, C], int32 [N]
+
+A source without an eval split (one .npz file, an image folder with only train/) keeps a fixed fraction of each
+class for eval, chosen by a seeded permutation, so the split is the same on every machine. `resnet_jax.data`
+turns these into batches.
+"""
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+DEFAULT_EVAL_FRACTION = 0.2
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+EVAL_DIRS = ("test", "validation", "val")
+
+
+class Arrays(NamedTuple):
+    images: np.ndarray  # uint8 [N, H, W, C]
+    labels: np.ndarray  # int32 [N]
+
+
+class LocalDataset(NamedTuple):
+    name: str  # The file's stem or the directory's name.
+    train: Arrays
+    eval: Arrays
+    num_classes: int
+
+
+def as_arrays(images: np.ndarray, labels: np.ndarray, source: str) -> Arrays:
+    """Checks images uint8 [N, H, W] or [N, H, W, C] and integer labels [N]; gives grayscale a channel axis."""
+    if images.dtype != np.uint8 or images.ndim not in (3, 4):
+        raise ValueError(f"{source}: images are {images.dtype} {images.shape}; expected uint8 [N, H, W] or "
+                         "[N, H, W, C] (scale floats to 0..255 and cast to uint8)")
+    if labels.shape != images.shape[:1] or not np.issubdtype(labels.dtype, np.integer) or (labels < 0).any():
+        raise ValueError(f"{source}: labels are {labels.dtype} {labels.shape}; expected non-negative integers "
+                         f"[{len(images)}], one class index per image")
+    if images.ndim == 3:
+        images = images[..., None]  # [N, H, W] -> [N, H, W, 1]
+    return Arrays(images, labels.astype(np.int32))
+
+
+def split_off_eval(arrays: Arrays, eval_fraction: float | None, seed: int) -> tuple[Arrays, Arrays]:
+    """Keeps `eval_fraction` (DEFAULT_EVAL_FRACTION if None) of each class for eval, rows drawn with `seed`."""
+    eval_fraction = DEFAULT_EVAL_FRACTION if eval_fraction is None else eval_fraction
+    if not 0 < eval_fraction < 1:
+        raise ValueError(f"eval_fraction={eval_fraction} must lie strictly between 0 and 1")
+    rng = np.random.default_rng(seed)
+    is_eval = np.zeros(len(arrays.labels), bool)
+    for label in np.unique(arrays.labels):
+        rows = rng.permutation(np.flatnonzero(arrays.labels == label))
+        is_eval[rows[:round(eval_fraction * len(rows))]] = True
+    return (Arrays(arrays.images[~is_eval], arrays.labels[~is_eval]),
+            Arrays(arrays.images[is_eval], arrays.labels[is_eval]))
+
+
+def _num_classes(train: Arrays, eval_arrays: Arrays) -> int:
+    return int(max(train.labels.max(initial=0), eval_arrays.labels.max(initial=0))) + 1
+
+
+def _read_npz_file(file: Path) -> Arrays:
+    if not file.is_file():
+        raise FileNotFoundError(f"no file {file}: give path= a .npz file, or a directory holding train.npz and "
+                                "test.npz")
+    with np.load(file) as arrays:
+        missing = {"images", "labels"} - set(arrays.files)
+        if missing:
+            raise ValueError(f"{file} lacks {sorted(missing)} (it has {arrays.files}); save it with "
+                             "np.savez(file, images=uint8 [N, H, W(, C)], labels=int [N])")
+        return as_arrays(arrays["images"], arrays["labels"], str(file))
+
+
+def read_npz(path, *, split_seed: int = 0, eval_fraction: float | None = None) -> LocalDataset:
+    """Reads a .npz file with `images` and `labels` (eval split off by `split_seed`), or a directory holding
+    train.npz and test.npz."""
+    if path is None:
+        raise ValueError("load('npz') needs path=: a .npz file with `images` and `labels`, or a directory "
+                         "holding train.npz and test.npz")
+    path = Path(path).expanduser()
+    if path.is_dir():
+        if eval_fraction is not None:
+            raise ValueError(f"eval_fraction= is for a single .npz file; {path} has test.npz for eval")
+        train, eval_arrays = _read_npz_file(path / "train.npz"), _read_npz_file(path / "test.npz")
+    else:
+        train, eval_arrays = split_off_eval(_read_npz_file(path), eval_fraction, split_seed)
+    return LocalDataset(path.stem, train, eval_arrays, _num_classes(train, eval_arrays))
+
+
+def _read_image(file: Path) -> np.ndarray:
+    from PIL import Image  # Pillow comes with matplotlib.
+    with Image.open(file) as image:
+        if image.mode not in ("L", "RGB"):
+            image = image.convert("RGB")
+        array = np.asarray(image, np.uint8)
+    return array[..., None] if array.ndim == 2 else array  # [H, W, C]
+
+
+def _read_image_dir(directory: Path, class_names: list[str]) -> Arrays:
+    unknown = sorted({d.name for d in directory.iterdir() if d.is_dir()} - set(class_names))
+    if unknown:
+        raise ValueError(f"{directory} has classes {unknown} that the train split lacks")
+    images, labels = [], []
+    for label, class_name in enumerate(class_names):
+        for file in sorted((directory / class_name).iterdir()):
+            if file.suffix.lower() in IMAGE_SUFFIXES:
+                images.append(_read_image(file))
+                labels.append(label)
+    if not images:
+        raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {directory}/<label>/")
+    shapes = sorted({image.shape for image in images})
+    if len(shapes) > 1:
+        raise ValueError(f"images in {directory} differ in shape ({shapes[:3]}...): resize them to one "
+                         "(H, W, C), or prepare them as a TFDS data set, whose images may vary in size")
+    return Arrays(np.stack(images), np.asarray(labels, np.int32))
+
+
+def read_image_folder(path, *, split_seed: int = 0, eval_fraction: float | None = None) -> LocalDataset:
+    """Reads root/train/<label>/<image> and root/<one of EVAL_DIRS>/<label>/<image>; classes are the train
+    split's label directories, sorted. Without an eval directory, the eval split is split off the train one."""
+    if path is None:
+        raise ValueError("load('image_folder') needs path=: a directory root/train/<label>/<image>")
+    root = Path(path).expanduser()
+    if not (root / "train").is_dir():
+        raise FileNotFoundError(f"no directory {root / 'train'}: image_folder expects root/train/<label>/<image> "
+                                "and, for eval, root/test/<label>/<image>")
+    class_names = sorted(d.name for d in (root / "train").iterdir() if d.is_dir())
+    train = _read_image_dir(root / "train", class_names)
+    eval_dir = next((root / name for name in EVAL_DIRS if (root / name).is_dir()), None)
+    if eval_dir is None:
+        train, eval_arrays = split_off_eval(train, eval_fraction, split_seed)
+    elif eval_fraction is not None:
+        raise ValueError(f"eval_fraction= is for an image folder without eval split; {root} has {eval_dir.name}/")
+    else:
+        eval_arrays = _read_image_dir(eval_dir, class_names)
+    return LocalDataset(root.name, train, eval_arrays, len(class_names))
