@@ -1,4 +1,4 @@
-"""Test session setup: eight fake CPU devices, strict rank promotion, quiet TensorFlow, no GPU for TF.
+"""Test session setup: the entry points' XLA flags, eight fake CPU devices, strict rank promotion, quiet TensorFlow, no GPU for TF.
 
 XLA_FLAGS must be set before jax is first imported, which is why this happens at import time here.
 """
@@ -8,6 +8,11 @@ from pathlib import Path
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # tests run on CPU, with or without a GPU present
+
+from resnet_jax import xla_flags  # noqa: E402
+
+# The XLA flags every entry point runs with, so in-process runs and subprocess runs compute bit-identically.
+xla_flags.set_defaults()
 
 import jax  # noqa: E402
 import pytest  # noqa: E402

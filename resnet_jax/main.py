@@ -1,0 +1,182 @@
+"""Entry point: a config file in, a trained model, metrics and checkpoints in --workdir out.
+
+    python -m resnet_jax.main --config=configs/default.py --workdir=/tmp/runs/default
+    python -m resnet_jax.main --config=configs/cifar10.py:resnet56 --workdir=DIR --config.optim.lr=0.2
+
+Re-running the same command on the same workdir resumes from its latest intact checkpoint. Several hosts: run
+the same command on each with --coordinator_address=HOST:PORT --num_processes=P --process_id=i (or the
+JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID environment variables); each reads its own shard.
+The config is checked once, here; everything below it receives plain values.
+"""
+from __future__ import annotations
+
+import json
+import logging as pylogging
+import os
+import subprocess
+import sys
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from resnet_jax import data, optim, parallel, trace, train, xla_flags
+from resnet_jax.models import get_model
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/default.py or configs/cifar10.py:resnet56.",
+                                lock_config=True)
+flags.DEFINE_string("workdir", None, "Where checkpoints, metrics and the config of the run are written.")
+flags.DEFINE_string("coordinator_address", os.environ.get("JAX_COORDINATOR_ADDRESS"),
+                    "host:port of process 0, for multi-process training.")
+flags.DEFINE_integer("num_processes", int(os.environ.get("JAX_NUM_PROCESSES", 1)), "Processes in the run.")
+flags.DEFINE_integer("process_id", int(os.environ.get("JAX_PROCESS_ID", 0)), "This process's index.")
+
+
+def validate_config(config: ml_collections.ConfigDict, *, device_count: int, process_count: int) -> None:
+    """Raise ValueError naming the field for any value that cannot run; silent when all is well."""
+    t, o, d = config.train, config.optim, config.data
+
+    def check(ok: bool, field: str, why: str) -> None:
+        if not ok:
+            raise ValueError(f"config.{field}={config[field.split('.')[0]][field.split('.')[1]]!r}: {why}")
+
+    check(t.parallel in parallel.MODES, "train.parallel", f"use one of {parallel.MODES}")
+    check(t.parallel != "single" or process_count == 1, "train.parallel",
+          f"'single' runs one process; this run has {process_count}: use 'pmap' or 'sharding'")
+    check(t.dtype in DTYPES, "train.dtype", f"use one of {sorted(DTYPES)}")
+    for field in ("steps", "eval_every", "checkpoint_every", "log_every", "keep_checkpoints"):
+        check(t[field] >= 1, f"train.{field}", "must be >= 1")
+    devices = 1 if t.parallel == "single" else device_count
+    for field in ("batch_size", "eval_batch_size"):
+        check(d[field] >= 1 and d[field] % devices == 0, f"data.{field}",
+              f"must be a positive multiple of the {devices} device(s) of parallel={t.parallel!r}")
+    check(d.augment in data.AUGMENTATIONS, "data.augment", f"use one of {data.AUGMENTATIONS}")
+    check(o.name in optim.OPTIMIZERS, "optim.name", f"use one of {optim.OPTIMIZERS}")
+    check(o.schedule in optim.SCHEDULES, "optim.schedule", f"use one of {optim.SCHEDULES}")
+    check(o.lr > 0, "optim.lr", "must be > 0")
+    check(0 <= o.warmup_steps < t.steps, "optim.warmup_steps", f"must lie in [0, train.steps={t.steps})")
+    check(len(o.boundaries) == len(o.scales), "optim.scales",
+          f"needs one factor per boundary; optim.boundaries={o.boundaries!r}")
+    check(list(o.boundaries) == sorted(set(o.boundaries)) and all(0 < b < t.steps for b in o.boundaries),
+          "optim.boundaries", f"must be increasing steps inside (0, train.steps={t.steps})")
+    check(0 <= o.momentum < 1, "optim.momentum", "must lie in [0, 1)")
+    check(0 <= o.beta2 < 1, "optim.beta2", "must lie in [0, 1)")
+    check(o.weight_decay >= 0, "optim.weight_decay", "must be >= 0")
+    check(0 <= o.label_smoothing < 1, "optim.label_smoothing", "must lie in [0, 1)")
+    check(o.grad_clip >= 0, "optim.grad_clip", "must be >= 0 (0 turns clipping off)")
+    check(0 <= o.ema < 1, "optim.ema", "is the EMA decay: must lie in [0, 1) (0 turns it off)")
+    try:
+        get_model(**config.model)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"config.model: {error}") from None
+
+
+def write_run_info(workdir: str, config: ml_collections.ConfigDict) -> None:
+    """Write config.json and run.json (git revision, command, devices) into workdir; warn if the config changed."""
+    if jax.process_index() != 0:
+        return
+    os.makedirs(workdir, exist_ok=True)
+    config_path = os.path.join(workdir, "config.json")
+    if os.path.exists(config_path):
+        with open(config_path) as f:
+            before = json.load(f)
+        if before != json.loads(config.to_json()):
+            logging.warning("The config differs from the one this workdir was started with (%s); the new one "
+                            "is recorded, the checkpoint state is resumed as saved.", config_path)
+    with open(config_path, "w") as f:
+        f.write(config.to_json(indent=2))
+    with open(os.path.join(workdir, "run.json"), "w") as f:
+        json.dump({"git_revision": git_revision(), "command": sys.argv, "jax": jax.__version__,
+                   "devices": [str(d) for d in jax.devices()], "processes": jax.process_count()}, f, indent=2)
+
+
+def write_model_summary(workdir: str, model, image_shape: tuple[int, int, int]) -> None:
+    """model_summary.json: parameters and MACs per image from the per-layer trace (sweeps collect it)."""
+    params, macs = trace.totals(trace.trace(model, (1, *image_shape)))
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "model_summary.json"), "w") as f:
+        json.dump({"params": params, "macs": macs, "input_shape": list(image_shape)}, f)
+
+
+def git_revision() -> str | None:
+    """HEAD of the checkout that holds this file, with '-dirty' for uncommitted changes; None outside git."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        revision = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
+                                  check=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return revision + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> tuple[train.TrainState, dict[str, float]]:
+    """Load the data, build the model and optimizer from a validated config, and train."""
+    d, o, t = config.data, config.optim, config.train
+    # An empty path means none, so that `--config.data.path=` switches a config from files to TFDS.
+    dataset = data.load(d.name, data_dir=d.data_dir or None, manual_dir=d.manual_dir or None, path=d.path or None,
+                        split_seed=d.split_seed, eval_fraction=d.eval_fraction, image_size=d.image_size,
+                        in_memory=d.in_memory)
+    logging.info("Data: %s", dataset.info)
+    model = get_model(**config.model, num_classes=dataset.info.num_classes, dtype=DTYPES[t.dtype])
+    if jax.process_index() == 0:
+        write_model_summary(workdir, model, dataset.info.image_shape)
+    lr_fn = optim.learning_rate_schedule(o.schedule, lr=o.lr, total_steps=t.steps, warmup_steps=o.warmup_steps,
+                                         boundaries=o.boundaries, scales=o.scales)
+    tx = optim.make_optimizer(o.name, lr_fn, momentum=o.momentum, nesterov=o.nesterov, beta2=o.beta2,
+                              weight_decay=o.weight_decay, exclude_bn_and_bias=o.exclude_bn_and_bias,
+                              grad_clip=o.grad_clip)
+    processes = jax.process_count()
+
+    def train_batches(start_step: int):
+        return data.train_batches(dataset, batch_size=d.batch_size // processes, seed=d.seed, augment=d.augment,
+                                  start_step=start_step)
+
+    def eval_batches():
+        return data.eval_batches(dataset, batch_size=d.eval_batch_size // processes)
+
+    return train.train_and_evaluate(
+        model=model, tx=tx, lr_fn=lr_fn, train_batches=train_batches, eval_batches=eval_batches,
+        image_shape=dataset.info.image_shape, workdir=workdir, steps=t.steps, batch_size=d.batch_size,
+        eval_every=t.eval_every, checkpoint_every=t.checkpoint_every, keep_checkpoints=t.keep_checkpoints,
+        log_every=t.log_every, seed=t.seed, parallel_mode=t.parallel, label_smoothing=o.label_smoothing,
+        ema_decay=o.ema)
+
+
+class _QuietOrbax(pylogging.Filter):
+    """Drop orbax's INFO lines (several per checkpoint); its warnings and errors still show."""
+
+    def filter(self, record: pylogging.LogRecord) -> bool:
+        return record.levelno >= pylogging.WARNING or "orbax" not in record.pathname
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if FLAGS.config is None or FLAGS.workdir is None:
+        raise app.UsageError("--config and --workdir are required.")
+    xla_flags.set_defaults()  # before the first computation creates the backend
+    if FLAGS.num_processes > 1:
+        jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+    logging.get_absl_handler().addFilter(_QuietOrbax())
+    config = FLAGS.config
+    validate_config(config, device_count=jax.device_count(), process_count=jax.process_count())
+    write_run_info(FLAGS.workdir, config)
+    try:
+        _, summary = run(config, FLAGS.workdir)
+    except FloatingPointError as error:
+        raise SystemExit(f"error: {error}") from None
+    logging.info("Done: %s", json.dumps(summary))
+    if jax.process_index() == 0:
+        print("final: " + " | ".join(f"{k} {v:.4f}" for k, v in summary.items()), flush=True)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,101 @@
+"""What a run reports: TensorBoard events, `metrics.jsonl`, and a progress line with speed and ETA.
+
+One JSON object per line, `{"step": 100, "time": ..., "train/loss": ..., "train/accuracy": ...}`, so a
+notebook reads a run with `pandas.read_json(path, lines=True)`. Only process 0 writes.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from typing import Mapping
+
+JSONL = "metrics.jsonl"
+
+
+class MetricWriter:
+    """Scalars to TensorBoard (tensorboardX) and to workdir/metrics.jsonl; a no-op when not enabled.
+
+    A run resumed at `start_step` first drops what a killed run wrote after that step (the steps it will redo):
+    rows of metrics.jsonl, a half-written last line, and, through `purge_step`, TensorBoard's later events.
+    """
+
+    def __init__(self, workdir: str, *, start_step: int = 0, enabled: bool = True):
+        self.enabled = enabled
+        if enabled:
+            from tensorboardX import SummaryWriter  # imported here: writing is process 0's job only
+            os.makedirs(workdir, exist_ok=True)
+            path = os.path.join(workdir, JSONL)
+            _truncate_after(path, start_step)
+            self._tb = SummaryWriter(logdir=workdir, purge_step=start_step)
+            self._jsonl = open(path, "a")
+
+    def write(self, step: int, scalars: Mapping[str, float]) -> None:
+        if not self.enabled:
+            return
+        for name, value in scalars.items():
+            self._tb.add_scalar(name, value, global_step=step)
+        row = {"step": step, "time": time.time(), **{k: float(v) for k, v in scalars.items()}}
+        self._jsonl.write(json.dumps(row) + "\n")
+        self._jsonl.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self._tb.close()
+            self._jsonl.close()
+
+
+def _truncate_after(path: str, step: int) -> None:
+    """Keep only the complete rows of metrics.jsonl at or before `step`."""
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        lines = f.read().split("\n")[:-1]  # the piece after the last newline is incomplete (or empty)
+    kept = [line for line in lines if json.loads(line)["step"] <= step]
+    with open(path + ".tmp", "w") as f:
+        f.writelines(line + "\n" for line in kept)
+    os.replace(path + ".tmp", path)  # atomic: a kill now leaves the old file or the new one
+
+
+class Progress:
+    """Images per second and time left, measured between consecutive calls to `update`."""
+
+    def __init__(self, *, total_steps: int, batch_size: int, start_step: int):
+        self.total_steps, self.batch_size = total_steps, batch_size
+        self._step, self._time = start_step, time.perf_counter()
+
+    def restart(self, step: int) -> None:
+        """Measure the next interval from now, at `step` (after work that is not training)."""
+        self._step, self._time = step, time.perf_counter()
+
+    def update(self, step: int) -> tuple[float, float]:
+        """(images/s, ETA seconds) since the last update; the first interval includes compilation."""
+        now = time.perf_counter()
+        seconds = max(now - self._time, 1e-9)
+        steps_per_second = (step - self._step) / seconds
+        self._step, self._time = step, now
+        eta = (self.total_steps - step) / steps_per_second if steps_per_second > 0 else math.inf
+        return steps_per_second * self.batch_size, eta
+
+
+def progress_line(step: int, total_steps: int, scalars: Mapping[str, float], images_per_second: float,
+                  eta_seconds: float) -> str:
+    """'step  300/2000 (15%) | loss 1.234 | accuracy 0.567 | learning_rate 0.1 | 1,234 img/s | ETA 2m05s'."""
+    width = len(str(total_steps))
+    parts = [f"step {step:>{width}}/{total_steps} ({100 * step / total_steps:.0f}%)"]
+    parts += [f"{name.split('/')[-1]} {value:.4g}" for name, value in scalars.items()]
+    parts += [f"{images_per_second:,.0f} img/s", f"ETA {format_duration(eta_seconds)}"]
+    return " | ".join(parts)
+
+
+def format_duration(seconds: float) -> str:
+    """73.2 -> '1m13s'; 4000 -> '1h06m'."""
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"

@@ -1,0 +1,191 @@
+"""Training: the state, one pure train step and eval step, and the loop that feeds them.
+
+    state = create_train_state(model, tx, jax.random.key(0), image_shape=(32, 32, 3), ema=False)
+    state, metrics = train_step(state, batch, apply_fn=model.apply, tx=tx, lr_fn=lr_fn)
+
+`train_and_evaluate` adds placement on devices (parallel.py), checkpoints that resume exactly
+(checkpoint.py) and metrics (metrics.py). It reads no config: the entry point (main.py) passes plain values.
+"""
+from __future__ import annotations
+
+import collections
+import functools
+import os
+from typing import Any, Callable, Iterable, Iterator, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import logging
+
+from resnet_jax import checkpoint, metrics, optim, parallel
+
+Batch = dict  # {'image': float32 [N, H, W, C], 'label': int32 [N], eval also 'mask': bool [N]}
+
+
+class TrainState(NamedTuple):
+    step: jax.Array  # int32 [], updates done so far
+    params: Any  # float32, whatever the compute dtype
+    batch_stats: Any  # BatchNorm running statistics, float32
+    opt_state: optax.OptState
+    ema: Any  # {'params', 'batch_stats'} moving average used for evaluation, or None when off
+
+
+def create_train_state(model: nn.Module, tx: optax.GradientTransformation, rng: jax.Array, *,
+                       image_shape: tuple[int, int, int], ema: bool) -> TrainState:
+    """Initialise parameters from `rng` for images of `image_shape` (H, W, C)."""
+    images = jnp.zeros((1, *image_shape))
+    # XLA:CPU's default optimisation level spends ~10 s on the random initialisers of even a tiny ResNet; level 1
+    # compiles them in ~1 s to the same bits, and init runs once.
+    options = {"xla_backend_optimization_level": 1} if jax.default_backend() == "cpu" else None
+    variables = jax.jit(functools.partial(model.init, train=False)).lower(rng, images).compile(options)(rng, images)
+    params, batch_stats = variables["params"], variables["batch_stats"]
+    average = {"params": params, "batch_stats": batch_stats} if ema else None
+    return TrainState(jnp.zeros((), jnp.int32), params, batch_stats, tx.init(params), average)
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float = 0.0) -> jax.Array:
+    """Per-example softmax cross-entropy [N], against one-hot labels smoothed by `label_smoothing`."""
+    targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), label_smoothing)
+    return optax.softmax_cross_entropy(logits, targets)
+
+
+def train_step(state: TrainState, batch: Batch, *, apply_fn: Callable, tx: optax.GradientTransformation,
+               lr_fn: optax.Schedule, label_smoothing: float = 0.0, ema_decay: float = 0.0,
+               axis_name: str | None = None) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One SGD update on `batch`; under pmap, gradients and metrics are averaged over `axis_name`."""
+
+    def loss_fn(params):
+        logits, updates = apply_fn({"params": params, "batch_stats": state.batch_stats}, batch["image"],
+                                   train=True, mutable=["batch_stats"])
+        loss = cross_entropy(logits, batch["label"], label_smoothing).mean()
+        return loss, (logits, updates["batch_stats"])
+
+    (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    if axis_name is not None:
+        grads = jax.lax.pmean(grads, axis_name)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    ema = state.ema
+    if ema is not None:
+        ema = optim.ema_update(ema, {"params": params, "batch_stats": batch_stats}, ema_decay)
+    metrics = {"loss": loss, "accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["label"]),
+               "learning_rate": lr_fn(state.step), "grad_norm": optax.tree.norm(grads)}
+    if axis_name is not None:
+        metrics = jax.lax.pmean(metrics, axis_name)
+    return TrainState(state.step + 1, params, batch_stats, opt_state, ema), metrics
+
+
+def eval_step(state: TrainState, batch: Batch, *, apply_fn: Callable,
+              axis_name: str | None = None) -> dict[str, jax.Array]:
+    """Sums of loss and correct predictions over the examples with mask=True (padding is masked out)."""
+    variables = state.ema if state.ema is not None else {"params": state.params, "batch_stats": state.batch_stats}
+    logits = apply_fn(variables, batch["image"], train=False)
+    mask = batch["mask"].astype(jnp.float32)
+    sums = {"loss": jnp.sum(cross_entropy(logits, batch["label"]) * mask),
+            "correct": jnp.sum((jnp.argmax(logits, -1) == batch["label"]) * mask), "count": jnp.sum(mask)}
+    if axis_name is not None:
+        sums = jax.lax.psum(sums, axis_name)
+    return sums
+
+
+def evaluate(step_fn: Callable, state: Any, batches: Iterable[Batch], placement: parallel.Placement
+             ) -> dict[str, float]:
+    """Mean loss and accuracy over one pass of `batches` (this process's rows of each global batch)."""
+    totals = collections.Counter()
+    for batch in batches:
+        totals.update(placement.to_host(step_fn(state, placement.put_batch(batch))))
+    count = max(float(totals["count"]), 1.0)
+    return {"eval/loss": float(totals["loss"]) / count, "eval/accuracy": float(totals["correct"]) / count}
+
+
+def _prefetch(batches: Iterator[Batch], put: Callable, size: int = 2) -> Iterator[Any]:
+    """Keep `size` batches on their way to the devices while the current step runs."""
+    queue = collections.deque()
+    for batch in batches:
+        queue.append(put(batch))
+        if len(queue) >= size:
+            yield queue.popleft()
+    while queue:
+        yield queue.popleft()
+
+
+def _summarise(pending: list[tuple[int, dict]], placement: parallel.Placement) -> dict[str, float]:
+    """Mean of the train metrics since the last summary; raises on the first step whose loss is not finite."""
+    rows = [(step, placement.to_host(m)) for step, m in pending]
+    for step, row in rows:
+        if not np.isfinite(row["loss"]):
+            raise FloatingPointError(
+                f"Training diverged: loss is {row['loss']} at step {step} (learning rate "
+                f"{row['learning_rate']:.3g}). Stopped without saving; the last checkpoint, if any, is from before. "
+                f"Lower optim.lr, add warmup or gradient clipping.")
+    return {f"train/{name}": float(np.mean([row[name] for _, row in rows])) for name in rows[0][1]}
+
+
+def _print(line: str) -> None:
+    """Progress for the person watching: stdout of process 0 only."""
+    if jax.process_index() == 0:
+        print(line, flush=True)
+
+
+def train_and_evaluate(*, model: nn.Module, tx: optax.GradientTransformation, lr_fn: optax.Schedule,
+                       train_batches: Callable[[int], Iterator[Batch]], eval_batches: Callable[[], Iterable[Batch]],
+                       image_shape: tuple[int, int, int], workdir: str, steps: int, batch_size: int,
+                       eval_every: int, checkpoint_every: int, keep_checkpoints: int, log_every: int, seed: int,
+                       parallel_mode: str = "single", label_smoothing: float = 0.0, ema_decay: float = 0.0
+                       ) -> tuple[TrainState, dict[str, float]]:
+    """Train for `steps` updates, resuming from workdir's latest intact checkpoint if there is one.
+
+    train_batches(start_step) yields this process's rows of global batches start_step, start_step + 1, ...
+    (batch_size is the global size); eval_batches() yields one padded pass with 'mask'.
+    Returns the final state (host NumPy, one copy) and the last train and eval metrics.
+    """
+    placement = parallel.Placement(parallel_mode)
+    model = placement.model(model)
+    fresh = create_train_state(model, tx, jax.random.key(seed), image_shape=image_shape, ema=ema_decay > 0)
+    checkpoints = checkpoint.Checkpoints(os.path.join(workdir, "checkpoints"), keep=keep_checkpoints)
+    restored = checkpoints.restore_latest(target=jax.device_get(fresh))
+    host_state = jax.device_get(fresh) if restored is None else restored
+    start = int(host_state.step)
+    if start:
+        logging.info("Resuming from the checkpoint at step %d in %s.", start, workdir)
+    p_train = placement.compile(functools.partial(
+        train_step, apply_fn=model.apply, tx=tx, lr_fn=lr_fn, label_smoothing=label_smoothing,
+        ema_decay=ema_decay, axis_name=placement.axis_name), donate_state=True)
+    p_eval = placement.compile(functools.partial(eval_step, apply_fn=model.apply, axis_name=placement.axis_name),
+                               donate_state=False)
+    writer = metrics.MetricWriter(workdir, start_step=start, enabled=jax.process_index() == 0)
+    progress = metrics.Progress(total_steps=steps, batch_size=batch_size, start_step=start)
+    state, pending, train_metrics, eval_metrics = placement.put_state(host_state), [], {}, {}
+    try:
+        batches = _prefetch(train_batches(start), placement.put_batch)
+        for step in range(start + 1, steps + 1):  # `step` counts updates done once this one is applied
+            state, step_metrics = p_train(state, next(batches))
+            pending.append((step, step_metrics))
+            log_due, eval_due = step % log_every == 0 or step == steps, step % eval_every == 0 or step == steps
+            save_due = step % checkpoint_every == 0 or step == steps
+            if log_due or eval_due or save_due:  # reading the metrics stops a diverged run before eval or save
+                train_metrics, pending = _summarise(pending, placement), []
+                speed, eta = progress.update(step)
+                train_metrics["train/images_per_second"] = speed
+                writer.write(step, train_metrics)
+                shown = {k: train_metrics[f"train/{k}"] for k in ("loss", "accuracy", "learning_rate")}
+                _print(metrics.progress_line(step, steps, shown, speed, eta))
+            if eval_due:
+                eval_metrics = evaluate(p_eval, state, eval_batches(), placement)
+                writer.write(step, eval_metrics)
+                _print(f"step {step}: eval loss {eval_metrics['eval/loss']:.4f}, "
+                       f"accuracy {eval_metrics['eval/accuracy']:.4f}")
+            if save_due:
+                checkpoints.save(step, placement.to_host(state))
+            if eval_due or save_due or step == start + 1:
+                jax.block_until_ready(state)
+                progress.restart(step)  # speed counts training only, not compiling, evaluating or saving
+        if start == steps:  # the run was already complete: report where it ended
+            eval_metrics = evaluate(p_eval, state, eval_batches(), placement)
+        return placement.to_host(state), {**train_metrics, **eval_metrics}
+    finally:
+        checkpoints.close()
+        writer.close()

@@ -1,0 +1,133 @@
+"""The entry point: every config validates, bad values name their field, a run writes what it promises."""
+import json
+
+import jax
+import pytest
+from absl.testing import flagsaver
+
+from resnet_jax import checkpoint, main, metrics
+from tiny_run import REPO, load_config, tiny_config, write_tiny_npz
+
+CONFIGS = [("default.py", None), ("mnist5k.py", None), ("imagenet.py", "resnet18"), ("imagenet.py", "resnet50"),
+           ("imagenet.py", "resnet50,cosine,batch=1024")] + [
+    ("cifar10.py", f"{kind}{depth}") for kind in ("resnet", "plain") for depth in (20, 32, 44, 56, 110)]
+
+
+def schema(config):
+    return {group: sorted(config[group]) for group in ("data", "optim", "train")}
+
+
+@pytest.mark.parametrize("name,arg", CONFIGS)
+def test_every_config_validates_and_has_the_default_schema(name, arg):
+    config = load_config(name, arg)
+    main.validate_config(config, device_count=8, process_count=1)
+    assert schema(config) == schema(load_config())
+    assert {"name", "depth"} <= set(config.model)
+
+
+def test_config_recipes():
+    cifar = load_config("cifar10.py", "resnet110")
+    assert (cifar.optim.lr, cifar.optim.boundaries, cifar.optim.scales) == (0.01, (400, 32_000, 48_000),
+                                                                           (10.0, 0.1, 0.1))
+    assert load_config("cifar10.py", "plain56").model.shortcut == "none"
+    imagenet = load_config("imagenet.py", "resnet50,batch=1024")
+    steps_per_epoch = 1_281_167 // 1024
+    assert imagenet.optim.lr == pytest.approx(0.4) and imagenet.optim.warmup_steps == 5 * steps_per_epoch
+    assert imagenet.optim.boundaries == tuple(e * steps_per_epoch for e in (30, 60, 80))
+    with pytest.raises(ValueError, match="resnet20"):
+        load_config("cifar10.py", "resnet21")
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("train.parallel", "dp", "use one of"),
+    ("train.dtype", "float16", "use one of"),
+    ("data.batch_size", 12, "multiple of the 8 device"),
+    ("data.eval_batch_size", 0, "positive multiple"),
+    ("data.augment", "autoaugment", "use one of"),
+    ("optim.name", "rmsprop", "use one of"),
+    ("optim.boundaries", (10, 5), "increasing"),
+    ("optim.warmup_steps", 400, r"\[0, train.steps=400\)"),
+    ("optim.ema", 1.0, "EMA decay"),
+    ("model.depth", 21, "config.model: A CIFAR ResNet"),
+    ("model.shortcut", "D", "config.model: Unknown shortcut"),
+])
+def test_impossible_values_are_rejected_naming_the_field(field, value, message):
+    config = load_config()
+    config.train.parallel = "pmap"
+    group, name = field.split(".")
+    config[group][name] = value
+    if name == "boundaries":
+        config.optim.scales = (0.1, 0.1)
+    with pytest.raises(ValueError, match=rf"config\.{group}[.:]" + (rf"{name}=" if group != "model" else "")):
+        main.validate_config(config, device_count=8, process_count=1)
+    with pytest.raises(ValueError, match=message):
+        main.validate_config(config, device_count=8, process_count=1)
+
+
+def test_single_device_mode_refuses_several_processes():
+    with pytest.raises(ValueError, match="config.train.parallel='single'"):
+        main.validate_config(load_config(), device_count=8, process_count=2)
+
+
+def test_command_line_overrides_and_misspelt_fields(monkeypatch):
+    def parse(*flags):
+        argv = [__file__, *flags, "--workdir=/tmp/unused"]
+        monkeypatch.setattr("sys.argv", argv)  # config_flags reads the overrides from sys.argv
+        main.FLAGS(argv)
+        return main.FLAGS.config
+
+    with flagsaver.flagsaver():
+        config = parse(f"--config={REPO / 'configs' / 'cifar10.py'}:resnet56", "--config.optim.lr=0.2",
+                       "--config.train.parallel=sharding")
+        assert config.model.depth == 56 and config.optim.lr == 0.2 and config.train.parallel == "sharding"
+    with flagsaver.flagsaver(), pytest.raises(Exception, match="lrr"):
+        parse(f"--config={REPO / 'configs' / 'default.py'}", "--config.optim.lrr=0.2")
+
+
+def test_a_run_writes_metrics_events_config_checkpoints_and_resumes(tmp_path):
+    npz = write_tiny_npz(tmp_path / "tiny.npz")
+    config, workdir = tiny_config(npz), tmp_path / "run"
+    main.write_run_info(str(workdir), config)
+    _, summary = main.run(config, str(workdir))
+    assert summary["eval/accuracy"] >= 0 and summary["train/loss"] > 0
+    rows = [json.loads(line) for line in open(workdir / "metrics.jsonl")]
+    train_rows = [r for r in rows if "train/loss" in r]
+    assert [r["step"] for r in train_rows] == [2, 3, 4, 6]  # log_every=2, plus each checkpoint (3, 6)
+    assert {"train/accuracy", "train/learning_rate", "train/images_per_second"} <= set(train_rows[0])
+    assert [r["step"] for r in rows if "eval/accuracy" in r] == [3, 6]
+    assert list(workdir.glob("events.out.tfevents.*"))
+    assert json.load(open(workdir / "config.json")) == json.loads(config.to_json())
+    assert "git_revision" in json.load(open(workdir / "run.json"))
+    assert checkpoint.Checkpoints(str(workdir / "checkpoints"), keep=3).steps() == [3, 6]
+
+    state, again = main.run(config, str(workdir))  # the same command again: nothing left to train
+    assert int(state.step) == 6 and again["eval/accuracy"] == summary["eval/accuracy"]
+    assert sum("train/loss" in json.loads(line) for line in open(workdir / "metrics.jsonl")) == len(train_rows)
+
+
+def test_divergence_stops_the_run_and_names_the_step(tmp_path):
+    npz = write_tiny_npz(tmp_path / "tiny.npz")
+    config = tiny_config(npz, optim__lr=1e30, train__log_every=1)
+    with pytest.raises(FloatingPointError, match=r"loss is (nan|inf) at step \d+"):
+        main.run(config, str(tmp_path / "run"))
+    assert checkpoint.Checkpoints(str(tmp_path / "run" / "checkpoints"), keep=3).steps() == []
+
+
+def test_bfloat16_run_from_the_config(tmp_path):
+    npz = write_tiny_npz(tmp_path / "tiny.npz")
+    state, summary = main.run(tiny_config(npz, train__dtype="bfloat16", train__steps=3), str(tmp_path / "run"))
+    assert summary["train/loss"] == pytest.approx(summary["train/loss"])  # finite
+    assert {x.dtype for x in jax.tree.leaves(state.params)} == {jax.numpy.dtype("float32")}
+
+
+def test_progress_line_and_metrics_written_after_a_resume_point_are_dropped(tmp_path):
+    line = metrics.progress_line(120, 400, {"loss": 1.23456, "accuracy": 0.5}, 1234.5, 96.0)
+    assert line == "step 120/400 (30%) | loss 1.235 | accuracy 0.5 | 1,234 img/s | ETA 1m36s"
+    writer = metrics.MetricWriter(str(tmp_path))
+    for step in (10, 20, 30):
+        writer.write(step, {"train/loss": 1.0})
+    writer.close()
+    with open(tmp_path / metrics.JSONL, "a") as f:
+        f.write('{"step": 40, "train/lo')  # killed mid-line
+    metrics.MetricWriter(str(tmp_path), start_step=20).close()
+    assert [json.loads(line)["step"] for line in open(tmp_path / metrics.JSONL)] == [10, 20]
