@@ -35,12 +35,13 @@ def final(rows: Mapping[int, Mapping[str, float]], name: str) -> float | None:
     return values[-1] if values else None
 
 
-def summarise_point(directory: Path, point: Mapping[str, Any]) -> dict[str, Any]:
+def summarise_point(directory: Path, point: Mapping[str, Any], keys: Sequence[str]) -> dict[str, Any]:
+    """One table row: the point's settings (None where it keeps the config's), final metrics, size, speed."""
     rows = read_metrics(directory / "metrics.jsonl")
     summary_file = directory / "model_summary.json"
     model = json.loads(summary_file.read_text()) if summary_file.exists() else {}
     speeds = [row["train/images_per_second"] for row in rows.values() if "train/images_per_second" in row]
-    result = {**point, "steps": max(rows) if rows else 0}
+    result = {"point": directory.name, **{k: point.get(k) for k in keys}, "steps": max(rows) if rows else 0}
     result.update({name: final(rows, name) for name in METRICS})
     result["params"] = model.get("params")
     result["GMACs"] = model["macs"] / 1e9 if "macs" in model else None
@@ -60,7 +61,8 @@ def _cell(value: Any) -> str:
 
 def collect(workdir: Path, points: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Write results.{md,csv} and plots for the points that have metrics; returns the table rows."""
-    table = [summarise_point(workdir / point_name(p), p) for p in points]
+    keys = list(dict.fromkeys(k for p in points for k in p))  # every axis, in order of appearance
+    table = [summarise_point(workdir / point_name(p), p, keys) for p in points]
     table = [row for row in table if row["steps"]]
     if not table:
         print(f"No finished points under {workdir} yet.")
@@ -69,8 +71,8 @@ def collect(workdir: Path, points: Sequence[Mapping[str, Any]]) -> list[dict[str
         writer = csv.DictWriter(f, list(table[0]))
         writer.writeheader()
         writer.writerows(table)
-    fixed = {k: v for k, v in points[0].items() if all(str(p.get(k)) == str(v) for p in points)}
-    header = [k for k in table[0] if k not in fixed]  # the Markdown table shows what varies
+    fixed = {k: points[0].get(k) for k in keys if all(str(p.get(k)) == str(points[0].get(k)) for p in points)}
+    header = [k for k in table[0] if k not in fixed and k != "point"]  # the Markdown table shows what varies
     lines = [f"Fixed: {', '.join(f'`{k}={format_value(v)}`' for k, v in fixed.items())}", ""] if fixed else []
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(_cell(row[h]) for h in header) + " |" for row in table]
@@ -101,7 +103,7 @@ def plot(workdir: Path, points: Sequence[Mapping[str, Any]], table: Sequence[Map
     fig.savefig(workdir / "curves.png", dpi=120)
     plt.close(fig)
 
-    axes = [k for k in points[0] if len({str(p.get(k)) for p in points}) > 1]
+    axes = list(dict.fromkeys(k for p in points for k in p if len({str(q.get(k)) for q in points}) > 1))
     numeric = [k for k in axes if all(isinstance(p.get(k), (int, float)) for p in points)]
     for axis in numeric:
         others = [k for k in axes if k != axis]

@@ -1,0 +1,57 @@
+"""Experiment 4: degradation. Plain vs residual CIFAR-style nets at depths 20, 32, 44, 56, same budget.
+
+    python -m experiments.degradation --dataset=shapes32 --steps=300      # the embedded set (CPU: ~25 min)
+    python -m experiments.degradation --dataset=mnist5k --steps=300       # real digits, ../shared/data
+    python -m experiments.degradation --dataset=cifar10 --steps=2000      # the paper's data (CPU: hours)
+
+He et al. (2015) report that deeper plain nets reach a *higher* training loss than shallower ones, and
+deeper residual nets do not. Each point is one run of the dataset's config with model.name and model.depth
+overridden and nothing else changed; runs resume if interrupted. Writes the sweep's table and plots to
+experiments/results/degradation_<dataset>/ (training-loss curves, final loss and accuracy vs depth).
+"""
+import shutil
+from pathlib import Path
+
+from absl import app, flags
+
+from experiments.results_io import RESULTS
+from resnet_jax.sweep import expand, run_local
+from resnet_jax.sweep_results import collect
+
+CONFIGS = {"shapes32": "configs/default.py", "mnist5k": "configs/mnist5k.py", "cifar10": "configs/cifar10.py:resnet20"}
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("dataset", "shapes32", list(CONFIGS), "Which data set (and config) to train on.")
+flags.DEFINE_list("depths", ["20", "32", "44", "56"], "Depths (6n+2).")
+flags.DEFINE_integer("steps", 300, "Training steps per run (the budget; larger on a GPU).")
+flags.DEFINE_integer("batch_size", 128, "Global batch size.")
+flags.DEFINE_float("lr", 0.1, "Peak learning rate (the same for every run).")
+flags.DEFINE_integer("seed", 0, "Seed of every run.")
+flags.DEFINE_string("workdir", "/tmp/resnet_jax_experiments", "Where the runs train (resumable).")
+
+
+def main(argv):
+    del argv
+    points = expand({"model.name": ["cifar_plain", "cifar_resnet"], "model.depth": [int(d) for d in FLAGS.depths]})
+    schedule = {"train.steps": FLAGS.steps, "train.eval_every": FLAGS.steps, "train.checkpoint_every": 100,
+                "train.log_every": 10, "data.batch_size": FLAGS.batch_size, "optim.lr": FLAGS.lr,
+                "optim.schedule": "cosine", "optim.warmup_steps": max(1, FLAGS.steps // 20),
+                "optim.boundaries": (), "optim.scales": (), "train.seed": FLAGS.seed}
+    workdir = Path(FLAGS.workdir) / f"degradation_{FLAGS.dataset}"
+    run_local(CONFIGS[FLAGS.dataset], points, workdir, common=schedule)
+    collect(workdir, points)
+    publish(workdir, f"degradation_{FLAGS.dataset}")
+
+
+def publish(workdir: Path, name: str) -> None:
+    """Copy the sweep's table and plots into experiments/results/NAME/."""
+    target = RESULTS / name
+    target.mkdir(parents=True, exist_ok=True)
+    for path in workdir.glob("results.*"):
+        shutil.copy(path, target)
+    for path in workdir.glob("*.png"):
+        shutil.copy(path, target)
+    print(f"results in {target}")
+
+
+if __name__ == "__main__":
+    app.run(main)
