@@ -118,15 +118,19 @@ def tpu_commands(config: str, points: Sequence[dict], workdir: str, tpus: Sequen
 
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("config", None, "Config file, path[:arg].")
-flags.DEFINE_string("sweep", None, "Sweep file defining get_sweep(arg=None), path[:arg].")
-flags.DEFINE_string("workdir", None, "Sweep directory; each point trains in a sub-directory.")
-flags.DEFINE_enum("launcher", "local", ["local", "tpu"], "Where the points run.")
-flags.DEFINE_list("tpus", [], "TPU VM names for --launcher=tpu (points are queued round-robin).")
-flags.DEFINE_string("zone", None, "GCP zone of the TPU VMs.")
-flags.DEFINE_string("repo_dir", "~/resnet_jax", "Where the repository is checked out on the TPU VMs.")
-flags.DEFINE_bool("dry_run", False, "Print the commands instead of running them.")
-flags.DEFINE_bool("collect", False, "Only collect finished points into a table and plots.")
+
+
+def define_flags() -> None:
+    """The command's flags; defined only when it runs, so that scripts can import this module."""
+    flags.DEFINE_string("config", None, "Config file, path[:arg].")
+    flags.DEFINE_string("sweep", None, "Sweep file defining get_sweep(arg=None), path[:arg].")
+    flags.DEFINE_string("workdir", None, "Sweep directory; each point trains in a sub-directory.")
+    flags.DEFINE_enum("launcher", "local", ["local", "tpu"], "Where the points run.")
+    flags.DEFINE_list("tpus", [], "TPU VM names for --launcher=tpu (points are queued round-robin).")
+    flags.DEFINE_string("zone", None, "GCP zone of the TPU VMs.")
+    flags.DEFINE_string("repo_dir", "~/resnet_jax", "Where the repository is checked out on the TPU VMs.")
+    flags.DEFINE_bool("dry_run", False, "Print the commands instead of running them.")
+    flags.DEFINE_bool("collect", False, "Only collect finished points into a table and plots.")
 
 
 def main(argv: Sequence[str]) -> None:
@@ -158,4 +162,5 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

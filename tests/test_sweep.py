@@ -77,3 +77,28 @@ def test_collect_reads_resumed_runs_once_and_writes_table_and_plots(tmp_path):
     assert table[0]["train/loss"] == pytest.approx(2.0 / 3) and table[0]["GMACs"] == 2.0
     assert (tmp_path / "results.md").read_text().count("\n") == 6
     assert (tmp_path / "curves.png").stat().st_size > 0 and (tmp_path / "vs_model_depth.png").exists()
+
+
+def test_local_sweep_runs_each_point_skips_finished_and_resumes(tmp_path, capsys):
+    from resnet_jax.sweep import run_local
+    from tests.tiny_run import REPO, TINY_OVERRIDES, write_tiny_npz
+
+    npz = write_tiny_npz(tmp_path / "tiny.npz")
+    common = {**TINY_OVERRIDES, "data.path": str(npz), "train.steps": 4, "train.checkpoint_every": 2}
+    points = expand({"model.shortcut": ["none", "A"]})
+    config = str(REPO / "configs" / "default.py")
+    directories = run_local(config, points, tmp_path / "sweep", common=common)
+    assert [d.name for d in directories] == ["model.shortcut=none", "model.shortcut=A"]
+    for directory in directories:
+        assert read_metrics(directory / "metrics.jsonl")
+        assert json.loads((directory / "model_summary.json").read_text())["params"] > 0
+    # Interrupted second point: its status is gone, its checkpoints remain. A rerun skips the first point
+    # and resumes the second from its checkpoint at the final step instead of training again.
+    (directories[1] / "sweep_status.json").unlink()
+    capsys.readouterr()
+    run_local(config, points, tmp_path / "sweep", common=common)
+    out = capsys.readouterr().out
+    assert "model.shortcut=none: done, skipped" in out and f"model.shortcut=A: {sys.executable}" in out
+    assert json.loads((directories[1] / "sweep_status.json").read_text())["status"] == "done"
+    table = collect(tmp_path / "sweep", points)
+    assert [row["steps"] for row in table] == [4, 4]
