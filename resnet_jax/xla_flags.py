@@ -15,12 +15,10 @@ import warnings
 #  - YNNPACK only for reductions: its convolutions (on by default) ran the ResNet train steps 1.3-1.6x slower
 #    than XLA's Eigen convolutions, and keeping 'reduce' stops XLA turning BatchNorm's reductions into slow
 #    reduce-windows (TreeReductionRewriter).
-#  - multi-output fusion: XLA then fuses siblings instead of duplicating producers, so the transposes feeding
-#    each weight gradient read one stored activation instead of recomputing the residual stream of earlier
-#    blocks (some took 25 ms each).
+# Not here: `--xla_backend_extra_options=xla_cpu_use_multi_output_fusion` was 7% faster but miscompiles the
+# one-device train step (a loss 1.7% off; tests/test_parallel.py catches it), see docs/performance_notes.md.
 CPU_DEFAULTS: dict[str, str] = {
     "--xla_cpu_experimental_ynn_fusion_type": "reduce",
-    "--xla_backend_extra_options": "xla_cpu_use_multi_output_fusion",
 }
 
 

@@ -1,0 +1,286 @@
+"""Throughput of the project's train and eval steps, beside the same networks in PyTorch, in one run.
+
+    python -m resnet_jax.benchmark                 # ResNet-20/56 (32x32, batch 128), ResNet-50 (224x224, batch 8)
+    python -m resnet_jax.benchmark --quick         # ResNet-20 float32 only, fewer repeats
+    python -m resnet_jax.benchmark --models cifar_resnet20 --dtypes float32 --repeats 9
+
+The JAX side is `train.train_step` / `train.eval_step` compiled as `train_and_evaluate` compiles them
+(`parallel.Placement('single')`, state donated); the PyTorch side is `torch_reference`'s twin of each model
+(same parameter count, asserted) with SGD momentum, in NCHW and channels-last memory formats. The timers take
+turns within each round, and a round counts only if other processes used less than --max-others cores
+during it (a shared 2-core machine makes PyTorch's OpenMP threads up to 15x slower while anything else
+runs); rows print the median of the clean rounds, the ratio JAX/PyTorch being the median of per-round
+ratios. FLOP/s use the trace's MACs (FLOPs = 2 x MACs; a train step ~ 3 forward passes), against a measured
+float32 matmul rate on CPU and a table of bf16 peaks on GPU (MFU). PyTorch is optional.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import resource
+import statistics
+import sys
+import time
+from typing import Callable, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from resnet_jax import models, optim, parallel, train, xla_flags
+from resnet_jax.trace import totals, trace
+
+try:
+    import torch
+    from resnet_jax import torch_reference
+except ImportError:  # the benchmark still times JAX alone
+    torch = None
+
+# (image size, batch on CPU, batch on GPU, classes) per model; other CIFAR depths use the CIFAR row.
+CASES = {"cifar": (32, 128, 512, 10), "resnet50": (224, 8, 256, 1000)}
+PARAMS = {"cifar_resnet20": 269_722, "cifar_resnet56": 853_018, "resnet50": 25_557_032}
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+# Dense bf16 peak FLOP/s by jax device_kind substring (vendor data sheets; SXM parts).
+GPU_BF16_PEAK = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12, "V100": 125e12}
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+class Window:
+    """Times a block, and measures how many cores *other* processes kept busy meanwhile (/proc/stat)."""
+
+    @staticmethod
+    def _busy() -> float:  # seconds of CPU all processes used since boot
+        v = [int(f) for f in open("/proc/stat").readline().split()[1:9]]
+        return (sum(v) - v[3] - v[4]) / TICKS  # minus idle and iowait
+
+    @staticmethod
+    def _own() -> float:
+        r = resource.getrusage(resource.RUSAGE_SELF)
+        return r.ru_utime + r.ru_stime
+
+    def __enter__(self):
+        self.start, self.busy, self.own = time.perf_counter(), self._busy(), self._own()
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.perf_counter() - self.start
+        others = (self._busy() - self.busy) - (self._own() - self.own)
+        self.others = max(0.0, others) / self.seconds  # cores used by other processes
+
+
+class Timings(NamedTuple):
+    seconds: dict  # name -> median seconds per step over the clean rounds
+    ratios: dict  # name -> median over rounds of (that timer's time / the first timer's time)
+    clean: int  # rounds without interference
+    others: float  # median cores used by other processes per round
+
+
+def interleaved(runs: dict[str, Callable[[int], None]], *, steps: int, repeats: int, max_others: float,
+                max_rounds: int) -> Timings:
+    """Rounds of `run(steps)` for each timer in turn, until `repeats` clean rounds or `max_rounds` in all.
+
+    A round is clean when no window saw more than `max_others` cores busy elsewhere; if too few are, every
+    round counts (and `clean` says how many were).
+    """
+    rounds, clean = [], []
+    while len(clean) < repeats and len(rounds) < max_rounds:
+        row = {}
+        for name, run in runs.items():
+            with Window() as w:
+                run(steps)
+            row[name] = (w.seconds / steps, w.others)
+        rounds.append(row)
+        if max(o for _, o in row.values()) <= max_others:
+            clean.append(row)
+    kept = clean if len(clean) >= max(1, repeats // 2) else rounds
+    first = next(iter(runs))
+    seconds = {n: statistics.median(r[n][0] for r in kept) for n in runs}
+    ratios = {n: statistics.median(r[n][0] / r[first][0] for r in kept) for n in runs}
+    others = statistics.median(max(o for _, o in r.values()) for r in kept)
+    return Timings(seconds, ratios, len(clean), others)
+
+
+def case(name: str, on_gpu: bool) -> tuple[int, int, int]:
+    """(image size, batch, classes) for a registry name."""
+    size, cpu_batch, gpu_batch, classes = CASES["cifar" if name.startswith("cifar") else name]
+    return size, gpu_batch if on_gpu else cpu_batch, classes
+
+
+def jax_runs(name: str, dtype, batch_size: int, size: int, classes: int) -> tuple[dict, dict]:
+    """The project's compiled train and eval steps on one fixed batch, as `run(steps)` timers, and facts."""
+    model = models.get_model(name, dtype=DTYPES[dtype])
+    lr_fn = optim.learning_rate_schedule("constant", lr=0.1, total_steps=1)
+    tx = optim.make_optimizer("sgd", lr_fn, momentum=0.9)
+    placement = parallel.Placement("single")
+    state = placement.put_state(train.create_train_state(model, tx, jax.random.key(0),
+                                                         image_shape=(size, size, 3), ema=False))
+    rng = np.random.default_rng(0)
+    batch = placement.put_batch({"image": rng.standard_normal((batch_size, size, size, 3), np.float32),
+                                 "label": rng.integers(0, classes, batch_size).astype(np.int32),
+                                 "mask": np.ones(batch_size, bool)})
+    step = placement.compile(functools.partial(train.train_step, apply_fn=model.apply, tx=tx, lr_fn=lr_fn),
+                             donate_state=True)
+    evaluate = placement.compile(functools.partial(train.eval_step, apply_fn=model.apply), donate_state=False)
+    n_params = sum(x.size for x in jax.tree.leaves(state.params))
+    start = time.perf_counter()
+    memory = step.lower(state, batch).compile().memory_analysis()  # the call below reuses this compilation
+    compile_seconds = time.perf_counter() - start
+    holder = list(step(state, batch))  # [state, metrics]
+    jax.block_until_ready(evaluate(holder[0], batch))
+
+    def run_train(steps: int) -> None:
+        for _ in range(steps):
+            holder[:] = step(holder[0], batch)
+        jax.block_until_ready(holder)
+
+    def run_eval(steps: int) -> None:
+        for _ in range(steps):
+            out = evaluate(holder[0], batch)
+        jax.block_until_ready(out)
+
+    macs = totals(trace(model, (1, size, size, 3)))[1]
+    xla_bytes = None if memory is None else (memory.argument_size_in_bytes + memory.output_size_in_bytes
+                                             + memory.temp_size_in_bytes - memory.alias_size_in_bytes)
+    facts = {"params": n_params, "macs": macs, "compile_s": compile_seconds, "xla_mb": xla_bytes and xla_bytes / 2**20,
+             "compilations": lambda: step._cache_size() + evaluate._cache_size()}  # 2 unless something retraced
+    return {"train": run_train, "eval": run_eval}, facts
+
+
+def torch_runs(name: str, dtype: str, batch_size: int, size: int, classes: int, channels_last: bool,
+               device: str) -> dict:
+    """PyTorch's train step (SGD momentum) and eval step; bfloat16 is autocast with float32 parameters."""
+    net = torch_reference.get_torch_model(name).to(device)
+    n_params = torch_reference.num_params(net)
+    assert n_params == PARAMS.get(name, n_params), f"{name}: torch twin has {n_params:,} parameters"
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    net = net.to(memory_format=fmt)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    x = torch.randn(batch_size, 3, size, size, device=device).contiguous(memory_format=fmt)
+    y = torch.randint(0, classes, (batch_size,), device=device)
+    autocast = functools.partial(torch.autocast, device_type=device, dtype=torch.bfloat16,
+                                 enabled=dtype == "bfloat16")
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+
+    def run_train(steps: int) -> None:
+        net.train()
+        for _ in range(steps):
+            opt.zero_grad(set_to_none=True)
+            with autocast():
+                loss = torch.nn.functional.cross_entropy(net(x), y)
+            loss.backward()
+            opt.step()
+        sync()
+
+    def run_eval(steps: int) -> None:
+        net.eval()
+        with torch.inference_mode(), autocast():
+            for _ in range(steps):
+                net(x).float().argmax(-1)
+        sync()
+
+    run_train(2), run_eval(2)  # warm-up: oneDNN primitive caches, allocator
+    return {"train": run_train, "eval": run_eval, "params": n_params}
+
+
+def matmul_rate(n: int = 2048, repeats: int = 5) -> dict[str, float]:
+    """Measured float32 FLOP/s of one large [n, n] @ [n, n] product, in JAX and (if present) PyTorch."""
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    dot = jax.jit(jnp.dot)
+    dot(a, a).block_until_ready()
+    runs = {"jax": lambda k: [dot(a, a).block_until_ready() for _ in range(k)]}
+    if torch is not None and jax.default_backend() == "cpu":
+        t = torch.randn(n, n)
+        runs["torch"] = lambda k: [torch.mm(t, t) for _ in range(k)]
+    timed = interleaved(runs, steps=3, repeats=repeats, max_others=0.25, max_rounds=3 * repeats)
+    return {k: 2 * n**3 / s for k, s in timed.seconds.items()}
+
+
+def gpu_peak() -> float | None:
+    kind = jax.devices()[0].device_kind
+    return next((peak for key, peak in GPU_BF16_PEAK.items() if key in kind), None)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--models", default=None, help="default: cifar_resnet20,cifar_resnet56,resnet50")
+    p.add_argument("--dtypes", default=None, help="default: float32,bfloat16")
+    p.add_argument("--kinds", default="train,eval", help="which steps to time")
+    p.add_argument("--batch", type=int, default=None, help="override every model's batch size")
+    p.add_argument("--repeats", type=int, default=5, help="clean rounds per row (median reported)")
+    p.add_argument("--steps", type=int, default=3, help="steps per timed window")
+    p.add_argument("--max-others", type=float, default=0.25, help="cores other processes may use in a round")
+    p.add_argument("--torch-threads", type=int, default=os.cpu_count())
+    p.add_argument("--no-torch", action="store_true")
+    p.add_argument("--quick", action="store_true",
+                   help="ResNet-20 float32 (unless --models/--dtypes say otherwise), 3 rounds of 2 steps, no matmul rate")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.models, args.dtypes = args.models or "cifar_resnet20", args.dtypes or "float32"
+        args.repeats, args.steps = 3, 2
+    args.models = args.models or "cifar_resnet20,cifar_resnet56,resnet50"
+    args.dtypes = args.dtypes or "float32,bfloat16"
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    xla_flags.set_defaults()  # before the first computation creates the backend
+    args = parse_args(argv)
+    on_gpu = jax.default_backend() == "gpu"
+    use_torch = torch is not None and not args.no_torch
+    device = "cuda" if on_gpu else "cpu"
+    if use_torch and on_gpu and not torch.cuda.is_available():
+        print("PyTorch has no CUDA here: timing JAX alone.")
+        use_torch = False
+    if use_torch:
+        torch.set_num_threads(args.torch_threads)
+    print(f"jax {jax.__version__} on {jax.devices()[0].device_kind} ({jax.default_backend()}), "
+          f"XLA_FLAGS='{os.environ.get('XLA_FLAGS', '')}'")
+    print("torch: " + (f"{torch.__version__}, {torch.get_num_threads()} threads" if use_torch
+                       else "not installed" if torch is None else "off (--no-torch)"))
+    if on_gpu:
+        peak = gpu_peak()
+        print(f"GPU bf16 dense peak: {peak / 1e12:.0f} TFLOP/s" if peak else "GPU peak unknown: no MFU")
+    else:
+        peak = max(matmul_rate().values()) if not args.quick else None
+        print(f"machine float32 matmul rate: {peak / 1e9:.0f} GFLOP/s (best of jnp.dot, torch.mm; 2048^3)"
+              if peak else "matmul rate skipped (--quick)")
+    header = (f"{'model':16} {'dtype':8} {'batch':>5} {'step':5} {'jax img/s':>10} {'torch NCHW':>10} "
+              f"{'torch NHWC':>10} {'jax/NCHW':>8} {'jax/NHWC':>8} {'GFLOP/s':>8} {'%peak':>6} "
+              f"{'compile s':>9} {'XLA MB':>7} {'clean':>5}")
+    print(header, flush=True)
+    for name in args.models.split(","):
+        size, batch_size, classes = case(name, on_gpu)
+        batch_size = args.batch or batch_size
+        for dtype in args.dtypes.split(","):
+            runs, facts = jax_runs(name, dtype, batch_size, size, classes)
+            assert facts["params"] == PARAMS.get(name, facts["params"]), f"{name}: {facts['params']:,} parameters"
+            twins = {}
+            if use_torch:
+                for label, cl in (("NCHW", False), ("NHWC", True)):
+                    twins[label] = torch_runs(name, dtype, batch_size, size, classes, cl, device)
+                    assert twins[label]["params"] == facts["params"], "PyTorch twin differs in parameters"
+            for kind, flops_per_image in (("train", 6 * facts["macs"]), ("eval", 2 * facts["macs"])):
+                if kind not in args.kinds.split(","):
+                    continue
+                timers = {"jax": runs[kind], **{label: t[kind] for label, t in twins.items()}}
+                timed = interleaved(timers, steps=args.steps, repeats=args.repeats,
+                                    max_others=args.max_others, max_rounds=4 * args.repeats)
+                speed = {k: batch_size / s for k, s in timed.seconds.items()}
+                rate = flops_per_image * speed["jax"]
+                cells = [f"{speed[k]:10.1f}" if k in speed else f"{'-':>10}" for k in ("jax", "NCHW", "NHWC")]
+                cells += [f"{timed.ratios[k]:8.2f}" if k in speed else f"{'-':>8}" for k in ("NCHW", "NHWC")]
+                mb = f"{facts['xla_mb']:7.0f}" if facts["xla_mb"] else f"{'-':>7}"
+                pct = f"{100 * rate / peak:6.1f}" if peak else f"{'-':>6}"
+                print(f"{name:16} {dtype:8} {batch_size:5d} {kind:5} {' '.join(cells)} {rate / 1e9:8.1f} {pct} "
+                      f"{facts['compile_s']:9.1f} {mb} {timed.clean:2d}/{args.repeats}", flush=True)
+            if facts["compilations"]() != 2:
+                print(f"WARNING: {name} {dtype}: the steps compiled {facts['compilations']()} times, not twice")
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"process peak RSS {rss:.0f} MB. 'XLA MB': the train step's buffers from XLA's buffer assignment "
+          f"(arguments + outputs + temporaries - donated). 'clean': rounds with other processes under "
+          f"{args.max_others} cores. %peak: of the matmul rate on CPU, of the bf16 peak on GPU (MFU).")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,20 @@
+"""The benchmark harness runs end to end and prints a JAX/PyTorch ratio row (a smoke test, not a timing)."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("torch")
+
+
+def test_quick_benchmark_prints_a_ratio_row():
+    env = {**os.environ, "XLA_FLAGS": ""}  # not the test session's 8 fake devices
+    command = [sys.executable, "-m", "resnet_jax.benchmark", "--quick", "--models", "cifar_resnet8", "--batch", "4",
+               "--kinds", "train", "--max-others", "64"]
+    out = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, check=True).stdout
+    rows = [line.split() for line in out.splitlines() if line.startswith("cifar_resnet8 ")]
+    assert len(rows) == 1, out
+    model, dtype, batch, kind, jax_speed, nchw, nhwc, ratio_nchw, ratio_nhwc = rows[0][:9]
+    assert (dtype, batch, kind) == ("float32", "4", "train")
+    assert float(jax_speed) > 0 and float(ratio_nchw) > 0 and float(ratio_nhwc) > 0
