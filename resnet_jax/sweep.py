@@ -18,6 +18,7 @@ import re
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -85,18 +86,24 @@ def run_local(config: str, points: Sequence[dict], workdir: Path,
     for i, point in enumerate(points):
         directory = workdir / point_name(point)
         directories.append(directory)
-        status = directory / STATUS_FILE
-        if status.exists() and json.loads(status.read_text()).get("status") == "done":
+        status_file = directory / STATUS_FILE
+        status = json.loads(status_file.read_text()) if status_file.exists() else {}
+        if status.get("status") == "done":
             print(f"[{i + 1}/{len(points)}] {directory.name}: done, skipped", flush=True)
             continue
         directory.mkdir(parents=True, exist_ok=True)
         command = point_command(config, str(directory), {**(common or {}), **point}, sys.executable)
         print(f"[{i + 1}/{len(points)}] {directory.name}: {shlex.join(command)}", flush=True)
+        start = time.monotonic()
         result = subprocess.run(command)
-        if result.returncode != 0:
+        # Wall seconds of every attempt that returned, so a resumed point reports its whole cost.
+        seconds = status.get("seconds", 0.0) + time.monotonic() - start
+        done = result.returncode == 0
+        status_file.write_text(json.dumps({"status": "done" if done else "failed", "point": point,
+                                           "seconds": round(seconds, 1)}))
+        if not done:
             raise SystemExit(f"Point {directory.name} failed (exit {result.returncode}); fix it and run the same "
                              f"command again: finished points are skipped, this one resumes.")
-        status.write_text(json.dumps({"status": "done", "point": point}))
     return directories
 
 

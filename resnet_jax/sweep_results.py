@@ -13,7 +13,7 @@ import statistics
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from resnet_jax.sweep import format_value, point_name
+from resnet_jax.sweep import STATUS_FILE, format_value, point_name
 
 METRICS = ("train/loss", "train/accuracy", "eval/loss", "eval/accuracy")
 
@@ -46,6 +46,9 @@ def summarise_point(directory: Path, point: Mapping[str, Any], keys: Sequence[st
     result["params"] = model.get("params")
     result["GMACs"] = model["macs"] / 1e9 if "macs" in model else None
     result["images/s"] = statistics.median(speeds[1:] or speeds) if speeds else None  # first includes compile
+    status_file = directory / STATUS_FILE
+    seconds = json.loads(status_file.read_text()).get("seconds") if status_file.exists() else None
+    result["wall min"] = seconds / 60 if seconds is not None else None  # the run's command(s), start to end
     return result
 
 

@@ -9,7 +9,8 @@ from resnet_jax import checkpoint, main, metrics
 from tiny_run import REPO, load_config, tiny_config, write_tiny_npz
 
 CONFIGS = [("default.py", None), ("mnist5k.py", None), ("imagenet.py", "resnet18"), ("imagenet.py", "resnet50"),
-           ("imagenet.py", "resnet50,cosine,batch=1024")] + [
+           ("imagenet.py", "resnet50,cosine,batch=1024"), ("cifar10.py", "resnet56,epochs=2"),
+           ("mnist.py", "mnist"), ("mnist.py", "fashion_mnist,epochs=3")] + [
     ("cifar10.py", f"{kind}{depth}") for kind in ("resnet", "plain") for depth in (20, 32, 44, 56, 110)]
 
 
@@ -36,6 +37,15 @@ def test_config_recipes():
     assert imagenet.optim.boundaries == tuple(e * steps_per_epoch for e in (30, 60, 80))
     with pytest.raises(ValueError, match="resnet20"):
         load_config("cifar10.py", "resnet21")
+    short = load_config("cifar10.py", "plain20,epochs=3")  # the paper's optimiser over 3 epochs of 390 steps
+    assert (short.train.steps, short.train.eval_every, short.optim.schedule) == (1170, 390, "cosine")
+    assert (short.optim.lr, short.optim.warmup_steps, short.optim.weight_decay) == (0.1, 58, 1e-4)
+    assert short.model.shortcut == "none" and short.data.augment == "cifar"
+    with pytest.raises(ValueError, match="epochs=N"):
+        load_config("cifar10.py", "resnet20,epochs=0")
+    fashion = load_config("mnist.py", "fashion_mnist,epochs=2")
+    assert (fashion.data.name, fashion.train.steps) == ("fashion_mnist", 936)
+    assert fashion.data.manual_dir.endswith("shared/data/fashion_mnist")
 
 
 @pytest.mark.parametrize("field,value,message", [

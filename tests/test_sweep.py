@@ -102,3 +102,4 @@ def test_local_sweep_runs_each_point_skips_finished_and_resumes(tmp_path, capsys
     assert json.loads((directories[1] / "sweep_status.json").read_text())["status"] == "done"
     table = collect(tmp_path / "sweep", points)
     assert [row["steps"] for row in table] == [4, 4]
+    assert all(row["wall min"] > 0 for row in table)  # from the seconds each point's command took
