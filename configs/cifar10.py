@@ -48,7 +48,8 @@ def get_config(arg="resnet20"):
                         exclude_bn_and_bias=False, schedule="step", warmup_steps=0, boundaries=(32_000, 48_000),
                         scales=(0.1, 0.1), label_smoothing=0.0, grad_clip=0.0, ema=0.0)
     config.train = dict(steps=64_000, eval_every=2_000, checkpoint_every=2_000, keep_checkpoints=3, log_every=100,
-                        seed=0, parallel="single", dtype="float32")
+                        seed=0, parallel="single", dtype="float32",
+                        conv_impl="auto")
     if match["epochs"]:  # the short recipe: warmup + cosine over N epochs, an eval each epoch
         steps = int(match["epochs"]) * steps_per_epoch
         config.optim.update(schedule="cosine", warmup_steps=steps // 20, boundaries=(), scales=())

@@ -26,5 +26,7 @@ def get_config(arg=None):
                         exclude_bn_and_bias=False, schedule="cosine", warmup_steps=50, boundaries=(), scales=(),
                         label_smoothing=0.0, grad_clip=0.0, ema=0.0)
     config.train = dict(steps=400, eval_every=200, checkpoint_every=100, keep_checkpoints=3, log_every=20, seed=0,
-                        parallel="single", dtype="float32")
+                        parallel="single", dtype="float32",
+                        # 'auto': oneDNN's convolutions on the CPU where they apply (resnet_jax/onednn.py), else XLA's.
+                        conv_impl="auto")
     return config

@@ -41,5 +41,6 @@ def get_config(arg="resnet50"):
         boundaries=tuple(e * steps_per_epoch for e in (30, 60, 80)), scales=(0.1, 0.1, 0.1),
         label_smoothing=0.0, grad_clip=0.0, ema=0.0)
     config.train = dict(steps=90 * steps_per_epoch, eval_every=steps_per_epoch, checkpoint_every=steps_per_epoch,
-                        keep_checkpoints=3, log_every=100, seed=0, parallel="sharding", dtype="bfloat16")
+                        keep_checkpoints=3, log_every=100, seed=0, parallel="sharding", dtype="bfloat16",
+                        conv_impl="auto")
     return config

@@ -39,5 +39,6 @@ def get_config(arg="mnist"):
                         exclude_bn_and_bias=False, schedule="cosine", warmup_steps=steps // 20, boundaries=(),
                         scales=(), label_smoothing=0.0, grad_clip=0.0, ema=0.0)
     config.train = dict(steps=steps, eval_every=steps_per_epoch, checkpoint_every=100, keep_checkpoints=2,
-                        log_every=20, seed=0, parallel="single", dtype="float32")
+                        log_every=20, seed=0, parallel="single", dtype="float32",
+                        conv_impl="auto")
     return config

@@ -29,5 +29,6 @@ def get_config(arg=None):
                         exclude_bn_and_bias=False, schedule="cosine", warmup_steps=30, boundaries=(), scales=(),
                         label_smoothing=0.0, grad_clip=0.0, ema=0.0)
     config.train = dict(steps=500, eval_every=250, checkpoint_every=250, keep_checkpoints=2, log_every=25, seed=0,
-                        parallel="single", dtype="float32")
+                        parallel="single", dtype="float32",
+                        conv_impl="auto")
     return config

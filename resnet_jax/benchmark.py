@@ -5,7 +5,8 @@
     python -m resnet_jax.benchmark --models cifar_resnet20 --dtypes float32 --repeats 9
 
 The JAX side is `train.train_step` / `train.eval_step` compiled as `train_and_evaluate` compiles them
-(`parallel.Placement('single')`, state donated); the PyTorch side is `torch_reference`'s twin of each model
+(`parallel.Placement('single')`, state donated), once per convolution path (`--conv-impls`: XLA's kernels
+and oneDNN's, a row each, timed in the same rounds); the PyTorch side is `torch_reference`'s twin of each model
 (same parameter count, asserted) with SGD momentum, in NCHW and channels-last memory formats. The timers take
 turns within each round, and a round counts only if other processes used less than --max-others cores
 during it (a shared 2-core machine makes PyTorch's OpenMP threads up to 15x slower while anything else
@@ -28,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from resnet_jax import models, optim, parallel, train, xla_flags
+from resnet_jax import models, onednn, optim, parallel, train, xla_flags
 from resnet_jax.trace import totals, trace
 
 try:
@@ -71,9 +72,13 @@ class Window:
 
 class Timings(NamedTuple):
     seconds: dict  # name -> median seconds per step over the clean rounds
-    ratios: dict  # name -> median over rounds of (that timer's time / the first timer's time)
+    kept: list  # the rounds the medians use: [{name: seconds per step}]
     clean: int  # rounds without interference
     others: float  # median cores used by other processes per round
+
+    def speedup(self, name: str, over: str) -> float:
+        """Median over rounds of time(over) / time(name): how many times faster `name` ran in the same round."""
+        return statistics.median(r[over] / r[name] for r in self.kept)
 
 
 def interleaved(runs: dict[str, Callable[[int], None]], *, steps: int, repeats: int, max_others: float,
@@ -94,11 +99,9 @@ def interleaved(runs: dict[str, Callable[[int], None]], *, steps: int, repeats: 
         if max(o for _, o in row.values()) <= max_others:
             clean.append(row)
     kept = clean if len(clean) >= max(1, repeats // 2) else rounds
-    first = next(iter(runs))
     seconds = {n: statistics.median(r[n][0] for r in kept) for n in runs}
-    ratios = {n: statistics.median(r[n][0] / r[first][0] for r in kept) for n in runs}
     others = statistics.median(max(o for _, o in r.values()) for r in kept)
-    return Timings(seconds, ratios, len(clean), others)
+    return Timings(seconds, [{n: t for n, (t, _) in r.items()} for r in kept], len(clean), others)
 
 
 def case(name: str, on_gpu: bool) -> tuple[int, int, int]:
@@ -107,9 +110,9 @@ def case(name: str, on_gpu: bool) -> tuple[int, int, int]:
     return size, gpu_batch if on_gpu else cpu_batch, classes
 
 
-def jax_runs(name: str, dtype, batch_size: int, size: int, classes: int) -> tuple[dict, dict]:
+def jax_runs(name: str, dtype, batch_size: int, size: int, classes: int, conv_impl: str) -> tuple[dict, dict]:
     """The project's compiled train and eval steps on one fixed batch, as `run(steps)` timers, and facts."""
-    model = models.get_model(name, dtype=DTYPES[dtype])
+    model = models.get_model(name, dtype=DTYPES[dtype], conv_impl=conv_impl)
     lr_fn = optim.learning_rate_schedule("constant", lr=0.1, total_steps=1)
     tx = optim.make_optimizer("sgd", lr_fn, momentum=0.9)
     placement = parallel.Placement("single")
@@ -212,6 +215,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--max-others", type=float, default=0.25, help="cores other processes may use in a round")
     p.add_argument("--torch-threads", type=int, default=os.cpu_count())
     p.add_argument("--no-torch", action="store_true")
+    p.add_argument("--conv-impls", default="xla,onednn",
+                   help="the project's convolution paths to time, each a row (oneDNN: CPU, float32 only)")
     p.add_argument("--quick", action="store_true",
                    help="ResNet-20 float32 (unless --models/--dtypes say otherwise), 3 rounds of 2 steps, no matmul rate")
     args = p.parse_args(argv)
@@ -245,7 +250,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         peak = max(matmul_rate().values()) if not args.quick else None
         print(f"machine float32 matmul rate: {peak / 1e9:.0f} GFLOP/s (best of jnp.dot, torch.mm; 2048^3)"
               if peak else "matmul rate skipped (--quick)")
-    header = (f"{'model':16} {'dtype':8} {'batch':>5} {'step':5} {'jax img/s':>10} {'torch NCHW':>10} "
+    impls = [i for i in args.conv_impls.split(",") if i != "onednn" or (not on_gpu and onednn.available())]
+    if "onednn" in args.conv_impls.split(",") and "onednn" not in impls:
+        print(f"conv impl onednn skipped: {'not on the GPU' if on_gpu else onednn.why_unavailable()}")
+    header = (f"{'model':16} {'dtype':8} {'batch':>5} {'step':5} {'conv':6} {'jax img/s':>10} {'torch NCHW':>10} "
               f"{'torch NHWC':>10} {'jax/NCHW':>8} {'jax/NHWC':>8} {'GFLOP/s':>8} {'%peak':>6} "
               f"{'compile s':>9} {'XLA MB':>7} {'clean':>5}")
     print(header, flush=True)
@@ -253,7 +261,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         size, batch_size, classes = case(name, on_gpu)
         batch_size = args.batch or batch_size
         for dtype in args.dtypes.split(","):
-            runs, facts = jax_runs(name, dtype, batch_size, size, classes)
+            # oneDNN computes float32 only: a bfloat16 model would time XLA twice.
+            row_impls = [i for i in impls if i == "xla" or dtype == "float32"]
+            jax_side = {impl: jax_runs(name, dtype, batch_size, size, classes, impl) for impl in row_impls}
+            facts = jax_side[row_impls[0]][1]
             assert facts["params"] == PARAMS.get(name, facts["params"]), f"{name}: {facts['params']:,} parameters"
             twins = {}
             if use_torch:
@@ -263,19 +274,25 @@ def main(argv: Sequence[str] | None = None) -> None:
             for kind, flops_per_image in (("train", 6 * facts["macs"]), ("eval", 2 * facts["macs"])):
                 if kind not in args.kinds.split(","):
                     continue
-                timers = {"jax": runs[kind], **{label: t[kind] for label, t in twins.items()}}
+                timers = {**{impl: runs[kind] for impl, (runs, _) in jax_side.items()},
+                          **{label: t[kind] for label, t in twins.items()}}
                 timed = interleaved(timers, steps=args.steps, repeats=args.repeats,
                                     max_others=args.max_others, max_rounds=4 * args.repeats)
                 speed = {k: batch_size / s for k, s in timed.seconds.items()}
-                rate = flops_per_image * speed["jax"]
-                cells = [f"{speed[k]:10.1f}" if k in speed else f"{'-':>10}" for k in ("jax", "NCHW", "NHWC")]
-                cells += [f"{timed.ratios[k]:8.2f}" if k in speed else f"{'-':>8}" for k in ("NCHW", "NHWC")]
-                mb = f"{facts['xla_mb']:7.0f}" if facts["xla_mb"] else f"{'-':>7}"
-                pct = f"{100 * rate / peak:6.1f}" if peak else f"{'-':>6}"
-                print(f"{name:16} {dtype:8} {batch_size:5d} {kind:5} {' '.join(cells)} {rate / 1e9:8.1f} {pct} "
-                      f"{facts['compile_s']:9.1f} {mb} {timed.clean:2d}/{args.repeats}", flush=True)
-            if facts["compilations"]() != 2:
-                print(f"WARNING: {name} {dtype}: the steps compiled {facts['compilations']()} times, not twice")
+                for impl, (_, impl_facts) in jax_side.items():
+                    rate = flops_per_image * speed[impl]
+                    cells = [f"{speed[k]:10.1f}" if k in speed else f"{'-':>10}" for k in (impl, "NCHW", "NHWC")]
+                    cells += [f"{timed.speedup(impl, k):8.2f}" if k in speed else f"{'-':>8}"
+                              for k in ("NCHW", "NHWC")]
+                    mb = f"{impl_facts['xla_mb']:7.0f}" if impl_facts["xla_mb"] else f"{'-':>7}"
+                    pct = f"{100 * rate / peak:6.1f}" if peak else f"{'-':>6}"
+                    print(f"{name:16} {dtype:8} {batch_size:5d} {kind:5} {impl:6} {' '.join(cells)} "
+                          f"{rate / 1e9:8.1f} {pct} {impl_facts['compile_s']:9.1f} {mb} "
+                          f"{timed.clean:2d}/{args.repeats}", flush=True)
+            for impl, (_, impl_facts) in jax_side.items():
+                if impl_facts["compilations"]() != 2:
+                    print(f"WARNING: {name} {dtype} {impl}: the steps compiled {impl_facts['compilations']()} "
+                          f"times, not twice")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"process peak RSS {rss:.0f} MB. 'XLA MB': the train step's buffers from XLA's buffer assignment "
           f"(arguments + outputs + temporaries - donated). 'clean': rounds with other processes under "

@@ -23,7 +23,7 @@ import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from resnet_jax import data, optim, parallel, trace, train, xla_flags
+from resnet_jax import conv, data, onednn, optim, parallel, trace, train, xla_flags
 from resnet_jax.models import get_model
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -50,6 +50,10 @@ def validate_config(config: ml_collections.ConfigDict, *, device_count: int, pro
     check(t.parallel != "single" or process_count == 1, "train.parallel",
           f"'single' runs one process; this run has {process_count}: use 'pmap' or 'sharding'")
     check(t.dtype in DTYPES, "train.dtype", f"use one of {sorted(DTYPES)}")
+    check(t.conv_impl in ("auto", *conv.IMPLS), "train.conv_impl", f"use one of {('auto', *conv.IMPLS)}")
+    if t.conv_impl == "onednn":
+        check(onednn.available(), "train.conv_impl",
+              f"oneDNN convolutions cannot run here ({onednn.why_unavailable()}); use 'auto' or 'xla'")
     for field in ("steps", "eval_every", "checkpoint_every", "log_every", "keep_checkpoints"):
         check(t[field] >= 1, f"train.{field}", "must be >= 1")
     devices = 1 if t.parallel == "single" else device_count
@@ -75,6 +79,17 @@ def validate_config(config: ml_collections.ConfigDict, *, device_count: int, pro
         get_model(**config.model)
     except (TypeError, ValueError) as error:
         raise ValueError(f"config.model: {error}") from None
+
+
+def resolve_conv_impl(conv_impl: str, *, parallel_mode: str, dtype: str) -> str:
+    """'auto' -> 'onednn' where it helps (a float32 run on the CPU, not SPMD-partitioned), else 'xla'.
+
+    Under parallel='sharding' XLA cannot split a custom call over devices and would gather the batch onto each.
+    """
+    if conv_impl != "auto":
+        return conv_impl
+    fits = jax.default_backend() == "cpu" and dtype == "float32" and parallel_mode != "sharding"
+    return "onednn" if fits and onednn.available() else "xla"
 
 
 def write_run_info(workdir: str, config: ml_collections.ConfigDict) -> None:
@@ -125,7 +140,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> tuple[train.TrainSta
                         split_seed=d.split_seed, eval_fraction=d.eval_fraction, image_size=d.image_size,
                         in_memory=d.in_memory)
     logging.info("Data: %s", dataset.info)
-    model = get_model(**config.model, num_classes=dataset.info.num_classes, dtype=DTYPES[t.dtype])
+    conv_impl = resolve_conv_impl(t.conv_impl, parallel_mode=t.parallel, dtype=t.dtype)
+    logging.info("Convolutions: %s", conv_impl)
+    model = get_model(**config.model, num_classes=dataset.info.num_classes, dtype=DTYPES[t.dtype],
+                      conv_impl=conv_impl)
     if jax.process_index() == 0:
         write_model_summary(workdir, model, dataset.info.image_shape)
     lr_fn = optim.learning_rate_schedule(o.schedule, lr=o.lr, total_steps=t.steps, warmup_steps=o.warmup_steps,

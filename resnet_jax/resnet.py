@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from resnet_jax.blocks import BLOCKS, SHORTCUTS
-from resnet_jax.conv import Conv2D, Padding
+from resnet_jax.conv import IMPLS, Conv2D, Padding
 from resnet_jax.pool import GlobalAvgPool, MaxPool2D
 from resnet_jax.shapes import ShapeError
 
@@ -48,6 +48,7 @@ class ResNet(nn.Module):
     bn_epsilon: float = 1e-5
     axis_name: str | None = None  # pmap axis for cross-replica BatchNorm statistics
     dtype: Any = jnp.float32  # computation dtype; params and BN statistics stay float32
+    conv_impl: str = "xla"  # 'xla' | 'onednn' (oneDNN's kernels on the CPU, see onednn.py)
 
     def __post_init__(self):
         super().__post_init__()
@@ -59,7 +60,7 @@ class ResNet(nn.Module):
             raise ShapeError(f"ResNet expects images [N, H, W, C], got shape {tuple(x.shape)}; "
                              f"add a channel axis to grayscale images (x[..., None]).")
         pad = PADDING_MODES[self.padding]
-        conv = functools.partial(Conv2D, padding=pad, dtype=self.dtype)
+        conv = functools.partial(Conv2D, padding=pad, dtype=self.dtype, impl=self.conv_impl)
         norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=self.bn_momentum,
                                  epsilon=self.bn_epsilon, dtype=self.dtype, axis_name=self.axis_name)
         block_cls = BLOCKS[self.block]
@@ -98,6 +99,8 @@ def validate(model: ResNet) -> None:
     if model.shortcut not in SHORTCUTS:
         raise ValueError(f"Unknown shortcut {model.shortcut!r}: use one of {SHORTCUTS} "
                          f"('none' is the plain network).")
+    if model.conv_impl not in IMPLS:
+        raise ValueError(f"Unknown conv_impl {model.conv_impl!r}: use one of {IMPLS}.")
     if model.padding not in PADDING_MODES:
         raise ValueError(f"Unknown padding mode {model.padding!r}: use one of {sorted(PADDING_MODES)}.")
     if model.num_classes < 1:

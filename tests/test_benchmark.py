@@ -1,9 +1,11 @@
-"""The benchmark harness runs end to end and prints a JAX/PyTorch ratio row (a smoke test, not a timing)."""
+"""The benchmark harness runs end to end and prints JAX/PyTorch ratio rows, one per conv path (a smoke test, not a timing)."""
 import os
 import subprocess
 import sys
 
 import pytest
+
+from resnet_jax import onednn
 
 pytest.importorskip("torch")
 
@@ -14,7 +16,8 @@ def test_quick_benchmark_prints_a_ratio_row():
                "--kinds", "train", "--max-others", "64"]
     out = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, check=True).stdout
     rows = [line.split() for line in out.splitlines() if line.startswith("cifar_resnet8 ")]
-    assert len(rows) == 1, out
-    model, dtype, batch, kind, jax_speed, nchw, nhwc, ratio_nchw, ratio_nhwc = rows[0][:9]
-    assert (dtype, batch, kind) == ("float32", "4", "train")
-    assert float(jax_speed) > 0 and float(ratio_nchw) > 0 and float(ratio_nhwc) > 0
+    assert [row[4] for row in rows] == (["xla", "onednn"] if onednn.available() else ["xla"]), out
+    for row in rows:
+        model, dtype, batch, kind, impl, jax_speed, nchw, nhwc, ratio_nchw, ratio_nhwc = row[:10]
+        assert (dtype, batch, kind) == ("float32", "4", "train")
+        assert float(jax_speed) > 0 and float(ratio_nchw) > 0 and float(ratio_nhwc) > 0

@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from resnet_jax import optim, parallel, train
+from resnet_jax import onednn, optim, parallel, train
 from resnet_jax.models import get_model
 
 IMAGE_SHAPE = (8, 8, 3)
@@ -21,10 +21,11 @@ def batches(n):
         yield {"image": images, "label": labels, "mask": np.arange(GLOBAL_BATCH) < GLOBAL_BATCH - 3}
 
 
-def run(mode, steps=3):
+def run(mode, steps=3, conv_impl="xla"):
     """Per-step train metrics, eval sums and the final state (host) of `steps` updates in `mode`."""
     placement = parallel.Placement(mode)
-    model = placement.model(get_model("cifar_resnet", depth=8, width_multiplier=0.25, num_classes=4))
+    model = placement.model(get_model("cifar_resnet", depth=8, width_multiplier=0.25, num_classes=4,
+                                      conv_impl=conv_impl))
     lr_fn = optim.learning_rate_schedule("cosine", lr=0.1, total_steps=10, warmup_steps=1)
     tx = optim.make_optimizer("sgd", lr_fn, momentum=0.9, weight_decay=1e-4)
     state = train.create_train_state(model, tx, jax.random.key(0), image_shape=IMAGE_SHAPE, ema=False)
@@ -46,10 +47,13 @@ def one_device():
     return run("single")
 
 
-@pytest.mark.parametrize("mode", ["pmap", "sharding"])
-def test_data_parallel_step_equals_one_device_on_the_global_batch(mode, one_device):
+@pytest.mark.parametrize("mode,conv_impl", [
+    ("pmap", "xla"), ("sharding", "xla"),
+    # oneDNN's convolutions called from 8 device threads at once.
+    pytest.param("pmap", "onednn", marks=pytest.mark.skipif(not onednn.available(), reason="no oneDNN"))])
+def test_data_parallel_step_equals_one_device_on_the_global_batch(mode, conv_impl, one_device):
     assert jax.device_count() == 8
-    history, sums, state = run(mode)
+    history, sums, state = run(mode, conv_impl=conv_impl)
     expected_history, expected_sums, expected_state = one_device
     for got, expected in zip(history, expected_history):
         chex.assert_trees_all_close(got, expected, rtol=1e-4, atol=1e-5)

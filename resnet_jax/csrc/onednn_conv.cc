@@ -1,0 +1,192 @@
+// 2-D convolution on the CPU through oneDNN, as XLA FFI handlers: forward, data gradient, weight gradient.
+//
+// Layouts are the project's: activations NHWC, kernels HWIO (KH, KW, C, K), float32, one group. oneDNN is told
+// those layouts for activations and picks its own for the kernel ("any"), which we reorder into and out of;
+// the kernels are small, the activations are not. A plan (primitive descriptor, primitive, reorders) is built
+// once per geometry and cached; executing one plan from several threads at once is safe because every call
+// brings its own scratchpad and weight buffer. Built and loaded by resnet_jax/onednn.py.
+#include <array>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "oneapi/dnnl/dnnl.hpp"
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+using dnnl::memory;
+using tag = dnnl::memory::format_tag;
+
+namespace {
+
+enum class Kind : int64_t { kForward = 0, kBackwardData = 1, kBackwardWeights = 2 };
+
+// Everything that defines one convolution: N, C, H, W, K, KH, KW, OH, OW, strides, dilations, pads.
+struct Geometry {
+  int64_t n, c, h, w, k, kh, kw, oh, ow;
+  std::array<int64_t, 2> stride, dilation, pad_lo, pad_hi;
+
+  std::vector<int64_t> key(Kind kind) const {
+    return {static_cast<int64_t>(kind), n, c, h, w, k, kh, kw, oh, ow, stride[0], stride[1], dilation[0],
+            dilation[1], pad_lo[0], pad_lo[1], pad_hi[0], pad_hi[1]};
+  }
+  memory::desc image(tag format) const { return {{n, c, h, w}, memory::data_type::f32, format}; }
+  memory::desc output(tag format) const { return {{n, k, oh, ow}, memory::data_type::f32, format}; }
+  memory::desc kernel(tag format) const { return {{k, c, kh, kw}, memory::data_type::f32, format}; }
+  // oneDNN counts dilation from 0 (no gaps) where XLA counts from 1.
+  memory::dims dilates() const { return {dilation[0] - 1, dilation[1] - 1}; }
+};
+
+dnnl::engine& Engine() {
+  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
+
+dnnl::primitive_attr UserScratchpad() {
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  return attr;
+}
+
+dnnl::convolution_forward::primitive_desc ForwardDesc(const Geometry& g) {
+  return dnnl::convolution_forward::primitive_desc(
+      Engine(), dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, g.image(tag::nhwc),
+      g.kernel(tag::any), g.output(tag::nhwc), {g.stride[0], g.stride[1]}, g.dilates(),
+      {g.pad_lo[0], g.pad_lo[1]}, {g.pad_hi[0], g.pad_hi[1]}, UserScratchpad());
+}
+
+// One cached convolution and the reorder between the user's HWIO kernel and the layout oneDNN chose.
+struct Plan {
+  dnnl::primitive conv;
+  memory::desc scratchpad, kernel;  // kernel: oneDNN's layout
+  dnnl::reorder kernel_reorder;     // HWIO -> oneDNN's layout (forward, data gradient) or back (weight gradient)
+  bool reorder_kernel = false;
+};
+
+std::unique_ptr<Plan> MakePlan(const Geometry& g, Kind kind) {
+  auto plan = std::make_unique<Plan>();
+  const memory::desc hwio = g.kernel(tag::hwio);
+  auto forward = ForwardDesc(g);
+  if (kind == Kind::kForward) {
+    plan->conv = dnnl::convolution_forward(forward);
+    plan->scratchpad = forward.scratchpad_desc();
+    plan->kernel = forward.weights_desc();
+  } else if (kind == Kind::kBackwardData) {
+    dnnl::convolution_backward_data::primitive_desc pd(
+        Engine(), dnnl::algorithm::convolution_direct, g.image(tag::nhwc), g.kernel(tag::any),
+        g.output(tag::nhwc), {g.stride[0], g.stride[1]}, g.dilates(), {g.pad_lo[0], g.pad_lo[1]},
+        {g.pad_hi[0], g.pad_hi[1]}, forward, UserScratchpad());
+    plan->conv = dnnl::convolution_backward_data(pd);
+    plan->scratchpad = pd.scratchpad_desc();
+    plan->kernel = pd.weights_desc();
+  } else {
+    dnnl::convolution_backward_weights::primitive_desc pd(
+        Engine(), dnnl::algorithm::convolution_direct, g.image(tag::nhwc), g.kernel(tag::any),
+        g.output(tag::nhwc), {g.stride[0], g.stride[1]}, g.dilates(), {g.pad_lo[0], g.pad_lo[1]},
+        {g.pad_hi[0], g.pad_hi[1]}, forward, UserScratchpad());
+    plan->conv = dnnl::convolution_backward_weights(pd);
+    plan->scratchpad = pd.scratchpad_desc();
+    plan->kernel = pd.diff_weights_desc();
+  }
+  plan->reorder_kernel = plan->kernel != hwio;
+  if (plan->reorder_kernel) {
+    plan->kernel_reorder = kind == Kind::kBackwardWeights
+                               ? dnnl::reorder(memory(plan->kernel, Engine(), nullptr), memory(hwio, Engine(), nullptr))
+                               : dnnl::reorder(memory(hwio, Engine(), nullptr), memory(plan->kernel, Engine(), nullptr));
+  }
+  return plan;
+}
+
+const Plan& GetPlan(const Geometry& g, Kind kind) {
+  static std::mutex mutex;
+  static std::map<std::vector<int64_t>, std::unique_ptr<Plan>> plans;
+  std::lock_guard<std::mutex> lock(mutex);
+  auto& plan = plans[g.key(kind)];
+  if (!plan) plan = MakePlan(g, kind);
+  return *plan;
+}
+
+std::array<int64_t, 2> Pair(ffi::Span<const int64_t> values) { return {values[0], values[1]}; }
+
+// Runs one convolution. image: NHWC input (or its gradient), kernel: HWIO (or its gradient), output: NHWC.
+ffi::Error Run(Kind kind, float* image, float* kernel, float* output, ffi::Span<const int64_t> image_dims,
+               ffi::Span<const int64_t> kernel_dims, ffi::Span<const int64_t> output_dims,
+               ffi::Span<const int64_t> stride, ffi::Span<const int64_t> dilation, ffi::Span<const int64_t> pad_lo,
+               ffi::Span<const int64_t> pad_hi) {
+  if (image_dims.size() != 4 || kernel_dims.size() != 4 || output_dims.size() != 4 || stride.size() != 2 ||
+      dilation.size() != 2 || pad_lo.size() != 2 || pad_hi.size() != 2) {
+    return ffi::Error::InvalidArgument("onednn conv: want rank-4 NHWC/HWIO buffers and (h, w) attributes");
+  }
+  Geometry g{image_dims[0], image_dims[3], image_dims[1], image_dims[2], kernel_dims[3], kernel_dims[0],
+             kernel_dims[1], output_dims[1], output_dims[2], Pair(stride), Pair(dilation), Pair(pad_lo),
+             Pair(pad_hi)};
+  if (kernel_dims[2] != g.c || output_dims[0] != g.n || output_dims[3] != g.k) {
+    return ffi::Error::InvalidArgument("onednn conv: channels of image, kernel and output disagree");
+  }
+  try {
+    const Plan& plan = GetPlan(g, kind);
+    dnnl::engine& engine = Engine();
+    thread_local dnnl::stream stream(engine);
+    // Uninitialised on purpose: oneDNN writes before it reads, and zeroing megabytes per call shows.
+    std::unique_ptr<uint8_t[]> scratch(new uint8_t[plan.scratchpad.get_size() + 1]);
+    memory scratchpad(plan.scratchpad, engine, scratch.get());
+    memory image_mem(g.image(tag::nhwc), engine, image);
+    memory output_mem(g.output(tag::nhwc), engine, output);
+    memory hwio(g.kernel(tag::hwio), engine, kernel);
+    std::unique_ptr<uint8_t[]> blocked(new uint8_t[plan.reorder_kernel ? plan.kernel.get_size() : 1]);
+    memory kernel_mem = plan.reorder_kernel ? memory(plan.kernel, engine, blocked.get()) : hwio;
+    if (kind == Kind::kForward) {
+      if (plan.reorder_kernel) plan.kernel_reorder.execute(stream, hwio, kernel_mem);
+      plan.conv.execute(stream, {{DNNL_ARG_SRC, image_mem}, {DNNL_ARG_WEIGHTS, kernel_mem},
+                                 {DNNL_ARG_DST, output_mem}, {DNNL_ARG_SCRATCHPAD, scratchpad}});
+    } else if (kind == Kind::kBackwardData) {
+      if (plan.reorder_kernel) plan.kernel_reorder.execute(stream, hwio, kernel_mem);
+      plan.conv.execute(stream, {{DNNL_ARG_DIFF_SRC, image_mem}, {DNNL_ARG_WEIGHTS, kernel_mem},
+                                 {DNNL_ARG_DIFF_DST, output_mem}, {DNNL_ARG_SCRATCHPAD, scratchpad}});
+    } else {
+      plan.conv.execute(stream, {{DNNL_ARG_SRC, image_mem}, {DNNL_ARG_DIFF_WEIGHTS, kernel_mem},
+                                 {DNNL_ARG_DIFF_DST, output_mem}, {DNNL_ARG_SCRATCHPAD, scratchpad}});
+      if (plan.reorder_kernel) plan.kernel_reorder.execute(stream, kernel_mem, hwio);
+    }
+    stream.wait();
+  } catch (const dnnl::error& e) {
+    return ffi::Error::Internal(std::string("oneDNN: ") + e.what());
+  }
+  return ffi::Error::Success();
+}
+
+using F32 = ffi::Buffer<ffi::F32>;
+using Ints = ffi::Span<const int64_t>;
+
+ffi::Error Forward(F32 x, F32 kernel, ffi::ResultBuffer<ffi::F32> y, Ints stride, Ints dilation, Ints pad_lo,
+                   Ints pad_hi) {
+  return Run(Kind::kForward, x.typed_data(), kernel.typed_data(), y->typed_data(), x.dimensions(),
+             kernel.dimensions(), y->dimensions(), stride, dilation, pad_lo, pad_hi);
+}
+
+ffi::Error BackwardData(F32 dy, F32 kernel, ffi::ResultBuffer<ffi::F32> dx, Ints stride, Ints dilation,
+                        Ints pad_lo, Ints pad_hi) {
+  return Run(Kind::kBackwardData, dx->typed_data(), kernel.typed_data(), dy.typed_data(), dx->dimensions(),
+             kernel.dimensions(), dy.dimensions(), stride, dilation, pad_lo, pad_hi);
+}
+
+ffi::Error BackwardWeights(F32 x, F32 dy, ffi::ResultBuffer<ffi::F32> dkernel, Ints stride, Ints dilation,
+                           Ints pad_lo, Ints pad_hi) {
+  return Run(Kind::kBackwardWeights, x.typed_data(), dkernel->typed_data(), dy.typed_data(), x.dimensions(),
+             dkernel->dimensions(), dy.dimensions(), stride, dilation, pad_lo, pad_hi);
+}
+
+}  // namespace
+
+#define CONV_ATTRS                                                                                   \
+  .Attr<Ints>("stride").Attr<Ints>("dilation").Attr<Ints>("pad_lo").Attr<Ints>("pad_hi")
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(RjOnednnConvForward, Forward,
+                              ffi::Ffi::Bind().Arg<F32>().Arg<F32>().Ret<F32>() CONV_ATTRS);
+XLA_FFI_DEFINE_HANDLER_SYMBOL(RjOnednnConvBackwardData, BackwardData,
+                              ffi::Ffi::Bind().Arg<F32>().Arg<F32>().Ret<F32>() CONV_ATTRS);
+XLA_FFI_DEFINE_HANDLER_SYMBOL(RjOnednnConvBackwardWeights, BackwardWeights,
+                              ffi::Ffi::Bind().Arg<F32>().Arg<F32>().Ret<F32>() CONV_ATTRS);

@@ -1,0 +1,186 @@
+"""Convolutions through oneDNN on the CPU: the library behind PyTorch's CPU convolutions, as XLA custom calls.
+
+    from resnet_jax import onednn
+    if onednn.available():                      # builds and registers the handlers once per machine
+        y = onednn.conv(x, kernel, stride=(1, 1), padding=((1, 1), (1, 1)), dilation=(1, 1))
+
+XLA:CPU's own convolutions run ResNet train steps at about half PyTorch's speed (docs/performance_notes.md);
+calling oneDNN for the forward pass, the data gradient and the weight gradient closes most of that gap.
+`conv2d(..., impl='onednn')` routes here for float32, one-group convolutions on the CPU and keeps XLA's
+convolution everywhere else (other dtypes, groups, GPU and TPU). `conv` is differentiable once (custom VJP);
+forward-mode and second derivatives are not defined.
+
+The handlers (csrc/onednn_conv.cc) are compiled on first use with the system's C++ compiler against jaxlib's FFI
+headers and the oneDNN of the `onednn-cpu-gomp` and `onednn-devel-cpu-gomp` wheels (requirements.txt), into
+$RESNET_JAX_CACHE or ~/.cache/resnet_jax, keyed by the source and the versions; a build takes ~10 s once.
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import importlib.metadata
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+SOURCE = Path(__file__).parent / "csrc" / "onednn_conv.cc"
+TARGETS = {"forward": "RjOnednnConvForward", "backward_data": "RjOnednnConvBackwardData",
+           "backward_weights": "RjOnednnConvBackwardWeights"}
+RUNTIME, HEADERS = "onednn-cpu-gomp", "onednn-devel-cpu-gomp"
+
+
+class OneDnnUnavailable(RuntimeError):
+    """oneDNN convolutions cannot be used here; the message says why and what to install."""
+
+
+def _locate(distribution: str, suffix: str) -> Path:
+    """The file of an installed wheel whose path ends with `suffix`."""
+    try:
+        files = importlib.metadata.files(distribution) or []
+    except importlib.metadata.PackageNotFoundError:
+        raise OneDnnUnavailable(f"the {distribution!r} wheel is not installed: pip install -r requirements.txt "
+                                f"(x86-64 Linux only)") from None
+    for file in files:
+        if str(file).endswith(suffix):
+            return Path(file.locate()).resolve()
+    raise OneDnnUnavailable(f"the {distribution!r} wheel has no {suffix}")
+
+
+def _build() -> Path:
+    """Compile the handlers (once per source and versions) and return the shared library's path."""
+    library = _locate(RUNTIME, "/libdnnl.so.3")
+    include = _locate(HEADERS, "/oneapi/dnnl/dnnl.hpp").parents[2]
+    compiler = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
+    if compiler is None:
+        raise OneDnnUnavailable("no C++ compiler found (set CXX, or install g++)")
+    versions = [jax.__version__, importlib.metadata.version(RUNTIME), importlib.metadata.version(HEADERS)]
+    digest = hashlib.sha256(SOURCE.read_bytes() + " ".join(versions).encode()).hexdigest()[:16]
+    cache = Path(os.environ.get("RESNET_JAX_CACHE", Path.home() / ".cache" / "resnet_jax"))
+    target = cache / f"onednn_conv_{digest}.so"
+    if target.exists():
+        return target
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache) as scratch:  # build aside, then rename: safe with parallel builds
+        built = Path(scratch) / target.name
+        command = [compiler, "-O2", "-std=c++17", "-shared", "-fPIC", "-w", f"-I{jax.ffi.include_dir()}",
+                   f"-I{include}", str(SOURCE), str(library), f"-Wl,-rpath,{library.parent}", "-o", str(built)]
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise OneDnnUnavailable(f"building {SOURCE.name} failed:\n{result.stderr[-2000:]}")
+        os.replace(built, target)
+    return target
+
+
+@functools.cache
+def _load() -> OneDnnUnavailable | None:
+    """Build, load and register the handlers; the reason they are unavailable, or None when they are ready."""
+    if not sys.platform.startswith("linux"):
+        return OneDnnUnavailable(f"oneDNN convolutions are built for Linux only, not {sys.platform}")
+    try:
+        library = ctypes.cdll.LoadLibrary(str(_build()))
+    except (OneDnnUnavailable, OSError) as error:
+        return error if isinstance(error, OneDnnUnavailable) else OneDnnUnavailable(str(error))
+    for symbol in TARGETS.values():
+        jax.ffi.register_ffi_target(symbol, jax.ffi.pycapsule(getattr(library, symbol)), platform="cpu")
+    return None
+
+
+def available() -> bool:
+    """Whether oneDNN convolutions can run here (builds them on the first call)."""
+    return _load() is None
+
+
+def why_unavailable() -> str | None:
+    """Why oneDNN convolutions cannot run here, or None when they can."""
+    error = _load()
+    return None if error is None else str(error)
+
+
+def require() -> None:
+    """Raise OneDnnUnavailable, saying why, unless oneDNN convolutions can run here."""
+    error = _load()
+    if error is not None:
+        raise OneDnnUnavailable(f"impl='onednn' cannot run: {error}. Use impl='xla'.")
+
+
+def supports(x: jax.Array, kernel: jax.Array, groups: int) -> bool:
+    """Whether `conv` computes this convolution (float32, one group); others stay with XLA."""
+    return x.dtype == jnp.float32 and kernel.dtype == jnp.float32 and groups == 1
+
+
+def conv(x: jax.Array, kernel: jax.Array, *, stride: Sequence[int], padding: Sequence[tuple[int, int]],
+         dilation: Sequence[int]) -> jax.Array:
+    """Cross-correlation like `lax.conv_general_dilated` with NHWC/HWIO/NHWC, computed by oneDNN on the CPU.
+
+    Args:
+      x: float32 [N, H, W, C].
+      kernel: float32 [KH, KW, C, K].
+      stride, dilation: (h, w) ints >= 1.
+      padding: ((low_h, high_h), (low_w, high_w)), each >= 0.
+    Returns:
+      float32 [N, H', W', K], H' = floor((H + low + high - dilation * (KH - 1) - 1) / stride) + 1.
+    """
+    require()
+    stride, dilation = tuple(map(int, stride)), tuple(map(int, dilation))
+    pads = tuple((int(lo), int(hi)) for lo, hi in padding)
+    if min(min(p) for p in pads) < 0:
+        raise ValueError(f"onednn.conv takes padding >= 0, got {pads}")
+    # oneDNN wants high padding that ends exactly at the last window; XLA floors it away. Rows past the last
+    # window are never read: trim the padding, or the input when padding alone cannot cover the difference.
+    n, h, w, c = x.shape
+    kh, kw = kernel.shape[:2]
+    trimmed, rows = [], [h, w]
+    for axis, (size, k, s, d, (lo, hi)) in enumerate(zip((h, w), (kh, kw), stride, dilation, pads)):
+        out = (size + lo + hi - d * (k - 1) - 1) // s + 1
+        used = (out - 1) * s + d * (k - 1) + 1  # padded rows the windows cover
+        hi = used - size - lo
+        if hi < 0:
+            rows[axis], hi = size + hi, 0
+        trimmed.append((lo, hi))
+    if rows != [h, w]:
+        x = x[:, :rows[0], :rows[1], :]
+    return _conv(x, kernel, stride, tuple(trimmed), dilation)
+
+
+def _attributes(stride, padding, dilation) -> dict[str, np.ndarray]:
+    return {"stride": np.asarray(stride, np.int64), "dilation": np.asarray(dilation, np.int64),
+            "pad_lo": np.asarray([p[0] for p in padding], np.int64),
+            "pad_hi": np.asarray([p[1] for p in padding], np.int64)}
+
+
+def _call(name: str, shape, *operands, stride, padding, dilation) -> jax.Array:
+    call = jax.ffi.ffi_call(TARGETS[name], jax.ShapeDtypeStruct(shape, jnp.float32), vmap_method="sequential")
+    return call(*operands, **_attributes(stride, padding, dilation))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _conv(x, kernel, stride, padding, dilation):
+    return _conv_forward(x, kernel, stride, padding, dilation)[0]
+
+
+def _conv_forward(x, kernel, stride, padding, dilation):
+    n, h, w, c = x.shape
+    kh, kw, _, k = kernel.shape
+    out = [(size + lo + hi - d * (kk - 1) - 1) // s + 1
+           for size, kk, s, d, (lo, hi) in zip((h, w), (kh, kw), stride, dilation, padding)]
+    y = _call("forward", (n, *out, k), x, kernel, stride=stride, padding=padding, dilation=dilation)
+    return y, (x, kernel)
+
+
+def _conv_backward(stride, padding, dilation, residuals, dy):
+    x, kernel = residuals
+    dx = _call("backward_data", x.shape, dy, kernel, stride=stride, padding=padding, dilation=dilation)
+    dkernel = _call("backward_weights", kernel.shape, x, dy, stride=stride, padding=padding, dilation=dilation)
+    return dx, dkernel
+
+
+_conv.defvjp(_conv_forward, _conv_backward)

@@ -1,0 +1,127 @@
+"""oneDNN convolutions (conv2d impl='onednn') give XLA's numbers: forward against the float64 reference, gradients
+against XLA's, whole ResNets' train steps, and a clear error or a fallback where oneDNN cannot run."""
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from resnet_jax import main, onednn, train
+from resnet_jax.conv import conv2d
+from resnet_jax.models import get_model
+from resnet_jax.shapes import ShapeError, output_size, resolve_padding
+from test_conv import padding_forms, reference_conv2d
+from tiny_run import load_config
+
+needs_onednn = pytest.mark.skipif(not onednn.available(), reason=f"oneDNN unavailable: {onednn.why_unavailable()}")
+
+
+@needs_onednn
+@settings(max_examples=40, deadline=None)
+@given(h=st.integers(5, 12), w=st.integers(5, 12), kernel=st.integers(1, 4), stride=st.integers(1, 3),
+       dilation=st.integers(1, 2), padding=padding_forms, flip=st.booleans(), seed=st.integers(0, 2**16))
+def test_onednn_conv2d_matches_numpy_reference(h, w, kernel, stride, dilation, padding, flip, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((2, h, w, 3)).astype(np.float32)
+    weights = rng.standard_normal((kernel, kernel, 3, 5)).astype(np.float32)
+    try:
+        expected_hw = [output_size(s, kernel, stride, padding, dilation) for s in (h, w)]
+    except ShapeError:
+        return  # conv2d raises before either implementation runs (test_conv covers it)
+    y = jax.jit(functools.partial(conv2d, stride=stride, padding=padding, dilation=dilation, flip=flip,
+                                  impl="onednn"))(x, weights)
+    pads = [resolve_padding(padding, s, kernel, stride, dilation) for s in (h, w)]
+    assert list(y.shape[1:3]) == expected_hw
+    np.testing.assert_allclose(np.asarray(y), reference_conv2d(x, weights, stride, pads, dilation, 1, flip),
+                               rtol=1e-4, atol=1e-4)
+
+
+@needs_onednn
+@pytest.mark.parametrize("shape,kernel,stride,padding,dilation", [
+    ((4, 8, 8, 16), 3, 1, 1, 1),
+    ((4, 8, 8, 16), 3, 2, 1, 1),  # stride 2 on an even input: oneDNN's high padding is trimmed
+    ((2, 16, 16, 8), 1, 2, 0, 1),  # 1x1 stride-2 projection: the last row and column are never read
+    ((2, 32, 32, 3), 7, 2, 3, 1),  # the ImageNet stem
+    ((2, 9, 11, 4), 3, 1, (2, 0), 2),  # dilation and one-sided padding
+    ((2, 10, 10, 4), 3, 2, "SAME", 1),  # XLA's asymmetric (0, 1)
+])
+def test_onednn_gradients_equal_xla(shape, kernel, stride, padding, dilation):
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal(shape), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((kernel, kernel, shape[-1], 6)), jnp.float32)
+
+    def loss(x, w, impl):
+        y = conv2d(x, w, stride=stride, padding=padding, dilation=dilation, impl=impl)
+        return jnp.sum(jnp.sin(y))  # a non-trivial output gradient
+
+    grads = {impl: jax.jit(jax.value_and_grad(loss, argnums=(0, 1)), static_argnums=2)(x, w, impl)
+             for impl in ("xla", "onednn")}
+    for got, expected in zip(jax.tree.leaves(grads["onednn"]), jax.tree.leaves(grads["xla"])):
+        np.testing.assert_allclose(got, expected, rtol=2e-4, atol=2e-4)
+
+
+def train_step_results(name, impl, image_size, **overrides):
+    """Loss, gradients and BatchNorm updates of one train step from the same initialisation."""
+    model = get_model(name, num_classes=10, conv_impl=impl, **overrides)
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((8, image_size, image_size, 3)), jnp.float32)
+    labels = jnp.asarray(rng.integers(0, 10, 8), jnp.int32)
+    variables = get_model(name, num_classes=10, **overrides).init(jax.random.key(0), x[:1])
+
+    def loss_fn(params):
+        logits, updates = model.apply({"params": params, "batch_stats": variables["batch_stats"]}, x, train=True,
+                                      mutable=["batch_stats"])
+        return train.cross_entropy(logits, labels).mean(), updates
+
+    return jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(variables["params"])
+
+
+@needs_onednn
+@pytest.mark.parametrize("name,image_size,overrides", [
+    ("cifar_resnet8", 16, {}),
+    ("resnet18", 32, {"width_multiplier": 0.125}),  # 7x7 stem, max-pool, 1x1 stride-2 projections
+    ("resnet50", 32, {"width_multiplier": 0.0625}),  # bottlenecks
+])
+def test_onednn_train_step_equals_xla(name, image_size, overrides):
+    (loss_x, stats_x), grads_x = train_step_results(name, "xla", image_size, **overrides)
+    (loss_o, stats_o), grads_o = train_step_results(name, "onednn", image_size, **overrides)
+    np.testing.assert_allclose(loss_o, loss_x, rtol=1e-5)
+    # BatchNorm over a batch of 8 amplifies float32 rounding; compare the whole gradient as one vector.
+    difference = optax.tree.norm(jax.tree.map(jnp.subtract, grads_o, grads_x))
+    assert float(difference / optax.tree.norm(grads_x)) < 1e-3
+    for got, expected in zip(jax.tree.leaves(stats_o), jax.tree.leaves(stats_x)):
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_bfloat16_and_grouped_convolutions_stay_with_xla():
+    x, w = jnp.ones((1, 6, 6, 4), jnp.bfloat16), jnp.ones((3, 3, 4, 4), jnp.bfloat16)
+    assert not onednn.supports(x, w, groups=1)
+    assert not onednn.supports(x.astype(jnp.float32), w.astype(jnp.float32), groups=2)
+    hlo = jax.jit(functools.partial(conv2d, padding=1, groups=2, impl="onednn")).lower(
+        x.astype(jnp.float32), w[:, :, :2].astype(jnp.float32)).as_text()
+    assert "custom_call" not in hlo and "convolution" in hlo
+
+
+def test_unavailable_onednn_is_a_clear_error_and_auto_falls_back(monkeypatch):
+    monkeypatch.setattr(onednn, "_load", lambda: onednn.OneDnnUnavailable("the wheel is not installed"))
+    with pytest.raises(onednn.OneDnnUnavailable, match="the wheel is not installed. Use impl='xla'"):
+        conv2d(jnp.ones((1, 4, 4, 2)), jnp.ones((3, 3, 2, 2)), padding=1, impl="onednn")
+    config = load_config()
+    config.train.conv_impl = "onednn"
+    with pytest.raises(ValueError, match=r"config.train.conv_impl='onednn': .*the wheel is not installed"):
+        main.validate_config(config, device_count=1, process_count=1)
+    assert main.resolve_conv_impl("auto", parallel_mode="single", dtype="float32") == "xla"
+    with pytest.raises(ValueError, match="impl='cudnn': use one of"):
+        conv2d(jnp.ones((1, 4, 4, 2)), jnp.ones((3, 3, 2, 2)), impl="cudnn")
+
+
+@needs_onednn
+def test_auto_picks_onednn_for_float32_cpu_runs_outside_sharding():
+    assert main.resolve_conv_impl("auto", parallel_mode="single", dtype="float32") == "onednn"
+    assert main.resolve_conv_impl("auto", parallel_mode="pmap", dtype="float32") == "onednn"
+    assert main.resolve_conv_impl("auto", parallel_mode="sharding", dtype="float32") == "xla"
+    assert main.resolve_conv_impl("auto", parallel_mode="single", dtype="bfloat16") == "xla"
+    assert main.resolve_conv_impl("xla", parallel_mode="single", dtype="float32") == "xla"
