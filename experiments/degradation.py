@@ -2,7 +2,7 @@
 
     python -m experiments.degradation --dataset=shapes32 --steps=300      # the embedded set (CPU: ~25 min)
     python -m experiments.degradation --dataset=mnist5k --steps=300       # real digits, ../shared/data
-    python -m experiments.degradation --dataset=cifar10 --steps=2000      # the paper's data (CPU: hours)
+    python -m experiments.degradation --dataset=cifar10 --depths=20,56 --steps=150   # the paper's data
 
 He et al. (2015) report that deeper plain nets reach a *higher* training loss than shallower ones, and
 deeper residual nets do not. Each point is one run of the dataset's config with model.name and model.depth
@@ -31,15 +31,22 @@ flags.DEFINE_string("workdir", "/tmp/resnet_jax_experiments", "Where the runs tr
 
 def main(argv):
     del argv
-    points = expand({"model.name": ["cifar_plain", "cifar_resnet"], "model.depth": [int(d) for d in FLAGS.depths]})
-    schedule = {"train.steps": FLAGS.steps, "train.eval_every": FLAGS.steps, "train.checkpoint_every": 100,
-                "train.log_every": 10, "data.batch_size": FLAGS.batch_size, "optim.lr": FLAGS.lr,
-                "optim.schedule": "cosine", "optim.warmup_steps": max(1, FLAGS.steps // 20),
-                "optim.boundaries": (), "optim.scales": (), "train.seed": FLAGS.seed}
-    workdir = Path(FLAGS.workdir) / f"degradation_{FLAGS.dataset}"
-    run_local(CONFIGS[FLAGS.dataset], points, workdir, common=schedule)
-    collect(workdir, points)
-    publish(workdir, f"degradation_{FLAGS.dataset}")
+    degradation(FLAGS.dataset, depths=[int(d) for d in FLAGS.depths], steps=FLAGS.steps,
+                batch_size=FLAGS.batch_size, lr=FLAGS.lr, seed=FLAGS.seed, workdir=Path(FLAGS.workdir))
+
+
+def degradation(dataset: str, *, depths, steps: int, batch_size: int, lr: float, seed: int, workdir: Path) -> list:
+    """Train plain and residual nets at each depth on the same budget (resumable); publish and return the table."""
+    points = expand({"model.name": ["cifar_plain", "cifar_resnet"], "model.depth": list(depths)})
+    schedule = {"train.steps": steps, "train.eval_every": steps, "train.checkpoint_every": 100,
+                "train.log_every": 10, "data.batch_size": batch_size, "optim.lr": lr,
+                "optim.schedule": "cosine", "optim.warmup_steps": max(1, steps // 20),
+                "optim.boundaries": (), "optim.scales": (), "train.seed": seed}
+    workdir = workdir / f"degradation_{dataset}"
+    run_local(CONFIGS[dataset], points, workdir, common=schedule)
+    table = collect(workdir, points)
+    publish(workdir, f"degradation_{dataset}")
+    return table
 
 
 def publish(workdir: Path, name: str) -> None:

@@ -3,7 +3,7 @@
 // Layouts are the project's: activations NHWC, kernels HWIO (KH, KW, C, K), float32, one group. oneDNN is told
 // those layouts for activations and picks its own for the kernel ("any"), which we reorder into and out of;
 // the kernels are small, the activations are not. A plan (primitive descriptor, primitive, reorders) is built
-// once per geometry and cached; executing one plan from several threads at once is safe because every call
+// once per geometry and cached; executing one plan from several threads at once is safe because every thread
 // brings its own scratchpad and weight buffer. Built and loaded by resnet_jax/onednn.py.
 #include <array>
 #include <cstdint>
@@ -130,14 +130,16 @@ ffi::Error Run(Kind kind, float* image, float* kernel, float* output, ffi::Span<
     const Plan& plan = GetPlan(g, kind);
     dnnl::engine& engine = Engine();
     thread_local dnnl::stream stream(engine);
-    // Uninitialised on purpose: oneDNN writes before it reads, and zeroing megabytes per call shows.
-    std::unique_ptr<uint8_t[]> scratch(new uint8_t[plan.scratchpad.get_size() + 1]);
-    memory scratchpad(plan.scratchpad, engine, scratch.get());
+    // Per-thread buffers, grown as needed and kept: a fresh multi-megabyte allocation per call costs page
+    // faults on every touch. A thread runs one call at a time, so the buffers are never shared.
+    thread_local std::vector<uint8_t> scratch, blocked;
+    if (scratch.size() < plan.scratchpad.get_size()) scratch.resize(plan.scratchpad.get_size());
+    if (plan.reorder_kernel && blocked.size() < plan.kernel.get_size()) blocked.resize(plan.kernel.get_size());
+    memory scratchpad(plan.scratchpad, engine, scratch.data());
     memory image_mem(g.image(tag::nhwc), engine, image);
     memory output_mem(g.output(tag::nhwc), engine, output);
     memory hwio(g.kernel(tag::hwio), engine, kernel);
-    std::unique_ptr<uint8_t[]> blocked(new uint8_t[plan.reorder_kernel ? plan.kernel.get_size() : 1]);
-    memory kernel_mem = plan.reorder_kernel ? memory(plan.kernel, engine, blocked.get()) : hwio;
+    memory kernel_mem = plan.reorder_kernel ? memory(plan.kernel, engine, blocked.data()) : hwio;
     if (kind == Kind::kForward) {
       if (plan.reorder_kernel) plan.kernel_reorder.execute(stream, hwio, kernel_mem);
       plan.conv.execute(stream, {{DNNL_ARG_SRC, image_mem}, {DNNL_ARG_WEIGHTS, kernel_mem},
