@@ -22,12 +22,16 @@ from resnet_jax.sweep import STATUS_FILE, point_name, run_local
 from resnet_jax.sweep_results import final, read_metrics
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("epochs", 2, "Epochs of ResNet-20 on CIFAR-10 (the short recipe: warmup + cosine).")
-flags.DEFINE_bool("resnet56", False, "Also train ResNet-56 for --epochs (about 4x ResNet-20's time).")
-flags.DEFINE_integer("mnist_epochs", 1, "Epochs of the MNIST and Fashion-MNIST sanity rows.")
-flags.DEFINE_integer("degradation_steps", 150, "Steps of each plain/residual net in the degradation study.")
-flags.DEFINE_list("depths", ["20", "56"], "Depths of the degradation study.")
-flags.DEFINE_string("workdir", "/tmp/resnet_jax_experiments", "Where the runs train (resumable).")
+
+
+def define_flags():
+    """The command's flags; defined only when it runs, so that other experiments can import this one."""
+    flags.DEFINE_integer("epochs", 2, "Epochs of ResNet-20 on CIFAR-10 (the short recipe: warmup + cosine).")
+    flags.DEFINE_bool("resnet56", False, "Also train ResNet-56 for --epochs (about 4x ResNet-20's time).")
+    flags.DEFINE_integer("mnist_epochs", 1, "Epochs of the MNIST and Fashion-MNIST sanity rows.")
+    flags.DEFINE_integer("degradation_steps", 150, "Steps of each plain/residual net in the degradation study.")
+    flags.DEFINE_list("depths", ["20", "56"], "Depths of the degradation study.")
+    flags.DEFINE_string("workdir", "/tmp/resnet_jax_experiments", "Where the runs train (resumable).")
 
 # He et al. 2015, Table 6: CIFAR-10 test error after 64k iterations of batch 128 (about 164 epochs).
 PAPER_ERROR = {"resnet20": 8.75, "resnet32": 7.51, "resnet44": 7.17, "resnet56": 6.97, "resnet110": 6.43}
@@ -79,4 +83,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -20,13 +20,17 @@ from resnet_jax.sweep_results import collect
 
 CONFIGS = {"shapes32": "configs/default.py", "mnist5k": "configs/mnist5k.py", "cifar10": "configs/cifar10.py:resnet20"}
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("dataset", "shapes32", list(CONFIGS), "Which data set (and config) to train on.")
-flags.DEFINE_list("depths", ["20", "32", "44", "56"], "Depths (6n+2).")
-flags.DEFINE_integer("steps", 300, "Training steps per run (the budget; larger on a GPU).")
-flags.DEFINE_integer("batch_size", 128, "Global batch size.")
-flags.DEFINE_float("lr", 0.1, "Peak learning rate (the same for every run).")
-flags.DEFINE_integer("seed", 0, "Seed of every run.")
-flags.DEFINE_string("workdir", "/tmp/resnet_jax_experiments", "Where the runs train (resumable).")
+
+
+def define_flags():
+    """The command's flags; defined only when it runs, so that other experiments can import this one."""
+    flags.DEFINE_enum("dataset", "shapes32", list(CONFIGS), "Which data set (and config) to train on.")
+    flags.DEFINE_list("depths", ["20", "32", "44", "56"], "Depths (6n+2).")
+    flags.DEFINE_integer("steps", 300, "Training steps per run (the budget; larger on a GPU).")
+    flags.DEFINE_integer("batch_size", 128, "Global batch size.")
+    flags.DEFINE_float("lr", 0.1, "Peak learning rate (the same for every run).")
+    flags.DEFINE_integer("seed", 0, "Seed of every run.")
+    flags.DEFINE_string("workdir", "/tmp/resnet_jax_experiments", "Where the runs train (resumable).")
 
 
 def main(argv):
@@ -61,4 +65,5 @@ def publish(workdir: Path, name: str) -> None:
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -16,11 +16,15 @@ from resnet_jax.sweep import run_local
 from resnet_jax.sweep_results import collect
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("dataset", "shapes32", list(CONFIGS), "Which data set (and config) to train on.")
-flags.DEFINE_integer("steps", 300, "Training steps per run.")
-flags.DEFINE_integer("depth", 20, "Depth of the CIFAR ResNet (6n+2).")
-flags.DEFINE_integer("seed", 0, "Seed of every run.")
-flags.DEFINE_string("workdir", "/tmp/resnet_jax_experiments", "Where the runs train (resumable).")
+
+
+def define_flags():
+    """The command's flags; defined only when it runs, so that other experiments can import this one."""
+    flags.DEFINE_enum("dataset", "shapes32", list(CONFIGS), "Which data set (and config) to train on.")
+    flags.DEFINE_integer("steps", 300, "Training steps per run.")
+    flags.DEFINE_integer("depth", 20, "Depth of the CIFAR ResNet (6n+2).")
+    flags.DEFINE_integer("seed", 0, "Seed of every run.")
+    flags.DEFINE_string("workdir", "/tmp/resnet_jax_experiments", "Where the runs train (resumable).")
 
 VARIANTS = [
     {"variant": "baseline"},
@@ -46,4 +50,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)
