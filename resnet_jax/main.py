@@ -141,7 +141,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> tuple[train.TrainSta
                         in_memory=d.in_memory)
     logging.info("Data: %s", dataset.info)
     conv_impl = resolve_conv_impl(t.conv_impl, parallel_mode=t.parallel, dtype=t.dtype)
-    logging.info("Convolutions: %s", conv_impl)
+    reason = onednn.why_unavailable() if conv_impl == "xla" and jax.default_backend() == "cpu" else None
+    why = f" (oneDNN unavailable: {reason})" if reason else ""
+    logging.info("Convolutions: %s%s", conv_impl, why)
     model = get_model(**config.model, num_classes=dataset.info.num_classes, dtype=DTYPES[t.dtype],
                       conv_impl=conv_impl)
     if jax.process_index() == 0:

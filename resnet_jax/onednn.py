@@ -85,6 +85,10 @@ def _load() -> OneDnnUnavailable | None:
     """Build, load and register the handlers; the reason they are unavailable, or None when they are ready."""
     if not sys.platform.startswith("linux"):
         return OneDnnUnavailable(f"oneDNN convolutions are built for Linux only, not {sys.platform}")
+    # oneDNN's OpenMP threads spin after each call by default, taking the cores from XLA's own threads, which
+    # run the fusions between the convolutions. Passive waiting is read once, when libgomp loads (here, unless
+    # something loaded it earlier); a user's own OMP_WAIT_POLICY wins. docs/performance_notes.md measures it.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         library = ctypes.cdll.LoadLibrary(str(_build()))
     except (OneDnnUnavailable, OSError) as error:
