@@ -5,7 +5,7 @@
     python -m experiments.degradation --dataset=cifar10 --depths=20,56 --steps=150   # the paper's data
 
 He et al. (2015) report that deeper plain nets reach a *higher* training loss than shallower ones, and
-deeper residual nets do not. Each point is one run of the dataset's config with model.name and model.depth
+deeper residual nets do not. Each point is one run of the dataset's config with model.shortcut and model.depth
 overridden and nothing else changed; runs resume if interrupted. Writes the sweep's table and plots to
 experiments/results/degradation_<dataset>/ (training-loss curves, final loss and accuracy vs depth).
 """
@@ -41,7 +41,8 @@ def main(argv):
 
 def degradation(dataset: str, *, depths, steps: int, batch_size: int, lr: float, seed: int, workdir: Path) -> list:
     """Train plain and residual nets at each depth on the same budget (resumable); publish and return the table."""
-    points = expand({"model.name": ["cifar_plain", "cifar_resnet"], "model.depth": list(depths)})
+    # Plain = no shortcuts; residual = the paper's option A. The configs name cifar_resnet and set the shortcut.
+    points = expand({"model.shortcut": ["none", "A"], "model.depth": list(depths)})
     schedule = {"train.steps": steps, "train.eval_every": steps, "train.checkpoint_every": 100,
                 "train.log_every": 10, "data.batch_size": batch_size, "optim.lr": lr,
                 "optim.schedule": "cosine", "optim.warmup_steps": max(1, steps // 20),

@@ -34,7 +34,7 @@ def imagenet_resnet(depth: int, *, preact: bool = False, plain: bool = False, **
     block, stages = IMAGENET_STAGES[depth]
     fields = dict(stage_sizes=stages, block=("preact_" if preact else "") + block)
     if plain:
-        fields["shortcut"] = "none"
+        fields["shortcut"] = _plain_shortcut(depth, overrides)
     return _build(fields, overrides)
 
 
@@ -49,8 +49,18 @@ def cifar_resnet(depth: int, *, preact: bool = False, plain: bool = False, **ove
         raise ValueError(f"A CIFAR ResNet with {block} blocks has depth {rule} (n blocks per stage, "
                          f"{layers_per_block} layers each, plus stem and classifier): e.g. {examples}; got {depth}.")
     fields = dict(stage_sizes=(n, n, n), block=block, widths=(16, 32, 64), stage_strides=(1, 2, 2),
-                  num_classes=10, shortcut="none" if plain else "A", stem_kernel=3, stem_stride=1, stem_pool=False)
+                  num_classes=10, shortcut=_plain_shortcut(depth, overrides) if plain else "A", stem_kernel=3,
+                  stem_stride=1, stem_pool=False)
     return _build(fields, overrides)
+
+
+def _plain_shortcut(depth: int, overrides: dict) -> str:
+    """'none': a plain net has no shortcuts, and an override that adds them would silently make it residual."""
+    shortcut = overrides.pop("shortcut", "none")
+    if shortcut != "none":
+        raise ValueError(f"A plain network has no shortcuts, but shortcut={shortcut!r} was given: use the resnet"
+                         f"{depth} name for a residual network, or shortcut='none'.")
+    return shortcut
 
 
 def _build(fields: dict, overrides: dict) -> ResNet:

@@ -118,3 +118,13 @@ def test_mismatched_shortcut_is_named():
         model.init(jax.random.key(0), jnp.ones((1, 32, 32, 3)))
     # A stride-2 block on a 'VALID'-padded stem output still adds: residual and shortcut shapes agree.
     assert get_model("cifar_resnet8", stem_padding="VALID").init(jax.random.key(0), jnp.ones((1, 33, 33, 3)))
+
+
+def test_a_plain_net_refuses_shortcuts():
+    """A shortcut override would silently turn a plain net into a residual one (and void a degradation study)."""
+    with pytest.raises(ValueError, match="plain network has no shortcuts, but shortcut='A'"):
+        get_model("cifar_plain20", shortcut="A")
+    with pytest.raises(ValueError, match="resnet50 name"):
+        get_model("plain50", shortcut="B")
+    assert get_model("cifar_plain20", shortcut="none").shortcut == "none"
+    assert get_model("cifar_plain", depth=20).shortcut == "none"
