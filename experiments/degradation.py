@@ -1,8 +1,11 @@
 """Experiment 4: degradation. Plain vs residual CIFAR-style nets at depths 20, 32, 44, 56, same budget.
 
-    python -m experiments.degradation --dataset=shapes32 --steps=300      # the embedded set (CPU: ~25 min)
-    python -m experiments.degradation --dataset=mnist5k --steps=300       # real digits, ../shared/data
-    python -m experiments.degradation --dataset=cifar10 --depths=20,56 --steps=150   # the paper's data
+    python -m experiments.degradation --dataset=mnist5k --steps=150 --batch_size=64    # real digits: 15 min
+    python -m experiments.degradation --dataset=shapes32 --steps=100 --batch_size=64   # the embedded set
+    python -m experiments.degradation --dataset=cifar10 --depths=20,56 --steps=150     # the paper's data: 17 min
+
+(CPU times: 2 cores, oneDNN convolutions; experiments/results/degradation_*/ has each point's wall time. On a
+GPU, raise --steps: the CPU budgets above are a fraction of an epoch to a few epochs.)
 
 He et al. (2015) report that deeper plain nets reach a *higher* training loss than shallower ones, and
 deeper residual nets do not. Each point is one run of the dataset's config with model.shortcut and model.depth

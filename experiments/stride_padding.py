@@ -1,7 +1,7 @@
 """Experiment 5: stride and padding of the stem and of the downsampling: accuracy, params, FLOPs, throughput.
 
-    python -m experiments.stride_padding --steps=300                     # embedded set, CPU: ~15 min
-    python -m experiments.stride_padding --dataset=mnist5k --steps=300
+    python -m experiments.stride_padding --depth=8 --steps=200           # embedded set, CPU: 12 min
+    python -m experiments.stride_padding --dataset=mnist5k --depth=8 --steps=200
 
 Variants of the default model (a CIFAR-style ResNet on 32x32 inputs), one field changed each against the
 baseline (3x3 stem, stride 1, no pool, stages at strides 1/2/2, symmetric padding). Same budget and seed for
