@@ -13,6 +13,7 @@ overridden and nothing else changed; runs resume if interrupted. Writes the swee
 experiments/results/degradation_<dataset>/ (training-loss curves, final loss and accuracy vs depth).
 """
 import shutil
+import sys
 from pathlib import Path
 
 from absl import app, flags
@@ -58,11 +59,14 @@ def degradation(dataset: str, *, depths, steps: int, batch_size: int, lr: float,
 
 
 def publish(workdir: Path, name: str) -> None:
-    """Copy the sweep's table and plots into experiments/results/NAME/."""
+    """Copy the sweep's table and plots into experiments/results/NAME/; the table starts with this command."""
     target = RESULTS / name
     target.mkdir(parents=True, exist_ok=True)
-    for path in workdir.glob("results.*"):
-        shutil.copy(path, target)
+    module = Path(sys.argv[0]).stem
+    command = " ".join(["python -m experiments." + module, *sys.argv[1:]])
+    table = (workdir / "results.md").read_text()
+    (target / "results.md").write_text(f"Command: `{command}`\n\n{table}")
+    shutil.copy(workdir / "results.csv", target)
     for path in workdir.glob("*.png"):
         shutil.copy(path, target)
     print(f"results in {target}")
