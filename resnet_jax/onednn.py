@@ -32,6 +32,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from resnet_jax.shapes import output_size
+
 SOURCE = Path(__file__).parent / "csrc" / "onednn_conv.cc"
 TARGETS = {"forward": "RjOnednnConvForward", "backward_data": "RjOnednnConvBackwardData",
            "backward_weights": "RjOnednnConvBackwardWeights"}
@@ -144,8 +146,7 @@ def conv(x: jax.Array, kernel: jax.Array, *, stride: Sequence[int], padding: Seq
     kh, kw = kernel.shape[:2]
     trimmed, rows = [], [h, w]
     for axis, (size, k, s, d, (lo, hi)) in enumerate(zip((h, w), (kh, kw), stride, dilation, pads)):
-        out = (size + lo + hi - d * (k - 1) - 1) // s + 1
-        used = (out - 1) * s + d * (k - 1) + 1  # padded rows the windows cover
+        used = (output_size(size, k, s, (lo, hi), d) - 1) * s + d * (k - 1) + 1  # padded rows the windows cover
         hi = used - size - lo
         if hi < 0:
             rows[axis], hi = size + hi, 0
@@ -174,8 +175,7 @@ def _conv(x, kernel, stride, padding, dilation):
 def _conv_forward(x, kernel, stride, padding, dilation):
     n, h, w, c = x.shape
     kh, kw, _, k = kernel.shape
-    out = [(size + lo + hi - d * (kk - 1) - 1) // s + 1
-           for size, kk, s, d, (lo, hi) in zip((h, w), (kh, kw), stride, dilation, padding)]
+    out = [output_size(size, kk, s, p, d) for size, kk, s, d, p in zip((h, w), (kh, kw), stride, dilation, padding)]
     y = _call("forward", (n, *out, k), x, kernel, stride=stride, padding=padding, dilation=dilation)
     return y, (x, kernel)
 
