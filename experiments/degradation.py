@@ -33,6 +33,7 @@ def define_flags():
     flags.DEFINE_integer("steps", 300, "Training steps per run (the budget; larger on a GPU).")
     flags.DEFINE_integer("batch_size", 128, "Global batch size.")
     flags.DEFINE_float("lr", 0.1, "Peak learning rate (the same for every run).")
+    flags.DEFINE_integer("warmup_steps", None, "Linear warmup before the cosine decay; default steps // 20.")
     flags.DEFINE_integer("seed", 0, "Seed of every run.")
     flags.DEFINE_string("workdir", "/tmp/resnet_jax_experiments", "Where the runs train (resumable).")
 
@@ -40,16 +41,19 @@ def define_flags():
 def main(argv):
     del argv
     degradation(FLAGS.dataset, depths=[int(d) for d in FLAGS.depths], steps=FLAGS.steps,
-                batch_size=FLAGS.batch_size, lr=FLAGS.lr, seed=FLAGS.seed, workdir=Path(FLAGS.workdir))
+                batch_size=FLAGS.batch_size, lr=FLAGS.lr, warmup_steps=FLAGS.warmup_steps, seed=FLAGS.seed,
+                workdir=Path(FLAGS.workdir))
 
 
-def degradation(dataset: str, *, depths, steps: int, batch_size: int, lr: float, seed: int, workdir: Path) -> list:
+def degradation(dataset: str, *, depths, steps: int, batch_size: int, lr: float, seed: int, workdir: Path,
+                warmup_steps: int | None = None) -> list:
     """Train plain and residual nets at each depth on the same budget (resumable); publish and return the table."""
     # Plain = no shortcuts; residual = the paper's option A. The configs name cifar_resnet and set the shortcut.
     points = expand({"model.shortcut": ["none", "A"], "model.depth": list(depths)})
     schedule = {"train.steps": steps, "train.eval_every": steps, "train.checkpoint_every": 100,
                 "train.log_every": 10, "data.batch_size": batch_size, "optim.lr": lr,
-                "optim.schedule": "cosine", "optim.warmup_steps": max(1, steps // 20),
+                "optim.schedule": "cosine",
+                "optim.warmup_steps": max(1, steps // 20) if warmup_steps is None else warmup_steps,
                 "optim.boundaries": (), "optim.scales": (), "train.seed": seed}
     workdir = workdir / f"degradation_{dataset}"
     run_local(CONFIGS[dataset], points, workdir, common=schedule)
