@@ -67,6 +67,13 @@ def add_shortcut(module: nn.Module, residual: jax.Array, shortcut: jax.Array | N
     return residual + shortcut.astype(residual.dtype)
 
 
+def _bn_act(norm: ModuleDef, name: str, x: jax.Array, act: Callable) -> jax.Array:
+    """act(BatchNorm(x)); ReLU goes into the BatchNorm call, which fuses it where it can (norm.py)."""
+    if act is nn.relu:
+        return norm(name=name)(x, relu=True)
+    return act(norm(name=name)(x))
+
+
 def _last_norm(norm: ModuleDef, zero_init: bool) -> ModuleDef:
     """The block's last BatchNorm; zero scale makes the block start as its shortcut (Goyal et al. 2017)."""
     return functools.partial(norm, scale_init=nn.initializers.zeros) if zero_init else norm
@@ -86,7 +93,7 @@ class BasicBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        y = self.act(self.norm(name="bn1")(self.conv(self.features, 3, self.stride, name="conv1")(x)))
+        y = _bn_act(self.norm, "bn1", self.conv(self.features, 3, self.stride, name="conv1")(x), self.act)
         y = self.conv(self.features, 3, name="conv2")(y)
         y = _last_norm(self.norm, self.zero_init_last)(name="bn2")(y)
         sc = shortcut_path(self, x, self.features, self.stride, self.shortcut, self.conv, self.norm)
@@ -113,8 +120,8 @@ class BottleneckBlock(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         s1, s3 = (self.stride, 1) if self.stride_in_1x1 else (1, self.stride)
-        y = self.act(self.norm(name="bn1")(self.conv(self.features, 1, s1, name="conv1")(x)))
-        y = self.act(self.norm(name="bn2")(self.conv(self.features, 3, s3, name="conv2")(y)))
+        y = _bn_act(self.norm, "bn1", self.conv(self.features, 1, s1, name="conv1")(x), self.act)
+        y = _bn_act(self.norm, "bn2", self.conv(self.features, 3, s3, name="conv2")(y), self.act)
         y = self.conv(self.features * 4, 1, name="conv3")(y)
         y = _last_norm(self.norm, self.zero_init_last)(name="bn3")(y)
         sc = shortcut_path(self, x, self.features * 4, self.stride, self.shortcut, self.conv, self.norm)
@@ -138,9 +145,9 @@ class PreActBasicBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        pre = self.act(self.norm(name="bn1")(x))
+        pre = _bn_act(self.norm, "bn1", x, self.act)
         y = self.conv(self.features, 3, self.stride, name="conv1")(pre)
-        y = self.act(_last_norm(self.norm, self.zero_init_last)(name="bn2")(y))
+        y = _bn_act(_last_norm(self.norm, self.zero_init_last), "bn2", y, self.act)
         y = self.conv(self.features, 3, name="conv2")(y)
         sc = shortcut_path(self, x, self.features, self.stride, self.shortcut, self.conv, None, project_from=pre)
         return add_shortcut(self, y, sc)
@@ -162,10 +169,10 @@ class PreActBottleneckBlock(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         s1, s3 = (self.stride, 1) if self.stride_in_1x1 else (1, self.stride)
-        pre = self.act(self.norm(name="bn1")(x))
+        pre = _bn_act(self.norm, "bn1", x, self.act)
         y = self.conv(self.features, 1, s1, name="conv1")(pre)
-        y = self.conv(self.features, 3, s3, name="conv2")(self.act(self.norm(name="bn2")(y)))
-        y = self.act(_last_norm(self.norm, self.zero_init_last)(name="bn3")(y))
+        y = self.conv(self.features, 3, s3, name="conv2")(_bn_act(self.norm, "bn2", y, self.act))
+        y = _bn_act(_last_norm(self.norm, self.zero_init_last), "bn3", y, self.act)
         y = self.conv(self.features * 4, 1, name="conv3")(y)
         sc = shortcut_path(self, x, self.features * 4, self.stride, self.shortcut, self.conv, None,
                            project_from=pre)

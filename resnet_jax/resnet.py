@@ -18,6 +18,7 @@ import jax.numpy as jnp
 
 from resnet_jax.blocks import BLOCKS, SHORTCUTS
 from resnet_jax.conv import IMPLS, Conv2D, Padding
+from resnet_jax.norm import BatchNorm
 from resnet_jax.pool import GlobalAvgPool, MaxPool2D
 from resnet_jax.shapes import ShapeError
 
@@ -61,7 +62,7 @@ class ResNet(nn.Module):
                              f"add a channel axis to grayscale images (x[..., None]).")
         pad = PADDING_MODES[self.padding]
         conv = functools.partial(Conv2D, padding=pad, dtype=self.dtype, impl=self.conv_impl)
-        norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=self.bn_momentum,
+        norm = functools.partial(BatchNorm, use_running_average=not train, momentum=self.bn_momentum,
                                  epsilon=self.bn_epsilon, dtype=self.dtype, axis_name=self.axis_name)
         block_cls = BLOCKS[self.block]
         preact = self.block.startswith("preact")
@@ -71,7 +72,7 @@ class ResNet(nn.Module):
 
         x = conv(stem_features, self.stem_kernel, self.stem_stride, padding=stem_padding, name="stem_conv")(x)
         if not preact or self.stem_pool:
-            x = nn.relu(norm(name="stem_bn")(x))
+            x = norm(name="stem_bn")(x, relu=True)
         if self.stem_pool:
             x = MaxPool2D(3, 2, padding=pad, name="stem_pool")(x)
         for i, (size, width, stride) in enumerate(zip(self.stage_sizes, widths, self.stage_strides), start=1):
@@ -80,7 +81,7 @@ class ResNet(nn.Module):
                 x = block_cls(width, stride if j == 0 else 1, self.shortcut, conv, norm,
                               zero_init_last=self.zero_init_last, name=f"stage{i}_block{j}", **extra)(x)
         if preact:
-            x = nn.relu(norm(name="final_bn")(x))
+            x = norm(name="final_bn")(x, relu=True)
         x = GlobalAvgPool(name="pool")(x)  # [N, H, W, C] -> [N, C]
         x = nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x)
         return x.astype(jnp.float32)
