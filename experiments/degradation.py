@@ -35,6 +35,8 @@ def define_flags():
     flags.DEFINE_float("lr", 0.1, "Peak learning rate (the same for every run).")
     flags.DEFINE_integer("warmup_steps", None, "Linear warmup before the cosine decay; default steps // 20.")
     flags.DEFINE_integer("seed", 0, "Seed of every run.")
+    flags.DEFINE_bool("zero_init_residual", False, "Add a third series: residual nets whose blocks start as "
+                      "identities (zero scale of each block's last BatchNorm, Goyal et al. 2017).")
     flags.DEFINE_string("workdir", "/tmp/resnet_jax_experiments", "Where the runs train (resumable).")
 
 
@@ -42,14 +44,16 @@ def main(argv):
     del argv
     degradation(FLAGS.dataset, depths=[int(d) for d in FLAGS.depths], steps=FLAGS.steps,
                 batch_size=FLAGS.batch_size, lr=FLAGS.lr, warmup_steps=FLAGS.warmup_steps, seed=FLAGS.seed,
-                workdir=Path(FLAGS.workdir))
+                workdir=Path(FLAGS.workdir), zero_init_residual=FLAGS.zero_init_residual)
 
 
 def degradation(dataset: str, *, depths, steps: int, batch_size: int, lr: float, seed: int, workdir: Path,
-                warmup_steps: int | None = None) -> list:
+                warmup_steps: int | None = None, zero_init_residual: bool = False) -> list:
     """Train plain and residual nets at each depth on the same budget (resumable); publish and return the table."""
     # Plain = no shortcuts; residual = the paper's option A. The configs name cifar_resnet and set the shortcut.
     points = expand({"model.shortcut": ["none", "A"], "model.depth": list(depths)})
+    if zero_init_residual:  # (a plain net with zeroed last BatchNorms would output zeros: residual nets only)
+        points += expand({"model.shortcut": ["A"], "model.zero_init_last": [True], "model.depth": list(depths)})
     schedule = {"train.steps": steps, "train.eval_every": steps, "train.checkpoint_every": 100,
                 "train.log_every": 10, "data.batch_size": batch_size, "optim.lr": lr,
                 "optim.schedule": "cosine",
