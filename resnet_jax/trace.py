@@ -17,6 +17,7 @@ import numpy as np
 
 from resnet_jax import blocks
 from resnet_jax.conv import Conv2D, explicit_padding, pair
+from resnet_jax.norm import BatchNorm
 from resnet_jax.pool import GlobalAvgPool, MaxPool2D
 from resnet_jax.shapes import ShapeError, output_size, receptive_field_step
 
@@ -92,7 +93,7 @@ def trace(model: nn.Module, input_shape: Sequence[int], **call_kwargs) -> list[L
             row, state[0] = _spatial_row(name, "max_pool", module, x, y, state[0], 0, 0, pair(module.window),
                                          pair(module.stride), module.padding, (1, 1))
             rows.append(row)
-        elif isinstance(module, nn.BatchNorm):
+        elif isinstance(module, (BatchNorm, nn.BatchNorm)):
             rows.append(LayerRow(name, "batch_norm", tuple(x.shape), tuple(y.shape), None, None, None, None,
                                  2 * x.shape[-1], 0, *state[0]))
         elif isinstance(module, GlobalAvgPool):
