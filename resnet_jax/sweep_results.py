@@ -93,11 +93,12 @@ def plot(workdir: Path, points: Sequence[Mapping[str, Any]], table: Sequence[Map
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for point in points:
+    for i, point in enumerate(points):
         rows = read_metrics(workdir / point_name(point) / "metrics.jsonl")
         steps = [s for s, r in rows.items() if "train/loss" in r]
-        if steps:
-            ax.plot(steps, [rows[s]["train/loss"] for s in steps], label=point_name(point), lw=1.2)
+        if steps:  # the colour cycle has 10 colours: past them, another line style keeps every curve distinct
+            ax.plot(steps, [rows[s]["train/loss"] for s in steps], label=point_name(point), lw=1.2,
+                    linestyle=("-", "--", ":")[i // 10 % 3])
     ax.set_xlabel("step")
     ax.set_ylabel("training loss")
     ax.set_yscale("log")
