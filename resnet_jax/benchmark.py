@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from resnet_jax import models, onednn, optim, parallel, train, xla_flags
+from resnet_jax import host_memory, models, onednn, optim, parallel, train, xla_flags
 from resnet_jax.trace import totals, trace
 
 try:
@@ -230,6 +230,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> None:
     xla_flags.set_defaults()  # before the first computation creates the backend
+    keep = host_memory.keep_freed_memory()  # before XLA's threads start; PyTorch's allocations share it
     args = parse_args(argv)
     on_gpu = jax.default_backend() == "gpu"
     use_torch = torch is not None and not args.no_torch
@@ -241,6 +242,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         torch.set_num_threads(args.torch_threads)
     print(f"jax {jax.__version__} on {jax.devices()[0].device_kind} ({jax.default_backend()}), "
           f"XLA_FLAGS='{os.environ.get('XLA_FLAGS', '')}'")
+    print(f"host memory: {'freed memory kept for reuse' if keep else 'glibc defaults'} (resnet_jax.host_memory)")
     print("torch: " + (f"{torch.__version__}, {torch.get_num_threads()} threads" if use_torch
                        else "not installed" if torch is None else "off (--no-torch)"))
     if on_gpu:

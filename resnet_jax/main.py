@@ -23,7 +23,7 @@ import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from resnet_jax import conv, data, onednn, optim, parallel, trace, train, xla_flags
+from resnet_jax import conv, data, host_memory, onednn, optim, parallel, trace, train, xla_flags
 from resnet_jax.models import get_model
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -183,6 +183,7 @@ def main(argv: list[str]) -> None:
     if FLAGS.config is None or FLAGS.workdir is None:
         raise app.UsageError("--config and --workdir are required.")
     xla_flags.set_defaults()  # before the first computation creates the backend
+    host_memory.keep_freed_memory()  # before XLA's threads start
     if FLAGS.num_processes > 1:
         jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
     logging.get_absl_handler().addFilter(_QuietOrbax())
