@@ -176,15 +176,16 @@ def _conv_forward(x, kernel, stride, padding, dilation):
     n, h, w, c = x.shape
     kh, kw, _, k = kernel.shape
     out = [output_size(size, kk, s, p, d) for size, kk, s, d, p in zip((h, w), (kh, kw), stride, dilation, padding)]
-    y = _call("forward", (n, *out, k), x, kernel, stride=stride, padding=padding, dilation=dilation)
-    return y, (x, kernel)
+    ohwi = kernel.transpose(3, 0, 1, 2)  # the handlers' kernel layout (see onednn_conv.cc); the data gradient reuses it
+    y = _call("forward", (n, *out, k), x, ohwi, stride=stride, padding=padding, dilation=dilation)
+    return y, (x, ohwi)
 
 
 def _conv_backward(stride, padding, dilation, residuals, dy):
-    x, kernel = residuals
-    dx = _call("backward_data", x.shape, dy, kernel, stride=stride, padding=padding, dilation=dilation)
-    dkernel = _call("backward_weights", kernel.shape, x, dy, stride=stride, padding=padding, dilation=dilation)
-    return dx, dkernel
+    x, ohwi = residuals
+    dx = _call("backward_data", x.shape, dy, ohwi, stride=stride, padding=padding, dilation=dilation)
+    dohwi = _call("backward_weights", ohwi.shape, x, dy, stride=stride, padding=padding, dilation=dilation)
+    return dx, dohwi.transpose(1, 2, 3, 0)
 
 
 _conv.defvjp(_conv_forward, _conv_backward)

@@ -1,10 +1,12 @@
 // 2-D convolution on the CPU through oneDNN, as XLA FFI handlers: forward, data gradient, weight gradient.
 //
-// Layouts are the project's: activations NHWC, kernels HWIO (KH, KW, C, K), float32, one group. oneDNN is told
-// those layouts for activations and picks its own for the kernel ("any"), which we reorder into and out of;
-// the kernels are small, the activations are not. A plan (primitive descriptor, primitive, reorders) is built
-// once per geometry and cached; executing one plan from several threads at once is safe because every thread
-// brings its own scratchpad and weight buffer. Built and loaded by resnet_jax/onednn.py.
+// Layouts: activations NHWC (the project's), kernels OHWI (K, KH, KW, C), float32, one group. oneDNN is told
+// those layouts and picks its own for the kernel ("any"), which we reorder into and out of; the kernels are
+// small, the activations are not. OHWI rather than the project's HWIO because oneDNN 3.2 reorders between OHWI
+// and its blocked kernel layouts ~10x faster than from HWIO; resnet_jax/onednn.py transposes, in XLA. A plan
+// (primitive descriptor, primitive, reorders) is built once per geometry and cached; executing one plan from
+// several threads at once is safe because every thread brings its own scratchpad and weight buffer. Built and
+// loaded by resnet_jax/onednn.py.
 #include <array>
 #include <cstdint>
 #include <map>
@@ -15,6 +17,12 @@
 
 #include "oneapi/dnnl/dnnl.hpp"
 #include "xla/ffi/api/ffi.h"
+
+// From libgomp, which oneDNN's OpenMP build loads (not including omp.h keeps -fopenmp out of the build).
+extern "C" {
+int omp_get_max_threads(void);
+void omp_set_num_threads(int);
+}
 
 namespace ffi = xla::ffi;
 using dnnl::memory;
@@ -58,17 +66,17 @@ dnnl::convolution_forward::primitive_desc ForwardDesc(const Geometry& g) {
       {g.pad_lo[0], g.pad_lo[1]}, {g.pad_hi[0], g.pad_hi[1]}, UserScratchpad());
 }
 
-// One cached convolution and the reorder between the user's HWIO kernel and the layout oneDNN chose.
+// One cached convolution and the reorder between the user's OHWI kernel and the layout oneDNN chose.
 struct Plan {
   dnnl::primitive conv;
   memory::desc scratchpad, kernel;  // kernel: oneDNN's layout
-  dnnl::reorder kernel_reorder;     // HWIO -> oneDNN's layout (forward, data gradient) or back (weight gradient)
+  dnnl::reorder kernel_reorder;     // OHWI -> oneDNN's layout (forward, data gradient) or back (weight gradient)
   bool reorder_kernel = false;
 };
 
 std::unique_ptr<Plan> MakePlan(const Geometry& g, Kind kind) {
   auto plan = std::make_unique<Plan>();
-  const memory::desc hwio = g.kernel(tag::hwio);
+  const memory::desc ohwi = g.kernel(tag::ohwi);
   auto forward = ForwardDesc(g);
   if (kind == Kind::kForward) {
     plan->conv = dnnl::convolution_forward(forward);
@@ -91,11 +99,11 @@ std::unique_ptr<Plan> MakePlan(const Geometry& g, Kind kind) {
     plan->scratchpad = pd.scratchpad_desc();
     plan->kernel = pd.diff_weights_desc();
   }
-  plan->reorder_kernel = plan->kernel != hwio;
+  plan->reorder_kernel = plan->kernel != ohwi;
   if (plan->reorder_kernel) {
     plan->kernel_reorder = kind == Kind::kBackwardWeights
-                               ? dnnl::reorder(memory(plan->kernel, Engine(), nullptr), memory(hwio, Engine(), nullptr))
-                               : dnnl::reorder(memory(hwio, Engine(), nullptr), memory(plan->kernel, Engine(), nullptr));
+                               ? dnnl::reorder(memory(plan->kernel, Engine(), nullptr), memory(ohwi, Engine(), nullptr))
+                               : dnnl::reorder(memory(ohwi, Engine(), nullptr), memory(plan->kernel, Engine(), nullptr));
   }
   return plan;
 }
@@ -109,21 +117,30 @@ const Plan& GetPlan(const Geometry& g, Kind kind) {
   return *plan;
 }
 
+// Runs a kernel reorder on the calling thread alone: the kernels are a few thousand numbers, and waking
+// OpenMP's other threads for them costs more than the copy.
+void ReorderAlone(const dnnl::reorder& reorder, dnnl::stream& stream, memory& from, memory& to) {
+  const int threads = omp_get_max_threads();
+  omp_set_num_threads(1);
+  reorder.execute(stream, from, to);
+  omp_set_num_threads(threads);
+}
+
 std::array<int64_t, 2> Pair(ffi::Span<const int64_t> values) { return {values[0], values[1]}; }
 
-// Runs one convolution. image: NHWC input (or its gradient), kernel: HWIO (or its gradient), output: NHWC.
+// Runs one convolution. image: NHWC input (or its gradient), kernel: OHWI (or its gradient), output: NHWC.
 ffi::Error Run(Kind kind, float* image, float* kernel, float* output, ffi::Span<const int64_t> image_dims,
                ffi::Span<const int64_t> kernel_dims, ffi::Span<const int64_t> output_dims,
                ffi::Span<const int64_t> stride, ffi::Span<const int64_t> dilation, ffi::Span<const int64_t> pad_lo,
                ffi::Span<const int64_t> pad_hi) {
   if (image_dims.size() != 4 || kernel_dims.size() != 4 || output_dims.size() != 4 || stride.size() != 2 ||
       dilation.size() != 2 || pad_lo.size() != 2 || pad_hi.size() != 2) {
-    return ffi::Error::InvalidArgument("onednn conv: want rank-4 NHWC/HWIO buffers and (h, w) attributes");
+    return ffi::Error::InvalidArgument("onednn conv: want rank-4 NHWC/OHWI buffers and (h, w) attributes");
   }
-  Geometry g{image_dims[0], image_dims[3], image_dims[1], image_dims[2], kernel_dims[3], kernel_dims[0],
-             kernel_dims[1], output_dims[1], output_dims[2], Pair(stride), Pair(dilation), Pair(pad_lo),
+  Geometry g{image_dims[0], image_dims[3], image_dims[1], image_dims[2], kernel_dims[0], kernel_dims[1],
+             kernel_dims[2], output_dims[1], output_dims[2], Pair(stride), Pair(dilation), Pair(pad_lo),
              Pair(pad_hi)};
-  if (kernel_dims[2] != g.c || output_dims[0] != g.n || output_dims[3] != g.k) {
+  if (kernel_dims[3] != g.c || output_dims[0] != g.n || output_dims[3] != g.k) {
     return ffi::Error::InvalidArgument("onednn conv: channels of image, kernel and output disagree");
   }
   try {
@@ -138,20 +155,20 @@ ffi::Error Run(Kind kind, float* image, float* kernel, float* output, ffi::Span<
     memory scratchpad(plan.scratchpad, engine, scratch.data());
     memory image_mem(g.image(tag::nhwc), engine, image);
     memory output_mem(g.output(tag::nhwc), engine, output);
-    memory hwio(g.kernel(tag::hwio), engine, kernel);
-    memory kernel_mem = plan.reorder_kernel ? memory(plan.kernel, engine, blocked.data()) : hwio;
+    memory ohwi(g.kernel(tag::ohwi), engine, kernel);
+    memory kernel_mem = plan.reorder_kernel ? memory(plan.kernel, engine, blocked.data()) : ohwi;
     if (kind == Kind::kForward) {
-      if (plan.reorder_kernel) plan.kernel_reorder.execute(stream, hwio, kernel_mem);
+      if (plan.reorder_kernel) ReorderAlone(plan.kernel_reorder, stream, ohwi, kernel_mem);
       plan.conv.execute(stream, {{DNNL_ARG_SRC, image_mem}, {DNNL_ARG_WEIGHTS, kernel_mem},
                                  {DNNL_ARG_DST, output_mem}, {DNNL_ARG_SCRATCHPAD, scratchpad}});
     } else if (kind == Kind::kBackwardData) {
-      if (plan.reorder_kernel) plan.kernel_reorder.execute(stream, hwio, kernel_mem);
+      if (plan.reorder_kernel) ReorderAlone(plan.kernel_reorder, stream, ohwi, kernel_mem);
       plan.conv.execute(stream, {{DNNL_ARG_DIFF_SRC, image_mem}, {DNNL_ARG_WEIGHTS, kernel_mem},
                                  {DNNL_ARG_DIFF_DST, output_mem}, {DNNL_ARG_SCRATCHPAD, scratchpad}});
     } else {
       plan.conv.execute(stream, {{DNNL_ARG_SRC, image_mem}, {DNNL_ARG_DIFF_WEIGHTS, kernel_mem},
                                  {DNNL_ARG_DIFF_DST, output_mem}, {DNNL_ARG_SCRATCHPAD, scratchpad}});
-      if (plan.reorder_kernel) plan.kernel_reorder.execute(stream, kernel_mem, hwio);
+      if (plan.reorder_kernel) ReorderAlone(plan.kernel_reorder, stream, kernel_mem, ohwi);
     }
     stream.wait();
   } catch (const dnnl::error& e) {
