@@ -6,7 +6,7 @@
 Why: XLA:CPU allocates one scratch buffer per execution (about 200 MB for the ResNet-20 train step at batch
 128) and frees it when the step ends. glibc serves an allocation that large with a fresh `mmap` and returns it
 with `munmap`, so every step starts on untouched pages: ~49,000 page faults and ~0.17 s of kernel time per
-ResNet-20 step on 2 cores, a third of the step's wall time (docs/performance_notes.md, attempt 27). Told to
+ResNet-20 step on 2 cores (docs/performance_notes.md, attempt 29, measures it and what it cost). Told to
 use one heap (`M_ARENA_MAX=1`; XLA allocates from its worker threads, whose own arenas cannot hold more than
 64 MB), never to `mmap` (`M_MMAP_MAX=0`) and never to give the top of the heap back (`M_TRIM_THRESHOLD`), glibc
 hands the same pages to the next step. The price: the process keeps its peak heap until it exits, which a
