@@ -20,6 +20,7 @@ import ctypes
 import ctypes.util
 import os
 import platform
+import warnings
 
 # mallopt parameters, from glibc's <malloc.h>.
 M_TRIM_THRESHOLD, M_MMAP_MAX, M_ARENA_MAX = -1, -4, -8
@@ -38,6 +39,11 @@ def keep_freed_memory() -> bool:
         return True
     if os.environ.get(ENV, "1") == "0" or platform.libc_ver()[0] != "glibc":
         return False
+    from jax._src import xla_bridge  # private, but the only way to know whether XLA's threads exist
+    if xla_bridge.backends_are_initialized():
+        warnings.warn("host_memory.keep_freed_memory() after JAX's backend started: XLA's threads already have "
+                      "their own malloc arenas, whose large blocks are still mapped afresh; call it before the "
+                      "first jax computation.", stacklevel=2)
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
     # mallopt returns 1 on success; the value is an int, so the largest trim threshold is 2**31 - 1.
     settings = ((M_ARENA_MAX, 1), (M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, 2**31 - 1))

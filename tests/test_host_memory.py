@@ -52,3 +52,15 @@ def test_keep_freed_memory_can_be_turned_off(monkeypatch):
     monkeypatch.setattr(host_memory, "_applied", False)
     monkeypatch.setenv(host_memory.ENV, "0")
     assert host_memory.keep_freed_memory() is False
+
+
+def test_keep_freed_memory_warns_when_jax_has_started():
+    code = ("import warnings, jax, jax.numpy as jnp; jnp.ones(3).block_until_ready()\n"
+            "from resnet_jax import host_memory\n"
+            "with warnings.catch_warnings(record=True) as caught:\n"
+            "    warnings.simplefilter('always'); host_memory.keep_freed_memory()\n"
+            "print([str(w.message) for w in caught])")
+    env = dict(os.environ, **{host_memory.ENV: "1"})
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    if platform.libc_ver()[0] == "glibc":
+        assert "after JAX's backend started" in out, out
