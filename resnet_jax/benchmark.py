@@ -43,7 +43,8 @@ CASES = {"cifar": (32, 128, 512, 10), "resnet50": (224, 8, 256, 1000)}
 PARAMS = {"cifar_resnet20": 269_722, "cifar_resnet56": 853_018, "resnet50": 25_557_032}
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 # Dense bf16 peak FLOP/s by jax device_kind substring (vendor data sheets; SXM parts).
-GPU_BF16_PEAK = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12, "V100": 125e12}
+GPU_BF16_PEAK = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12, "A10": 125e12,
+                 "V100": 125e12}
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -199,9 +200,10 @@ def matmul_rate(n: int = 2048, repeats: int = 5) -> dict[str, float]:
     return {k: 2 * n**3 / s for k, s in timed.seconds.items()}
 
 
-def gpu_peak() -> float | None:
-    kind = jax.devices()[0].device_kind
-    return next((peak for key, peak in GPU_BF16_PEAK.items() if key in kind), None)
+def gpu_peak(kind: str | None = None) -> float | None:
+    """Dense bf16 peak FLOP/s of a device kind (default: the first device's), longest matching name first."""
+    kind = jax.devices()[0].device_kind if kind is None else kind
+    return next((GPU_BF16_PEAK[key] for key in sorted(GPU_BF16_PEAK, key=len, reverse=True) if key in kind), None)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -6,12 +6,19 @@ import sys
 
 import pytest
 
-from resnet_jax import onednn
+from resnet_jax import benchmark, onednn
 
-pytest.importorskip("torch")
+
+def test_gpu_peak_takes_the_longest_matching_name():
+    assert benchmark.gpu_peak("NVIDIA H200") == 989e12
+    assert benchmark.gpu_peak("NVIDIA A100-SXM4-80GB") == 312e12  # not the A10's
+    assert benchmark.gpu_peak("NVIDIA L40S") == 362e12  # not the L4's
+    assert benchmark.gpu_peak("NVIDIA L4") == 121e12
+    assert benchmark.gpu_peak("cpu") is None
 
 
 def test_quick_benchmark_prints_a_ratio_row():
+    pytest.importorskip("torch")
     env = {**os.environ, "XLA_FLAGS": ""}  # not the test session's 8 fake devices
     command = [sys.executable, "-m", "resnet_jax.benchmark", "--quick", "--models", "cifar_resnet8", "--batch", "4",
                "--kinds", "train", "--max-others", "64"]
