@@ -2,8 +2,9 @@
 //
 // Layouts: activations NHWC (the project's), kernels OHWI (K, KH, KW, C), float32, one group. oneDNN is told
 // those layouts and picks its own for the kernel ("any"), which we reorder into and out of; the kernels are
-// small, the activations are not. OHWI rather than the project's HWIO because oneDNN 3.2 reorders between OHWI
-// and its blocked kernel layouts ~10x faster than from HWIO; resnet_jax/onednn.py transposes, in XLA. A plan
+// small, the activations are not. OHWI rather than the project's HWIO because oneDNN 3.2 has fast reorders from
+// OHWI into some of its blocked layouts and only its generic one from HWIO (kernel reorders of a ResNet-20 step:
+// 12.8 -> 8.4 ms, docs/performance_notes.md attempt 30); resnet_jax/onednn.py transposes, in XLA. A plan
 // (primitive descriptor, primitive, reorders) is built once per geometry and cached; executing one plan from
 // several threads at once is safe because every thread brings its own scratchpad and weight buffer. Built and
 // loaded by resnet_jax/onednn.py.
