@@ -28,6 +28,11 @@ ENV = "RESNET_JAX_KEEP_FREED_MEMORY"
 _applied = False
 
 
+def wanted() -> bool:
+    """Whether keep_freed_memory applies here: glibc, and not turned off by RESNET_JAX_KEEP_FREED_MEMORY=0."""
+    return os.environ.get(ENV, "1") != "0" and platform.libc_ver()[0] == "glibc"
+
+
 def keep_freed_memory() -> bool:
     """Set glibc's malloc to reuse freed memory instead of unmapping it; True if it is now set.
 
@@ -37,7 +42,7 @@ def keep_freed_memory() -> bool:
     global _applied
     if _applied:
         return True
-    if os.environ.get(ENV, "1") == "0" or platform.libc_ver()[0] != "glibc":
+    if not wanted():
         return False
     from jax._src import xla_bridge  # private, but the only way to know whether XLA's threads exist
     if xla_bridge.backends_are_initialized():

@@ -1,12 +1,11 @@
 """The benchmark harness runs end to end and prints JAX/PyTorch ratio rows, one per conv path (a smoke test, not a timing)."""
 import os
-import platform
 import subprocess
 import sys
 
 import pytest
 
-from resnet_jax import benchmark, onednn
+from resnet_jax import benchmark, host_memory, onednn
 
 
 def test_gpu_peak_takes_the_longest_matching_name():
@@ -23,7 +22,7 @@ def test_quick_benchmark_prints_a_ratio_row():
     command = [sys.executable, "-m", "resnet_jax.benchmark", "--quick", "--models", "cifar_resnet8", "--batch", "4",
                "--kinds", "train", "--max-others", "64"]
     out = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, check=True).stdout
-    kept = platform.libc_ver()[0] == "glibc" and os.environ.get("RESNET_JAX_KEEP_FREED_MEMORY", "1") != "0"
+    kept = host_memory.wanted()  # the subprocess inherits this environment
     assert f"host memory: {'freed memory kept for reuse' if kept else 'glibc defaults'}" in out, out
     rows = [line.split() for line in out.splitlines() if line.startswith("cifar_resnet8 ")]
     assert [row[4] for row in rows] == (["xla", "onednn"] if onednn.available() else ["xla"]), out
