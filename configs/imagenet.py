@@ -11,9 +11,11 @@ weight decay 1e-4, lr 0.1 x batch/256 with a 5-epoch linear warmup above batch 2
 Published top-1 with this recipe: ResNet-50 about 76.3%, ResNet-18 about 70%. Needs accelerators: about a day
 on 8 modern GPUs for ResNet-50.
 """
-import ml_collections
-from ml_collections.config_dict import placeholder
+import os
+import runpy
 
+# configs/base.py, read from beside this file (configs are files loaded by path, not a package).
+base = runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)), "base.py"))
 TRAIN_IMAGES = 1_281_167
 DEPTHS = (18, 34, 50, 101, 152)
 
@@ -27,20 +29,15 @@ def get_config(arg="resnet50"):
                          f"and ',batch=N'.")
     batch_size = int(batch[0].removeprefix("batch=")) if batch else 256
     steps_per_epoch = TRAIN_IMAGES // batch_size
-    config = ml_collections.ConfigDict()
-    config.model = dict(name="resnet", depth=int(name.removeprefix("resnet")), width_multiplier=1.0, shortcut="B",
-                        zero_init_last=False)
-    config.data = dict(name="imagenet2012", path=placeholder(str), data_dir=placeholder(str),
-                       manual_dir=placeholder(str), split_seed=0, eval_fraction=placeholder(float), image_size=224,
-                       in_memory=False, augment="imagenet", batch_size=batch_size, eval_batch_size=512, seed=0)
-    config.optim = dict(
-        name="sgd", lr=0.1 * batch_size / 256,  # linear scaling rule (Goyal et al.): 0.1 per 256 images
-        momentum=0.9, nesterov=False, beta2=0.999, weight_decay=1e-4, exclude_bn_and_bias=False,
-        schedule="cosine" if "cosine" in options else "step",
+    config = base["get_config"]()
+    config.model.update(name="resnet", depth=int(name.removeprefix("resnet")), shortcut="B")
+    config.data.update(name="imagenet2012", image_size=224, in_memory=False, augment="imagenet",
+                       batch_size=batch_size, eval_batch_size=512)
+    config.optim.update(
+        lr=0.1 * batch_size / 256,  # linear scaling rule (Goyal et al.): 0.1 per 256 images
+        weight_decay=1e-4, schedule="cosine" if "cosine" in options else "step",
         warmup_steps=5 * steps_per_epoch if batch_size > 256 else 0,  # gradual warmup for large batches
-        boundaries=tuple(e * steps_per_epoch for e in (30, 60, 80)), scales=(0.1, 0.1, 0.1),
-        label_smoothing=0.0, grad_clip=0.0, ema=0.0)
-    config.train = dict(steps=90 * steps_per_epoch, eval_every=steps_per_epoch, checkpoint_every=steps_per_epoch,
-                        keep_checkpoints=3, log_every=100, seed=0, parallel="sharding", dtype="bfloat16",
-                        conv_impl="auto")
+        boundaries=tuple(e * steps_per_epoch for e in (30, 60, 80)), scales=(0.1, 0.1, 0.1))
+    config.train.update(steps=90 * steps_per_epoch, eval_every=steps_per_epoch, checkpoint_every=steps_per_epoch,
+                        log_every=100, parallel="sharding", dtype="bfloat16")
     return config

@@ -12,12 +12,10 @@ with `tfds build mnist` and pass --config.data.manual_dir= (empty). Results: exp
 """
 import os
 import re
+import runpy
 
-import ml_collections
-from ml_collections.config_dict import placeholder
-
-# ../shared/data beside the checkout (this file is <checkout>/configs/mnist.py).
-SHARED_DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "data")
+# configs/base.py, read from beside this file (configs are files loaded by path, not a package).
+base = runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)), "base.py"))
 VARIANT = re.compile(r"^(?P<name>mnist|fashion_mnist)(,epochs=(?P<epochs>[1-9][0-9]*))?$")
 TRAIN_IMAGES = 60_000
 BATCH_SIZE = 128
@@ -29,16 +27,9 @@ def get_config(arg="mnist"):
         raise ValueError(f"configs/mnist.py:{arg}: use mnist or fashion_mnist, then optionally ',epochs=N'.")
     steps_per_epoch = TRAIN_IMAGES // BATCH_SIZE  # 468
     steps = int(match["epochs"] or 1) * steps_per_epoch
-    config = ml_collections.ConfigDict()
-    config.model = dict(name="cifar_resnet", depth=8, width_multiplier=1.0, shortcut="A", zero_init_last=False)
-    config.data = dict(name=match["name"], path=placeholder(str), data_dir=placeholder(str),
-                       manual_dir=os.path.normpath(os.path.join(SHARED_DATA, match["name"])), split_seed=0,
-                       eval_fraction=placeholder(float), image_size=placeholder(int), in_memory=placeholder(bool),
-                       augment="none", batch_size=BATCH_SIZE, eval_batch_size=1000, seed=0)
-    config.optim = dict(name="sgd", lr=0.1, momentum=0.9, nesterov=False, beta2=0.999, weight_decay=5e-4,
-                        exclude_bn_and_bias=False, schedule="cosine", warmup_steps=steps // 20, boundaries=(),
-                        scales=(), label_smoothing=0.0, grad_clip=0.0, ema=0.0)
-    config.train = dict(steps=steps, eval_every=steps_per_epoch, checkpoint_every=100, keep_checkpoints=2,
-                        log_every=20, seed=0, parallel="single", dtype="float32",
-                        conv_impl="auto")
+    config = base["get_config"]()  # the default run's ResNet-8
+    config.data.update(name=match["name"], manual_dir=base["shared_data"](match["name"]), augment="none",
+                       batch_size=BATCH_SIZE, eval_batch_size=1000)
+    config.optim.update(lr=0.1, warmup_steps=steps // 20)
+    config.train.update(steps=steps, eval_every=steps_per_epoch, keep_checkpoints=2)
     return config

@@ -5,9 +5,10 @@
 
 Every run is one command of the entry point (`resnet_jax.main`) in its own sub-workdir under --workdir, run
 through the sweep runner: resumable (an interrupted run continues from its checkpoint, a finished one is
-skipped) and timed (wall seconds of the command, summed over attempts). Reads ../shared/data (CIFAR-10 .npz,
-the official MNIST and Fashion-MNIST archives through TFDS's own builders). Writes results/cifar10.{md,csv}
-and, through experiments/degradation.py, results/degradation_cifar10/ (training-loss curves, table).
+skipped) and timed (wall seconds of the command, summed over attempts). The ResNet rows are the points of
+configs/sweeps/depth.py on the short recipe, the degradation study those of configs/sweeps/degradation.py.
+Reads ../shared/data (CIFAR-10 .npz, the official MNIST and Fashion-MNIST archives through TFDS's own
+builders). Writes results/cifar10.{md,csv} and results/degradation_cifar10/ (training-loss curves, table).
 """
 from __future__ import annotations
 
@@ -16,55 +17,53 @@ from pathlib import Path
 
 from absl import app, flags
 
-from experiments.degradation import degradation
+from experiments.common import CONFIGS, run_sweep, short_budget, sweep_points
 from experiments.results_io import write_table
-from resnet_jax.sweep import STATUS_FILE, point_name, run_local
-from resnet_jax.sweep_results import final, read_metrics
+from resnet_jax.sweeps.grid import STATUS_FILE
+from resnet_jax.sweeps.launch import run_local
+from resnet_jax.sweeps.results import final, read_metrics
 
 FLAGS = flags.FLAGS
-
-
-def define_flags():
-    """The command's flags; defined only when it runs, so that other experiments can import this one."""
-    flags.DEFINE_integer("epochs", 2, "Epochs of ResNet-20 on CIFAR-10 (the short recipe: warmup + cosine).")
-    flags.DEFINE_bool("resnet56", False, "Also train ResNet-56 for --epochs (about 4x ResNet-20's time).")
-    flags.DEFINE_integer("mnist_epochs", 1, "Epochs of the MNIST and Fashion-MNIST sanity rows.")
-    flags.DEFINE_integer("degradation_steps", 150, "Steps of each plain/residual net in the degradation study.")
-    flags.DEFINE_list("depths", ["20", "56"], "Depths of the degradation study.")
-    flags.DEFINE_string("workdir", "/tmp/resnet_jax_experiments", "Where the runs train (resumable).")
+flags.DEFINE_integer("epochs", 2, "Epochs of ResNet-20 on CIFAR-10 (the short recipe: warmup + cosine).")
+flags.DEFINE_bool("resnet56", False, "Also train ResNet-56 for --epochs (about 4x ResNet-20's time).")
+flags.DEFINE_integer("mnist_epochs", 1, "Epochs of the MNIST and Fashion-MNIST sanity rows.")
+flags.DEFINE_integer("degradation_steps", 150, "Steps of each plain/residual net in the degradation study.")
+flags.DEFINE_list("depths", ["20", "56"], "Depths of the degradation study.")
+flags.DEFINE_string("workdir", "/tmp/resnet_jax_experiments", "Where the runs train (resumable).")
 
 # He et al. 2015, Table 6: CIFAR-10 test error after 64k iterations of batch 128 (about 164 epochs).
 PAPER_ERROR = {"resnet20": 8.75, "resnet32": 7.51, "resnet44": 7.17, "resnet56": 6.97, "resnet110": 6.43}
 STEPS_PER_EPOCH = {"cifar10": 50_000 // 128, "mnist": 60_000 // 128, "fashion_mnist": 60_000 // 128}
 
 
-def train(config: str, workdir: Path) -> dict:
-    """Run (or resume, or skip) one config; its final metrics, steps and wall minutes."""
-    run_local(config, [{}], workdir)
-    directory = workdir / point_name({})
-    rows = read_metrics(directory / "metrics.jsonl")
-    status = json.loads((directory / STATUS_FILE).read_text())
-    return {"steps": max(rows), "eval/accuracy": final(rows, "eval/accuracy"),
-            "train/loss": final(rows, "train/loss"), "minutes": status.get("seconds", 0) / 60}
+def train(config: str, points: list[dict], workdir: Path) -> list[dict]:
+    """Run (or resume, or skip) each point of one config; their final metrics, steps and wall minutes."""
+    results = []
+    for directory in run_local(config, points, workdir):
+        rows = read_metrics(directory / "metrics.jsonl")
+        status = json.loads((directory / STATUS_FILE).read_text())
+        results.append({"steps": max(rows), "eval/accuracy": final(rows, "eval/accuracy"),
+                        "train/loss": final(rows, "train/loss"), "minutes": status.get("seconds", 0) / 60})
+    return results
 
 
 def main(argv):
     del argv
     workdir = Path(FLAGS.workdir) / "cifar10"
-    # (data set, steps-per-epoch key, model, paper's key, config)
-    runs = [("CIFAR-10", "cifar10", "ResNet-20", "resnet20", f"configs/cifar10.py:resnet20,epochs={FLAGS.epochs}")]
-    if FLAGS.resnet56:
-        runs.append(("CIFAR-10", "cifar10", "ResNet-56", "resnet56",
-                     f"configs/cifar10.py:resnet56,epochs={FLAGS.epochs}"))
+    # (data set, steps-per-epoch key, model, paper's key, config, point): the ResNets are the depth sweep's points.
+    resnet = f"configs/cifar10.py:resnet20,epochs={FLAGS.epochs}"
+    runs = [("CIFAR-10", "cifar10", f"ResNet-{p['model.depth']}", f"resnet{p['model.depth']}", resnet, p)
+            for p in sweep_points("depth", "20+56" if FLAGS.resnet56 else "20")]
     for dataset, key in (("MNIST", "mnist"), ("Fashion-MNIST", "fashion_mnist")):
-        runs.append((dataset, key, "ResNet-8", None, f"configs/mnist.py:{key},epochs={FLAGS.mnist_epochs}"))
+        runs.append((dataset, key, "ResNet-8", None, f"configs/mnist.py:{key},epochs={FLAGS.mnist_epochs}", {}))
     rows = []
-    for dataset, key, model, paper_key, config in runs:
+    for dataset, key, model, paper_key, config, point in runs:
         name = config.split(":")[1].replace(",", "_").replace("=", "")  # e.g. resnet20_epochs2
-        result = train(config, workdir / f"{key}_{name}")
+        [result] = train(config, [point], workdir / f"{key}_{name}")
         accuracy = result["eval/accuracy"]
         paper = PAPER_ERROR.get(paper_key)
-        rows.append([dataset, model, f"`{config}`", f"{result['steps'] / STEPS_PER_EPOCH[key]:.0f}",
+        overrides = "".join(f" --config.{k}={v}" for k, v in point.items())
+        rows.append([dataset, model, f"`{config}{overrides}`", f"{result['steps'] / STEPS_PER_EPOCH[key]:.0f}",
                      f"{100 * accuracy:.2f}%", f"{100 * (1 - accuracy):.2f}%",
                      f"{paper:.2f}% (~164 epochs)" if paper else "-", f"{result['train/loss']:.3f}",
                      f"{result['minutes']:.1f}"])
@@ -80,10 +79,11 @@ def main(argv):
              "for scale, not as a like-for-like comparison. MNIST and Fashion-MNIST: the default config's "
              "ResNet-8, SGD 0.1, weight decay 5e-4, no augmentation, warmup + cosine. One run each, seed 0.")
     print(write_table("cifar10", header, rows, command=command, notes=notes).read_text())
-    degradation("cifar10", depths=[int(d) for d in FLAGS.depths], steps=FLAGS.degradation_steps,
-                batch_size=128, lr=0.1, seed=0, workdir=Path(FLAGS.workdir))
+    run_sweep(CONFIGS["cifar10"], sweep_points("degradation", "+".join(FLAGS.depths)),
+              Path(FLAGS.workdir) / "degradation_cifar10",
+              common=short_budget(FLAGS.degradation_steps, batch_size=128, lr=0.1, seed=0),
+              name="degradation_cifar10")
 
 
 if __name__ == "__main__":
-    define_flags()
     app.run(main)

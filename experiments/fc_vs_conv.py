@@ -14,7 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from experiments.results_io import plot_path, write_table  # noqa: E402
-from resnet_jax.conv import Conv2D  # noqa: E402
+from resnet_jax.nn.conv import Conv2D  # noqa: E402
 
 COMMAND = "python -m experiments.fc_vs_conv"
 

@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 from experiments.results_io import write_table
-from resnet_jax import shapes32
+from resnet_jax.data import shapes32
 
 COMMAND = "python -m experiments.linear_baseline"
 PENALTIES = (0.1, 10.0, 1e3, 1e4, 1e5)

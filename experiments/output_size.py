@@ -15,8 +15,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from experiments.results_io import plot_path, write_table  # noqa: E402
-from resnet_jax.conv import conv2d  # noqa: E402
-from resnet_jax.shapes import ShapeError, output_size  # noqa: E402
+from resnet_jax.nn.conv import conv2d  # noqa: E402
+from resnet_jax.nn.shapes import ShapeError, output_size  # noqa: E402
 
 COMMAND = "python -m experiments.output_size"
 SIZES, KERNELS, STRIDES, PADDINGS = (7, 32, 224), (1, 3, 5, 7), (1, 2, 3), (0, 1, 2, 3, "SAME", "VALID")

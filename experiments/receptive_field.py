@@ -16,8 +16,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from experiments.results_io import plot_path, write_table  # noqa: E402
-from resnet_jax.conv import Conv2D  # noqa: E402
-from resnet_jax.trace import empirical_receptive_field, trace  # noqa: E402
+from resnet_jax.nn.conv import Conv2D  # noqa: E402
+from resnet_jax.nn.trace import empirical_receptive_field, trace  # noqa: E402
 
 COMMAND = "python -m experiments.receptive_field"
 MAX_DEPTH = 12

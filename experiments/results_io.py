@@ -1,7 +1,10 @@
-"""Writing an experiment's results: a table as Markdown and CSV, and the path of its plot, under results/."""
+"""Writing an experiment's results under results/: a table as Markdown and CSV, a sweep's table and plots, the
+path of a plot."""
 from __future__ import annotations
 
 import csv
+import shutil
+import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -29,3 +32,17 @@ def write_table(name: str, header: Sequence[str], rows: Sequence[Sequence], *, c
 def plot_path(name: str) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     return RESULTS / f"{name}.png"
+
+
+def publish(workdir: Path, name: str) -> None:
+    """Copy a sweep's table and plots from workdir into results/NAME/; the table starts with this command."""
+    target = RESULTS / name
+    target.mkdir(parents=True, exist_ok=True)
+    module = Path(sys.argv[0]).stem
+    command = " ".join(["python -m experiments." + module, *sys.argv[1:]])
+    table = (workdir / "results.md").read_text()
+    (target / "results.md").write_text(f"Command: `{command}`\n\n{table}")
+    shutil.copy(workdir / "results.csv", target)
+    for path in workdir.glob("*.png"):
+        shutil.copy(path, target)
+    print(f"results in {target}")

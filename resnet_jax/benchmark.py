@@ -29,19 +29,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from resnet_jax import host_memory, models, onednn, optim, parallel, train, xla_flags
-from resnet_jax.trace import totals, trace
+from resnet_jax import runtime
+from resnet_jax.cpu import host_memory, onednn
+from resnet_jax.nn import models
+from resnet_jax.training import optim, parallel, train
+from resnet_jax.nn.trace import totals, trace
 
 try:
     import torch
-    from resnet_jax import torch_reference
+    from resnet_jax.interop import torch_models as torch_reference
 except ImportError:  # the benchmark still times JAX alone
     torch = None
 
 # (image size, batch on CPU, batch on GPU, classes) per model; other CIFAR depths use the CIFAR row.
 CASES = {"cifar": (32, 128, 512, 10), "resnet50": (224, 8, 256, 1000)}
 PARAMS = {"cifar_resnet20": 269_722, "cifar_resnet56": 853_018, "resnet50": 25_557_032}
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 # Dense bf16 peak FLOP/s by jax device_kind substring (vendor data sheets; SXM parts).
 GPU_BF16_PEAK = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12, "A10": 125e12,
                  "V100": 125e12}
@@ -113,7 +115,7 @@ def case(name: str, on_gpu: bool) -> tuple[int, int, int]:
 
 def jax_runs(name: str, dtype, batch_size: int, size: int, classes: int, conv_impl: str) -> tuple[dict, dict]:
     """The project's compiled train and eval steps on one fixed batch, as `run(steps)` timers, and facts."""
-    model = models.get_model(name, dtype=DTYPES[dtype], conv_impl=conv_impl)
+    model = models.get_model(name, dtype=models.DTYPES[dtype], conv_backend=runtime.conv_backend(conv_impl))
     lr_fn = optim.learning_rate_schedule("constant", lr=0.1, total_steps=1)
     tx = optim.make_optimizer("sgd", lr_fn, momentum=0.9)
     placement = parallel.Placement("single")
@@ -123,7 +125,8 @@ def jax_runs(name: str, dtype, batch_size: int, size: int, classes: int, conv_im
     batch = placement.put_batch({"image": rng.standard_normal((batch_size, size, size, 3), np.float32),
                                  "label": rng.integers(0, classes, batch_size).astype(np.int32),
                                  "mask": np.ones(batch_size, bool)})
-    step = placement.compile(functools.partial(train.train_step, apply_fn=model.apply, tx=tx, lr_fn=lr_fn),
+    step = placement.compile(functools.partial(train.train_step, apply_fn=model.apply,
+                                               optimizer=optim.Optimizer(tx, lr_fn)),
                              donate_state=True)
     evaluate = placement.compile(functools.partial(train.eval_step, apply_fn=model.apply), donate_state=False)
     n_params = sum(x.size for x in jax.tree.leaves(state.params))
@@ -231,8 +234,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    xla_flags.set_defaults()  # before the first computation creates the backend
-    keep = host_memory.keep_freed_memory()  # before XLA's threads start; PyTorch's allocations share it
+    runtime.setup()  # before the first computation creates the backend and its threads
+    keep = host_memory.keep_freed_memory()  # already set by setup (True if so); PyTorch's allocations share it
     args = parse_args(argv)
     on_gpu = jax.default_backend() == "gpu"
     use_torch = torch is not None and not args.no_torch

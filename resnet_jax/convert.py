@@ -18,11 +18,11 @@ import jax
 import numpy as np
 
 from resnet_jax import interop
-from resnet_jax.models import get_model
-from resnet_jax.resnet import PADDING_MODES
+from resnet_jax.data.pipeline import NORMALISATION
+from resnet_jax.nn.models import get_model
+from resnet_jax.nn.resnet import PADDING_MODES
 
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+IMAGENET_MEAN, IMAGENET_STD = (np.array(v, np.float32) for v in NORMALISATION["imagenet2012"])
 
 
 def preprocess(path: str | Path, resize: int = 256, crop: int = 224) -> np.ndarray:

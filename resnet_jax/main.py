@@ -15,27 +15,26 @@ import logging as pylogging
 import os
 import subprocess
 import sys
-from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from resnet_jax import conv, data, host_memory, onednn, optim, parallel, trace, train, xla_flags
-from resnet_jax.models import get_model
-
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+from resnet_jax import data, runtime
+from resnet_jax.cpu import onednn
+from resnet_jax.nn import trace
+from resnet_jax.nn.models import DTYPES, get_model
+from resnet_jax.training import optim, parallel, train
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/default.py or configs/cifar10.py:resnet56.",
                                 lock_config=True)
 flags.DEFINE_string("workdir", None, "Where checkpoints, metrics and the config of the run are written.")
-flags.DEFINE_string("coordinator_address", os.environ.get("JAX_COORDINATOR_ADDRESS"),
-                    "host:port of process 0, for multi-process training.")
-flags.DEFINE_integer("num_processes", int(os.environ.get("JAX_NUM_PROCESSES", 1)), "Processes in the run.")
-flags.DEFINE_integer("process_id", int(os.environ.get("JAX_PROCESS_ID", 0)), "This process's index.")
+flags.DEFINE_string("coordinator_address", None,
+                    "host:port of process 0, for multi-process training (default: $JAX_COORDINATOR_ADDRESS).")
+flags.DEFINE_integer("num_processes", None, "Processes in the run (default: $JAX_NUM_PROCESSES, else 1).")
+flags.DEFINE_integer("process_id", None, "This process's index (default: $JAX_PROCESS_ID, else 0).")
 
 
 def validate_config(config: ml_collections.ConfigDict, *, device_count: int, process_count: int) -> None:
@@ -50,7 +49,7 @@ def validate_config(config: ml_collections.ConfigDict, *, device_count: int, pro
     check(t.parallel != "single" or process_count == 1, "train.parallel",
           f"'single' runs one process; this run has {process_count}: use 'pmap' or 'sharding'")
     check(t.dtype in DTYPES, "train.dtype", f"use one of {sorted(DTYPES)}")
-    check(t.conv_impl in ("auto", *conv.IMPLS), "train.conv_impl", f"use one of {('auto', *conv.IMPLS)}")
+    check(t.conv_impl in runtime.CONV_IMPLS, "train.conv_impl", f"use one of {runtime.CONV_IMPLS}")
     if t.conv_impl == "onednn":
         check(onednn.available(), "train.conv_impl",
               f"oneDNN convolutions cannot run here ({onednn.why_unavailable()}); use 'auto' or 'xla'")
@@ -79,17 +78,6 @@ def validate_config(config: ml_collections.ConfigDict, *, device_count: int, pro
         get_model(**config.model)
     except (TypeError, ValueError) as error:
         raise ValueError(f"config.model: {error}") from None
-
-
-def resolve_conv_impl(conv_impl: str, *, parallel_mode: str, dtype: str) -> str:
-    """'auto' -> 'onednn' where it helps (a float32 run on the CPU, not SPMD-partitioned), else 'xla'.
-
-    Under parallel='sharding' XLA cannot split a custom call over devices and would gather the batch onto each.
-    """
-    if conv_impl != "auto":
-        return conv_impl
-    fits = jax.default_backend() == "cpu" and dtype == "float32" and parallel_mode != "sharding"
-    return "onednn" if fits and onednn.available() else "xla"
 
 
 def write_run_info(workdir: str, config: ml_collections.ConfigDict) -> None:
@@ -140,12 +128,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> tuple[train.TrainSta
                         split_seed=d.split_seed, eval_fraction=d.eval_fraction, image_size=d.image_size,
                         in_memory=d.in_memory)
     logging.info("Data: %s", dataset.info)
-    conv_impl = resolve_conv_impl(t.conv_impl, parallel_mode=t.parallel, dtype=t.dtype)
+    conv_impl = runtime.conv_impl_for(t.conv_impl, parallel_mode=t.parallel, dtype=t.dtype)
     reason = onednn.why_unavailable() if conv_impl == "xla" and jax.default_backend() == "cpu" else None
     why = f" (oneDNN unavailable: {reason})" if reason else ""
     logging.info("Convolutions: %s%s", conv_impl, why)
     model = get_model(**config.model, num_classes=dataset.info.num_classes, dtype=DTYPES[t.dtype],
-                      conv_impl=conv_impl)
+                      conv_backend=runtime.conv_backend(conv_impl))
     if jax.process_index() == 0:
         write_model_summary(workdir, model, dataset.info.image_shape)
     lr_fn = optim.learning_rate_schedule(o.schedule, lr=o.lr, total_steps=t.steps, warmup_steps=o.warmup_steps,
@@ -163,11 +151,19 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> tuple[train.TrainSta
         return data.eval_batches(dataset, batch_size=d.eval_batch_size // processes)
 
     return train.train_and_evaluate(
-        model=model, tx=tx, lr_fn=lr_fn, train_batches=train_batches, eval_batches=eval_batches,
-        image_shape=dataset.info.image_shape, workdir=workdir, steps=t.steps, batch_size=d.batch_size,
-        eval_every=t.eval_every, checkpoint_every=t.checkpoint_every, keep_checkpoints=t.keep_checkpoints,
-        log_every=t.log_every, seed=t.seed, parallel_mode=t.parallel, label_smoothing=o.label_smoothing,
-        ema_decay=o.ema)
+        model=model, optimizer=optim.Optimizer(tx, lr_fn),
+        data=train.Input(train_batches, eval_batches, dataset.info.image_shape, d.batch_size),
+        loop=train.Loop(t.steps, t.eval_every, t.checkpoint_every, t.log_every, t.keep_checkpoints),
+        workdir=workdir, seed=t.seed, parallel_mode=t.parallel, label_smoothing=o.label_smoothing, ema_decay=o.ema)
+
+
+def process_flags() -> dict:
+    """The multi-process flags, each defaulting to its JAX_* environment variable (read now, not at import)."""
+    env = os.environ
+    address = FLAGS.coordinator_address or env.get("JAX_COORDINATOR_ADDRESS")
+    count = FLAGS.num_processes if FLAGS.num_processes is not None else int(env.get("JAX_NUM_PROCESSES", 1))
+    index = FLAGS.process_id if FLAGS.process_id is not None else int(env.get("JAX_PROCESS_ID", 0))
+    return {"coordinator_address": address, "num_processes": count, "process_id": index}
 
 
 class _QuietOrbax(pylogging.Filter):
@@ -182,10 +178,10 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     if FLAGS.config is None or FLAGS.workdir is None:
         raise app.UsageError("--config and --workdir are required.")
-    xla_flags.set_defaults()  # before the first computation creates the backend
-    host_memory.keep_freed_memory()  # before XLA's threads start
-    if FLAGS.num_processes > 1:
-        jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+    runtime.setup()  # before the first computation creates the backend and its threads
+    processes = process_flags()
+    if processes["num_processes"] > 1:
+        jax.distributed.initialize(**processes)
     logging.get_absl_handler().addFilter(_QuietOrbax())
     config = FLAGS.config
     validate_config(config, device_count=jax.device_count(), process_count=jax.process_count())

@@ -11,8 +11,8 @@ import sys
 import warnings
 from typing import Sequence
 
-from resnet_jax.models import get_model
-from resnet_jax.trace import LayerRow, totals, trace
+from resnet_jax.nn.models import get_model
+from resnet_jax.nn.trace import LayerRow, totals, trace
 
 
 def _fmt_shape(shape: tuple) -> str:

@@ -1,4 +1,4 @@
-"""Test session setup: the entry points' XLA flags, eight fake CPU devices, strict rank promotion, quiet TensorFlow, no GPU for TF.
+"""Test session setup: the entry points' runtime settings, eight fake CPU devices, strict rank promotion, quiet TensorFlow, no GPU for TF.
 
 XLA_FLAGS must be set before jax is first imported, which is why this happens at import time here.
 """
@@ -9,10 +9,11 @@ os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # tests run on CPU, with or without a GPU present
 
-from resnet_jax import xla_flags  # noqa: E402
+from resnet_jax import runtime  # noqa: E402
 
-# The XLA flags every entry point runs with, so in-process runs and subprocess runs compute bit-identically.
-xla_flags.set_defaults()
+# The settings every entry point runs with, so in-process runs and subprocess runs compute bit-identically
+# (malloc's aside: tests/test_host_memory.py measures it in subprocesses).
+runtime.setup(keep_freed_memory=False)
 
 import jax  # noqa: E402
 import pytest  # noqa: E402

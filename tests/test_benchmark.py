@@ -5,7 +5,8 @@ import sys
 
 import pytest
 
-from resnet_jax import benchmark, host_memory, onednn
+from resnet_jax import benchmark
+from resnet_jax.cpu import host_memory, onednn
 
 
 def test_gpu_peak_takes_the_longest_matching_name():

@@ -11,8 +11,9 @@ import jax
 import numpy as np
 import pytest
 
-from resnet_jax import checkpoint, main, optim, train
-from resnet_jax.models import get_model
+from resnet_jax import main
+from resnet_jax.training import checkpoint, optim, train
+from resnet_jax.nn.models import get_model
 from tiny_run import REPO, command_line, tiny_config, write_tiny_npz
 
 

@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from resnet_jax.conv import Conv2D, conv2d
-from resnet_jax.shapes import ShapeError, output_size, resolve_padding
+from resnet_jax.nn.conv import Conv2D, conv2d
+from resnet_jax.nn.shapes import ShapeError, output_size, resolve_padding
 
 
 def reference_conv2d(x, kernel, stride, pads, dilation, groups, flip=False, mode="constant"):

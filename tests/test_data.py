@@ -6,7 +6,8 @@ import sys
 import numpy as np
 import pytest
 
-from resnet_jax import data, shapes32
+from resnet_jax import data
+from resnet_jax.data import pipeline, shapes32
 
 BATCH = 256  # shapes32/small has 2,000 train images: 7 steps an epoch.
 
@@ -160,7 +161,7 @@ def test_eval_covers_the_split_exactly_once(shapes_small, process_count):
 
 def test_streamed_tfds_split_resumes_and_evaluates_once(tmp_data_dir, offline):
     streamed = data.load("shapes32/small", data_dir=tmp_data_dir, in_memory=False)
-    assert isinstance(streamed.train, data.TfdsSplit) and streamed.info.num_train == 2000
+    assert isinstance(streamed.train, pipeline.TfdsSplit) and streamed.info.num_train == 2000
     uninterrupted = take(train(streamed), 9)
     assert_batches_equal(take(train(streamed, start_step=6), 3), uninterrupted[6:])
     masks = [b["mask"] for p in (0, 1)
@@ -171,7 +172,7 @@ def test_streamed_tfds_split_resumes_and_evaluates_once(tmp_data_dir, offline):
 def test_cifar_augmentation_is_a_deterministic_shifted_flipped_window():
     import tensorflow as tf
 
-    from resnet_jax import augment
+    from resnet_jax.data import augment
     image = np.arange(32 * 32 * 3, dtype=np.int32).reshape(32, 32, 3) % 251
     padded = np.pad(image, ((4, 4), (4, 4), (0, 0)))
     views = [augment.pad_crop_flip(tf.constant(image), tf.constant([0, s])).numpy() for s in range(8)]
@@ -185,7 +186,7 @@ def test_cifar_augmentation_is_a_deterministic_shifted_flipped_window():
 def test_imagenet_views_have_the_requested_size():
     import tensorflow as tf
 
-    from resnet_jax import augment
+    from resnet_jax.data import augment
     image = tf.constant(np.random.default_rng(0).integers(0, 256, (48, 64, 3)), tf.uint8)
     crop = augment.inception_crop(image, tf.constant([1, 2]), size=24)
     assert crop.shape == (24, 24, 3)

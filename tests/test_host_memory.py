@@ -7,14 +7,14 @@ import sys
 
 import pytest
 
-from resnet_jax import host_memory
+from resnet_jax.cpu import host_memory
 
 # Run in a fresh interpreter (the setting is process-wide and must come before threads allocate): a worker
 # thread, as XLA's are, mallocs 200 MB, writes every page, frees it, and does it again; printed: the minor
 # page faults of the second round.
 PROBE = r"""
 import ctypes, json, resource, sys, threading
-from resnet_jax import host_memory
+from resnet_jax.cpu import host_memory
 kept = host_memory.keep_freed_memory()
 libc = ctypes.CDLL("libc.so.6")
 libc.malloc.restype = ctypes.c_void_p
@@ -56,7 +56,7 @@ def test_keep_freed_memory_can_be_turned_off(monkeypatch):
 
 def test_keep_freed_memory_warns_when_jax_has_started():
     code = ("import warnings, jax, jax.numpy as jnp; jnp.ones(3).block_until_ready()\n"
-            "from resnet_jax import host_memory\n"
+            "from resnet_jax.cpu import host_memory\n"
             "with warnings.catch_warnings(record=True) as caught:\n"
             "    warnings.simplefilter('always'); host_memory.keep_freed_memory()\n"
             "print([str(w.message) for w in caught])")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from resnet_jax import convert, interop
-from resnet_jax.models import IMAGENET_STAGES, get_model
+from resnet_jax.nn.models import IMAGENET_STAGES, get_model
 
 torch = pytest.importorskip("torch")
 nn = torch.nn

@@ -5,7 +5,8 @@ import jax
 import pytest
 from absl.testing import flagsaver
 
-from resnet_jax import checkpoint, main, metrics
+from resnet_jax import main
+from resnet_jax.training import checkpoint, metrics
 from tiny_run import REPO, load_config, tiny_config, write_tiny_npz
 
 CONFIGS = [("default.py", None), ("mnist5k.py", None), ("imagenet.py", "resnet18"), ("imagenet.py", "resnet50"),

@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 
-from resnet_jax import checkpoint
+from resnet_jax.training import checkpoint
 from tiny_run import REPO, write_tiny_npz
 
 WORKER = """
@@ -22,7 +22,8 @@ import jax
 port, process_id, npz, workdir, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
 jax.distributed.initialize(f"localhost:{port}", num_processes=2, process_id=process_id)
 sys.path.insert(0, "tests")
-from resnet_jax import checkpoint, main
+from resnet_jax import main
+from resnet_jax.training import checkpoint
 from tiny_run import tiny_config
 config = tiny_config(npz, train__parallel=mode)
 main.validate_config(config, device_count=jax.device_count(), process_count=jax.process_count())

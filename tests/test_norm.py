@@ -1,11 +1,11 @@
-"""BatchNorm (resnet_jax/norm.py): flax's variables and values, and a hand-written gradient equal to autodiff's."""
+"""BatchNorm (resnet_jax/nn/norm.py): flax's variables and values, and a hand-written gradient equal to autodiff's."""
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from resnet_jax.norm import BatchNorm, batch_norm
+from resnet_jax.nn.norm import BatchNorm, batch_norm
 
 
 def _inputs(shape=(8, 6, 5, 16), seed=0):

@@ -1,4 +1,4 @@
-"""oneDNN convolutions (conv2d impl='onednn') give XLA's numbers: forward against the float64 reference, gradients
+"""oneDNN convolutions (conv2d backend=onednn.conv_backend) give XLA's numbers: forward against the float64 reference, gradients
 against XLA's, whole ResNets' train steps, and a clear error or a fallback where oneDNN cannot run."""
 import functools
 
@@ -9,12 +9,16 @@ import optax
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from resnet_jax import main, onednn, train
-from resnet_jax.conv import conv2d
-from resnet_jax.models import get_model
-from resnet_jax.shapes import ShapeError, output_size, resolve_padding
+from resnet_jax import main, runtime
+from resnet_jax.cpu import onednn
+from resnet_jax.training import train
+from resnet_jax.nn.conv import conv2d
+from resnet_jax.nn.models import get_model
+from resnet_jax.nn.shapes import ShapeError, output_size, resolve_padding
 from test_conv import padding_forms, reference_conv2d
 from tiny_run import load_config
+
+BACKENDS = {"xla": None, "onednn": onednn.conv_backend}
 
 needs_onednn = pytest.mark.skipif(not onednn.available(), reason=f"oneDNN unavailable: {onednn.why_unavailable()}")
 
@@ -32,7 +36,7 @@ def test_onednn_conv2d_matches_numpy_reference(h, w, kernel, stride, dilation, p
     except ShapeError:
         return  # conv2d raises before either implementation runs (test_conv covers it)
     y = jax.jit(functools.partial(conv2d, stride=stride, padding=padding, dilation=dilation, flip=flip,
-                                  impl="onednn"))(x, weights)
+                                  backend=onednn.conv_backend))(x, weights)
     pads = [resolve_padding(padding, s, kernel, stride, dilation) for s in (h, w)]
     assert list(y.shape[1:3]) == expected_hw
     np.testing.assert_allclose(np.asarray(y), reference_conv2d(x, weights, stride, pads, dilation, 1, flip),
@@ -54,7 +58,7 @@ def test_onednn_gradients_equal_xla(shape, kernel, stride, padding, dilation):
     w = jnp.asarray(rng.standard_normal((kernel, kernel, shape[-1], 6)), jnp.float32)
 
     def loss(x, w, impl):
-        y = conv2d(x, w, stride=stride, padding=padding, dilation=dilation, impl=impl)
+        y = conv2d(x, w, stride=stride, padding=padding, dilation=dilation, backend=BACKENDS[impl])
         return jnp.sum(jnp.sin(y))  # a non-trivial output gradient
 
     grads = {impl: jax.jit(jax.value_and_grad(loss, argnums=(0, 1)), static_argnums=2)(x, w, impl)
@@ -65,7 +69,7 @@ def test_onednn_gradients_equal_xla(shape, kernel, stride, padding, dilation):
 
 def train_step_results(name, impl, image_size, **overrides):
     """Loss, gradients and BatchNorm updates of one train step from the same initialisation."""
-    model = get_model(name, num_classes=10, conv_impl=impl, **overrides)
+    model = get_model(name, num_classes=10, conv_backend=BACKENDS[impl], **overrides)
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.standard_normal((8, image_size, image_size, 3)), jnp.float32)
     labels = jnp.asarray(rng.integers(0, 10, 8), jnp.int32)
@@ -100,28 +104,29 @@ def test_bfloat16_and_grouped_convolutions_stay_with_xla():
     x, w = jnp.ones((1, 6, 6, 4), jnp.bfloat16), jnp.ones((3, 3, 4, 4), jnp.bfloat16)
     assert not onednn.supports(x, w, groups=1)
     assert not onednn.supports(x.astype(jnp.float32), w.astype(jnp.float32), groups=2)
-    hlo = jax.jit(functools.partial(conv2d, padding=1, groups=2, impl="onednn")).lower(
+    hlo = jax.jit(functools.partial(conv2d, padding=1, groups=2, backend=onednn.conv_backend)).lower(
         x.astype(jnp.float32), w[:, :, :2].astype(jnp.float32)).as_text()
     assert "custom_call" not in hlo and "convolution" in hlo
 
 
 def test_unavailable_onednn_is_a_clear_error_and_auto_falls_back(monkeypatch):
     monkeypatch.setattr(onednn, "_load", lambda: onednn.OneDnnUnavailable("the wheel is not installed"))
-    with pytest.raises(onednn.OneDnnUnavailable, match="the wheel is not installed. Use impl='xla'"):
-        conv2d(jnp.ones((1, 4, 4, 2)), jnp.ones((3, 3, 2, 2)), padding=1, impl="onednn")
+    with pytest.raises(onednn.OneDnnUnavailable, match="the wheel is not installed. Use XLA's"):
+        conv2d(jnp.ones((1, 4, 4, 2)), jnp.ones((3, 3, 2, 2)), padding=1, backend=onednn.conv_backend)
     config = load_config()
     config.train.conv_impl = "onednn"
     with pytest.raises(ValueError, match=r"config.train.conv_impl='onednn': .*the wheel is not installed"):
         main.validate_config(config, device_count=1, process_count=1)
-    assert main.resolve_conv_impl("auto", parallel_mode="single", dtype="float32") == "xla"
-    with pytest.raises(ValueError, match="impl='cudnn': use one of"):
-        conv2d(jnp.ones((1, 4, 4, 2)), jnp.ones((3, 3, 2, 2)), impl="cudnn")
+    assert runtime.conv_impl_for("auto", parallel_mode="single", dtype="float32") == "xla"
+    assert runtime.conv_backend("auto") is None  # XLA's
+    with pytest.raises(ValueError, match="conv_impl='cudnn': use one of"):
+        runtime.conv_backend("cudnn")
 
 
 @needs_onednn
 def test_auto_picks_onednn_for_float32_cpu_runs_outside_sharding():
-    assert main.resolve_conv_impl("auto", parallel_mode="single", dtype="float32") == "onednn"
-    assert main.resolve_conv_impl("auto", parallel_mode="pmap", dtype="float32") == "onednn"
-    assert main.resolve_conv_impl("auto", parallel_mode="sharding", dtype="float32") == "xla"
-    assert main.resolve_conv_impl("auto", parallel_mode="single", dtype="bfloat16") == "xla"
-    assert main.resolve_conv_impl("xla", parallel_mode="single", dtype="float32") == "xla"
+    assert runtime.conv_impl_for("auto", parallel_mode="single", dtype="float32") == "onednn"
+    assert runtime.conv_impl_for("auto", parallel_mode="pmap", dtype="float32") == "onednn"
+    assert runtime.conv_impl_for("auto", parallel_mode="sharding", dtype="float32") == "xla"
+    assert runtime.conv_impl_for("auto", parallel_mode="single", dtype="bfloat16") == "xla"
+    assert runtime.conv_impl_for("xla", parallel_mode="single", dtype="float32") == "xla"

@@ -6,8 +6,10 @@ import jax
 import numpy as np
 import pytest
 
-from resnet_jax import onednn, optim, parallel, train
-from resnet_jax.models import get_model
+from resnet_jax import runtime
+from resnet_jax.cpu import onednn
+from resnet_jax.training import optim, parallel, train
+from resnet_jax.nn.models import get_model
 
 IMAGE_SHAPE = (8, 8, 3)
 GLOBAL_BATCH = 16  # two examples per device: BatchNorm statistics must be cross-replica to match one device
@@ -25,12 +27,13 @@ def run(mode, steps=3, conv_impl="xla"):
     """Per-step train metrics, eval sums and the final state (host) of `steps` updates in `mode`."""
     placement = parallel.Placement(mode)
     model = placement.model(get_model("cifar_resnet", depth=8, width_multiplier=0.25, num_classes=4,
-                                      conv_impl=conv_impl))
+                                      conv_backend=runtime.conv_backend(conv_impl)))
     lr_fn = optim.learning_rate_schedule("cosine", lr=0.1, total_steps=10, warmup_steps=1)
     tx = optim.make_optimizer("sgd", lr_fn, momentum=0.9, weight_decay=1e-4)
     state = train.create_train_state(model, tx, jax.random.key(0), image_shape=IMAGE_SHAPE, ema=False)
-    step = placement.compile(functools.partial(train.train_step, apply_fn=model.apply, tx=tx, lr_fn=lr_fn,
-                                               axis_name=placement.axis_name), donate_state=True)
+    step = placement.compile(functools.partial(train.train_step, apply_fn=model.apply,
+                                               optimizer=optim.Optimizer(tx, lr_fn), axis_name=placement.axis_name),
+                             donate_state=True)
     evaluate = placement.compile(functools.partial(train.eval_step, apply_fn=model.apply,
                                                    axis_name=placement.axis_name), donate_state=False)
     state = placement.put_state(jax.device_get(state))

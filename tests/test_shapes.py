@@ -4,7 +4,7 @@ import math
 import pytest
 from hypothesis import given, strategies as st
 
-from resnet_jax.shapes import ShapeError, output_size, resolve_padding, stack_receptive_field
+from resnet_jax.nn.shapes import ShapeError, output_size, resolve_padding, stack_receptive_field
 
 sizes, kernels, strides, pads, dilations = (st.integers(1, 64), st.integers(1, 7), st.integers(1, 4),
                                              st.integers(0, 4), st.integers(1, 3))

@@ -1,12 +1,22 @@
-"""Sweeps: grid expansion, point names and commands, the TPU launcher's dry run, and result collection."""
+"""Sweeps: grid expansion, point names and commands, the TPU launcher's dry run, result collection, and the
+repository's sweep files against the configs they are run with."""
 import json
 import subprocess
 import sys
 
 import pytest
+from absl import flags
+from ml_collections import config_flags
 
-from resnet_jax.sweep import expand, point_command, point_name, tpu_commands
-from resnet_jax.sweep_results import collect, read_metrics
+from resnet_jax.sweeps.grid import expand, load_function, point_command, point_name
+from resnet_jax.sweeps.launch import tpu_commands
+from resnet_jax.sweeps.results import collect, read_metrics
+from tiny_run import REPO
+
+# Each sweep file of the repository with a config it is meant for (the experiments' pairings).
+REPO_SWEEPS = [("degradation.py", "default.py"), ("degradation.py:20+56,zero_init", "mnist5k.py"),
+               ("degradation.py:20+56", "cifar10.py:resnet20"), ("stride_padding.py", "default.py"),
+               ("stride_padding.py", "mnist5k.py"), ("depth.py:20+56", "cifar10.py:resnet20,epochs=2")]
 
 
 def test_grid_is_the_cartesian_product_first_axis_slowest():
@@ -80,7 +90,7 @@ def test_collect_reads_resumed_runs_once_and_writes_table_and_plots(tmp_path):
 
 
 def test_local_sweep_runs_each_point_skips_finished_and_resumes(tmp_path, capsys):
-    from resnet_jax.sweep import run_local
+    from resnet_jax.sweeps.launch import run_local
     from tests.tiny_run import REPO, TINY_OVERRIDES, write_tiny_npz
 
     npz = write_tiny_npz(tmp_path / "tiny.npz")
@@ -103,3 +113,32 @@ def test_local_sweep_runs_each_point_skips_finished_and_resumes(tmp_path, capsys
     table = collect(tmp_path / "sweep", points)
     assert [row["steps"] for row in table] == [4, 4]
     assert all(row["wall min"] > 0 for row in table)  # from the seconds each point's command took
+
+
+@pytest.mark.parametrize("sweep,config", REPO_SWEEPS)
+def test_repository_sweeps_override_fields_their_configs_have(sweep, config, monkeypatch):
+    """Every point's overrides name existing fields, so a misspelt or missing one fails here, not mid-sweep."""
+    get_sweep, arg = load_function(str(REPO / "configs" / "sweeps" / sweep), "get_sweep")
+    path, _, config_arg = config.partition(":")
+    for point in expand(get_sweep(arg)):
+        # Loaded as the entry point does (locked) and overridden from its command line.
+        flag_values = flags.FlagValues()
+        config_flags.DEFINE_config_file("config", None, "", flag_values=flag_values, lock_config=True)
+        argv = point_command(f"{REPO / 'configs' / path}{':' + config_arg if config_arg else ''}", "/w", point)
+        argv = ["main", *(a for a in argv if a.startswith("--config"))]
+        monkeypatch.setattr("sys.argv", argv)  # config_flags reads the overrides from sys.argv
+        flag_values(argv)
+        for field, value in point.items():
+            group, name = field.split(".")
+            assert flag_values.config[group][name] == value
+
+
+def test_degradation_sweep_dry_run_from_the_command_line(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "resnet_jax.sweep", "--config=configs/default.py",
+                          "--sweep=configs/sweeps/degradation.py", f"--workdir={tmp_path}", "--dry_run"],
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == 8 and all("-m resnet_jax.main --config=configs/default.py" in line for line in lines)
+    assert f"--workdir={tmp_path}/model.shortcut=none,model.depth=20 " in lines[0]
+    assert "--config.model.shortcut=A --config.model.depth=56" in lines[-1]

@@ -4,11 +4,11 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from resnet_jax.conv import Conv2D
-from resnet_jax.models import get_model
-from resnet_jax.pool import MaxPool2D
+from resnet_jax.nn.conv import Conv2D
+from resnet_jax.nn.models import get_model
+from resnet_jax.nn.pool import MaxPool2D
 from resnet_jax.summary import main as summary_main
-from resnet_jax.trace import empirical_receptive_field, feature_map_warnings, totals, trace
+from resnet_jax.nn.trace import empirical_receptive_field, feature_map_warnings, totals, trace
 
 
 def test_resnet50_trace_shapes_params_and_macs():

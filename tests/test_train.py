@@ -8,8 +8,8 @@ import numpy as np
 import optax
 import pytest
 
-from resnet_jax import checkpoint, optim, train
-from resnet_jax.models import get_model
+from resnet_jax.training import checkpoint, optim, train
+from resnet_jax.nn.models import get_model
 
 IMAGE_SHAPE = (8, 8, 3)
 
@@ -33,7 +33,7 @@ def setup(model=None, lr=0.1, ema=False, **optimizer):
     lr_fn = optax.constant_schedule(lr)
     tx = optim.make_optimizer(optimizer.pop("name", "sgd"), lr_fn, **optimizer)
     state = train.create_train_state(model, tx, jax.random.key(0), image_shape=IMAGE_SHAPE, ema=ema)
-    step = functools.partial(train.train_step, apply_fn=model.apply, tx=tx, lr_fn=lr_fn)
+    step = functools.partial(train.train_step, apply_fn=model.apply, optimizer=optim.Optimizer(tx, lr_fn))
     return model, tx, state, step
 
 
@@ -82,9 +82,10 @@ def run_loop(workdir, *, steps, lr=0.1, nan_at=None, parallel_mode="single", ema
         return [{**batch, "mask": np.arange(8) < 6}]
 
     return train.train_and_evaluate(
-        model=model, tx=tx, lr_fn=lr_fn, train_batches=train_batches, eval_batches=eval_batches,
-        image_shape=IMAGE_SHAPE, workdir=str(workdir), steps=steps, batch_size=8, eval_every=3, checkpoint_every=2,
-        keep_checkpoints=keep, log_every=5, seed=0, parallel_mode=parallel_mode, ema_decay=ema_decay)
+        model=model, optimizer=optim.Optimizer(tx, lr_fn),
+        data=train.Input(train_batches, eval_batches, IMAGE_SHAPE, batch_size=8),
+        loop=train.Loop(steps, eval_every=3, checkpoint_every=2, log_every=5, keep_checkpoints=keep),
+        workdir=str(workdir), seed=0, parallel_mode=parallel_mode, ema_decay=ema_decay)
 
 
 def test_nan_loss_stops_naming_the_step_and_saves_nothing_after_it(tmp_path):

@@ -5,7 +5,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from resnet_jax.conv import IntPair, Padding, explicit_padding, pair, spatial_output
+from resnet_jax.nn.conv import IntPair, Padding, explicit_padding, pair, spatial_output
 
 
 def max_pool2d(x: jax.Array, window: IntPair = 3, *, stride: IntPair = 2, padding: Padding = 1,

@@ -1,7 +1,7 @@
 """Data sets from local files, read whole into memory: .npz arrays and folders of images.
 
-    local = local_data.read_npz("../shared/data/mnist5k.npz", split_seed=0)   # 4,000 train / 1,000 eval
-    local.train.images, local.train.labels                                 # uint8 [N, H, W, C], int32 [N]
+    arrays = local.read_npz("../shared/data/mnist5k.npz", split_seed=0)   # 4,000 train / 1,000 eval
+    arrays.train.images, arrays.train.labels                              # uint8 [N, H, W, C], int32 [N]
 
 A source without an eval split (one .npz file, an image folder with only train/) keeps a fixed fraction of each
 class for eval, chosen by a seeded permutation, so the split is the same on every machine. `resnet_jax.data`

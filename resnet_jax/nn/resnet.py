@@ -10,28 +10,30 @@ Parameters are named like torchvision's where they can be (`stem_conv`, `stem_bn
 from __future__ import annotations
 
 import functools
+import re
 from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from resnet_jax.blocks import BLOCKS, SHORTCUTS
-from resnet_jax.conv import IMPLS, Conv2D, Padding
-from resnet_jax.norm import BatchNorm
-from resnet_jax.pool import GlobalAvgPool, MaxPool2D
-from resnet_jax.shapes import ShapeError
+from resnet_jax.nn.blocks import SHORTCUTS, Block, block_class
+from resnet_jax.nn.conv import Conv2D, ConvBackend, Padding
+from resnet_jax.nn.norm import BatchNorm
+from resnet_jax.nn.pool import GlobalAvgPool, MaxPool2D
+from resnet_jax.nn.shapes import ShapeError
 
-# Model-level padding: 'symmetric' pads every conv and pool by (k-1)//2 on both sides (PyTorch, the CIFAR
-# reference, torchvision weights); 'same' is XLA's, asymmetric on stride-2 layers with even inputs.
-PADDING_MODES = {"symmetric": "SYMMETRIC", "same": "SAME"}
+# The paddings a whole model may use, passed as they are to every conv and pool (conv2d takes any case):
+# 'symmetric' pads by (k-1)//2 on both sides (PyTorch, the CIFAR reference, torchvision weights); 'same' is
+# XLA's, asymmetric on stride-2 layers with even inputs. shapes.resolve_padding defines both.
+PADDING_MODES = ("symmetric", "same")
 
 
 class ResNet(nn.Module):
     """A ResNet. Call as `model.apply(variables, x, train=False)`; x is [N, H, W, C], logits [N, num_classes]."""
 
     stage_sizes: Sequence[int]  # blocks per stage, e.g. (3, 4, 6, 3) for ResNet-50
-    block: str = "basic"  # 'basic' | 'bottleneck' | 'preact_basic' | 'preact_bottleneck'
+    block: str | type[Block] = "basic"  # 'basic' | 'bottleneck' | 'preact_basic' | 'preact_bottleneck' | a Block
     widths: Sequence[int] = (64, 128, 256, 512)  # block width per stage (bottleneck outputs 4x this)
     stage_strides: Sequence[int] = (1, 2, 2, 2)  # stride of each stage's first block
     num_classes: int = 1000
@@ -49,7 +51,7 @@ class ResNet(nn.Module):
     bn_epsilon: float = 1e-5
     axis_name: str | None = None  # pmap axis for cross-replica BatchNorm statistics
     dtype: Any = jnp.float32  # computation dtype; params and BN statistics stay float32
-    conv_impl: str = "xla"  # 'xla' | 'onednn' (oneDNN's kernels on the CPU, see onednn.py)
+    conv_backend: ConvBackend | None = None  # who computes the convolutions (nn/conv.py); None is XLA's
 
     def __post_init__(self):
         super().__post_init__()
@@ -60,12 +62,12 @@ class ResNet(nn.Module):
         if x.ndim != 4:
             raise ShapeError(f"ResNet expects images [N, H, W, C], got shape {tuple(x.shape)}; "
                              f"add a channel axis to grayscale images (x[..., None]).")
-        pad = PADDING_MODES[self.padding]
-        conv = functools.partial(Conv2D, padding=pad, dtype=self.dtype, impl=self.conv_impl)
+        pad = self.padding
+        conv = functools.partial(Conv2D, padding=pad, dtype=self.dtype, backend=self.conv_backend)
         norm = functools.partial(BatchNorm, use_running_average=not train, momentum=self.bn_momentum,
                                  epsilon=self.bn_epsilon, dtype=self.dtype, axis_name=self.axis_name)
-        block_cls = BLOCKS[self.block]
-        preact = self.block.startswith("preact")
+        block_cls = block_class(self.block)
+        preact = block_cls.preactivation
         widths = [max(1, int(round(w * self.width_multiplier))) for w in self.widths]
         stem_features = self.stem_features or widths[0]
         stem_padding = pad if self.stem_padding is None else self.stem_padding
@@ -77,14 +79,26 @@ class ResNet(nn.Module):
             x = MaxPool2D(3, 2, padding=pad, name="stem_pool")(x)
         for i, (size, width, stride) in enumerate(zip(self.stage_sizes, widths, self.stage_strides), start=1):
             for j in range(size):
-                extra = {"stride_in_1x1": self.stride_in_1x1} if "bottleneck" in self.block else {}
+                extra = {"stride_in_1x1": self.stride_in_1x1} if hasattr(block_cls, "stride_in_1x1") else {}
                 x = block_cls(width, stride if j == 0 else 1, self.shortcut, conv, norm,
-                              zero_init_last=self.zero_init_last, name=f"stage{i}_block{j}", **extra)(x)
+                              zero_init_last=self.zero_init_last, name=block_name(i, j), **extra)(x)
         if preact:
             x = norm(name="final_bn")(x, relu=True)
         x = GlobalAvgPool(name="pool")(x)  # [N, H, W, C] -> [N, C]
         x = nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x)
         return x.astype(jnp.float32)
+
+
+def block_name(stage: int, index: int) -> str:
+    """The module name of block `index` (from 0) of stage `stage` (from 1): 'stage2_block0' (torchvision's
+    'layer2.0'); interop and the trace read names through here."""
+    return f"stage{stage}_block{index}"
+
+
+def parse_block_name(name: str) -> tuple[int, int] | None:
+    """(stage, index) of a block_name, or None for any other module name."""
+    match = re.fullmatch(r"stage(\d+)_block(\d+)", name)
+    return (int(match[1]), int(match[2])) if match else None
 
 
 def validate(model: ResNet) -> None:
@@ -95,13 +109,10 @@ def validate(model: ResNet) -> None:
     if len(model.widths) != n or len(model.stage_strides) != n:
         raise ValueError(f"stage_sizes, widths and stage_strides need one entry per stage; got {n}, "
                          f"{len(model.widths)} and {len(model.stage_strides)}.")
-    if model.block not in BLOCKS:
-        raise ValueError(f"Unknown block {model.block!r}: use one of {sorted(BLOCKS)}.")
+    block_class(model.block)  # raises for an unknown name
     if model.shortcut not in SHORTCUTS:
         raise ValueError(f"Unknown shortcut {model.shortcut!r}: use one of {SHORTCUTS} "
                          f"('none' is the plain network).")
-    if model.conv_impl not in IMPLS:
-        raise ValueError(f"Unknown conv_impl {model.conv_impl!r}: use one of {IMPLS}.")
     if model.padding not in PADDING_MODES:
         raise ValueError(f"Unknown padding mode {model.padding!r}: use one of {sorted(PADDING_MODES)}.")
     if model.num_classes < 1:

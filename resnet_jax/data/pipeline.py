@@ -15,10 +15,9 @@ each example of the split exactly once over all processes, every process the sam
 
 Nothing here touches the network: TFDS data sets are read from `data_dir` where they are prepared, or prepared
 offline from the source files in `manual_dir`; shapes32 (the project's own, see shapes32.py) is generated. TF
-is imported on first use, with its GPUs hidden.
+is imported on first use, with its GPUs hidden (tensorflow_cpu.py).
 """
 import dataclasses
-import functools
 from pathlib import Path
 from typing import Iterator
 
@@ -26,10 +25,8 @@ import jax
 import numpy as np
 import tensorflow_datasets as tfds  # Cheap: TFDS imports TensorFlow only when first used.
 
-from resnet_jax import local_data, shapes32  # shapes32 registers its TFDS builder.
-
-# TFDS 4.9.10 already has this off; older ones reach for GCS to look up data sets, which we never want.
-tfds.core.utils.gcs_utils._is_gcs_disabled = True
+from resnet_jax.data import local, shapes32  # shapes32 registers its TFDS builder.
+from resnet_jax.data.tensorflow_cpu import tensorflow
 
 # Per-channel (mean, std) of the train images scaled to [0, 1]; other data sets get theirs computed on load.
 NORMALISATION = {
@@ -44,15 +41,6 @@ MAX_IN_MEMORY_BYTES = 4 * 2**30  # Larger TFDS train splits are streamed from di
 SHUFFLE_BUFFER = 16_384  # Examples, for streamed splits (in-memory ones are permuted whole).
 AUGMENTATIONS = ("none", "cifar", "imagenet")  # What train_batches' augment= takes; see augment.py.
 STATS_EXAMPLES = 1_000  # Streamed sets missing from NORMALISATION are normalised with these examples' stats.
-
-
-@functools.cache
-def _tensorflow():
-    """Imports TensorFlow (seconds) and hides its GPUs, so that TF never claims the accelerator JAX uses."""
-    import tensorflow as tf
-    if tf.config.list_physical_devices("GPU"):
-        tf.config.set_visible_devices([], "GPU")
-    return tf
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,7 +67,7 @@ class ArraySplit:
     def read(self, shard, *, order_seed=None, start=0, stop=None):
         """Examples [start, stop) of this process's stream as tf.data of (uint8 [H, W, C], int32 []): rows p::P
         of the split, permuted by `order_seed` when given."""
-        tf = _tensorflow()
+        tf = tensorflow()
         rows = np.arange(len(self))[shard[0]::shard[1]]
         if order_seed is not None:
             rows = np.random.default_rng(order_seed).permutation(rows)
@@ -100,7 +88,7 @@ class TfdsSplit:
     def read(self, shard, *, order_seed=None, start=0, stop=None):
         """Like ArraySplit.read; the shard is tfds.even_splits' p-th of P, shuffled (file order, then a buffer)
         by `order_seed` when given. Images are decoded after the skip to `start`, which is cheap."""
-        tf = _tensorflow()
+        tf = tensorflow()
         shuffled = order_seed is not None
         examples = self.builder.as_dataset(
             split=tfds.even_splits(self.split, shard[1])[shard[0]], shuffle_files=shuffled,
@@ -141,9 +129,9 @@ def load(name: str, *, data_dir=None, manual_dir=None, path=None, split_seed: in
       in_memory: hold a TFDS data set in memory (True) or stream it from disk (False); None picks by size.
     """
     if name in ("npz", "image_folder"):
-        read = local_data.read_npz if name == "npz" else local_data.read_image_folder
-        local = read(path, split_seed=split_seed, eval_fraction=eval_fraction)
-        return _from_arrays(local.name, ArraySplit(*local.train), ArraySplit(*local.eval), local.num_classes)
+        read = local.read_npz if name == "npz" else local.read_image_folder
+        files = read(path, split_seed=split_seed, eval_fraction=eval_fraction)
+        return _from_arrays(files.name, ArraySplit(*files.train), ArraySplit(*files.eval), files.num_classes)
     if path is not None:
         raise ValueError(f"path= is for 'npz' and 'image_folder', not for the TFDS data set {name!r}; "
                          "give TFDS data sets data_dir= (and manual_dir= to prepare one offline)")
@@ -179,8 +167,8 @@ def train_batches(dataset: Dataset, *, batch_size: int, seed: int, augment: str,
 
 
 def _train_stream(dataset: Dataset, *, batch_size, seed, augment, start_step, shard, steps_per_epoch):
-    tf = _tensorflow()
-    from resnet_jax import augment as augment_lib
+    tf = tensorflow()
+    from resnet_jax.data import augment as augment_lib
     size = dataset.info.image_shape[0]
 
     def view(image, example_seed):  # [h, w, C] -> [H, W, C]
@@ -232,8 +220,8 @@ def eval_batches(dataset: Dataset, *, batch_size: int, process_index: int | None
 
 
 def _eval_stream(dataset: Dataset, *, batch_size, shard, num_batches):
-    tf = _tensorflow()
-    from resnet_jax import augment as augment_lib
+    tf = tensorflow()
+    from resnet_jax.data import augment as augment_lib
     info = dataset.info
 
     def preprocess(image, label):

@@ -1,7 +1,8 @@
 """Training: the state, one pure train step and eval step, and the loop that feeds them.
 
-    state = create_train_state(model, tx, jax.random.key(0), image_shape=(32, 32, 3), ema=False)
-    state, metrics = train_step(state, batch, apply_fn=model.apply, tx=tx, lr_fn=lr_fn)
+    optimizer = optim.Optimizer(tx, lr_fn)
+    state = create_train_state(model, optimizer.tx, jax.random.key(0), image_shape=(32, 32, 3), ema=False)
+    state, metrics = train_step(state, batch, apply_fn=model.apply, optimizer=optimizer)
 
 `train_and_evaluate` adds placement on devices (parallel.py), checkpoints that resume exactly
 (checkpoint.py) and metrics (metrics.py). It reads no config: the entry point (main.py) passes plain values.
@@ -20,7 +21,7 @@ import numpy as np
 import optax
 from absl import logging
 
-from resnet_jax import checkpoint, metrics, optim, parallel
+from resnet_jax.training import checkpoint, metrics, optim, parallel
 
 Batch = dict  # {'image': float32 [N, H, W, C], 'label': int32 [N], eval also 'mask': bool [N]}
 
@@ -52,8 +53,8 @@ def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float =
     return optax.softmax_cross_entropy(logits, targets)
 
 
-def train_step(state: TrainState, batch: Batch, *, apply_fn: Callable, tx: optax.GradientTransformation,
-               lr_fn: optax.Schedule, label_smoothing: float = 0.0, ema_decay: float = 0.0,
+def train_step(state: TrainState, batch: Batch, *, apply_fn: Callable, optimizer: optim.Optimizer,
+               label_smoothing: float = 0.0, ema_decay: float = 0.0,
                axis_name: str | None = None) -> tuple[TrainState, dict[str, jax.Array]]:
     """One SGD update on `batch`; under pmap, gradients and metrics are averaged over `axis_name`."""
 
@@ -66,13 +67,13 @@ def train_step(state: TrainState, batch: Batch, *, apply_fn: Callable, tx: optax
     (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     if axis_name is not None:
         grads = jax.lax.pmean(grads, axis_name)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    updates, opt_state = optimizer.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     ema = state.ema
     if ema is not None:
         ema = optim.ema_update(ema, {"params": params, "batch_stats": batch_stats}, ema_decay)
     metrics = {"loss": loss, "accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["label"]),
-               "learning_rate": lr_fn(state.step), "grad_norm": optax.tree.norm(grads)}
+               "learning_rate": optimizer.learning_rate(state.step), "grad_norm": optax.tree.norm(grads)}
     if axis_name is not None:
         metrics = jax.lax.pmean(metrics, axis_name)
     return TrainState(state.step + 1, params, batch_stats, opt_state, ema), metrics
@@ -130,37 +131,53 @@ def _print(line: str) -> None:
         print(line, flush=True)
 
 
-def train_and_evaluate(*, model: nn.Module, tx: optax.GradientTransformation, lr_fn: optax.Schedule,
-                       train_batches: Callable[[int], Iterator[Batch]], eval_batches: Callable[[], Iterable[Batch]],
-                       image_shape: tuple[int, int, int], workdir: str, steps: int, batch_size: int,
-                       eval_every: int, checkpoint_every: int, keep_checkpoints: int, log_every: int, seed: int,
-                       parallel_mode: str = "single", label_smoothing: float = 0.0, ema_decay: float = 0.0
-                       ) -> tuple[TrainState, dict[str, float]]:
-    """Train for `steps` updates, resuming from workdir's latest intact checkpoint if there is one.
+class Input(NamedTuple):
+    """What the loop reads."""
 
-    train_batches(start_step) yields this process's rows of global batches start_step, start_step + 1, ...
-    (batch_size is the global size); eval_batches() yields one padded pass with 'mask'.
+    train_batches: Callable[[int], Iterator[Batch]]  # start_step -> this process's rows of global batches
+    eval_batches: Callable[[], Iterable[Batch]]  # one padded pass over the eval split, with 'mask'
+    image_shape: tuple[int, int, int]  # (H, W, C)
+    batch_size: int  # global, over all processes
+
+
+class Loop(NamedTuple):
+    """How long to train, and how often to log, evaluate and save, in steps."""
+
+    steps: int
+    eval_every: int
+    checkpoint_every: int
+    log_every: int
+    keep_checkpoints: int = 3
+
+
+def train_and_evaluate(*, model: nn.Module, optimizer: optim.Optimizer, data: Input, loop: Loop, workdir: str,
+                       seed: int = 0, parallel_mode: str = "single", label_smoothing: float = 0.0,
+                       ema_decay: float = 0.0) -> tuple[TrainState, dict[str, float]]:
+    """Train for `loop.steps` updates, resuming from workdir's latest intact checkpoint if there is one.
+
     Returns the final state (host NumPy, one copy) and the last train and eval metrics.
     """
+    steps, eval_every, checkpoint_every, log_every = loop.steps, loop.eval_every, loop.checkpoint_every, loop.log_every
     placement = parallel.Placement(parallel_mode)
     model = placement.model(model)
-    fresh = create_train_state(model, tx, jax.random.key(seed), image_shape=image_shape, ema=ema_decay > 0)
-    checkpoints = checkpoint.Checkpoints(os.path.join(workdir, "checkpoints"), keep=keep_checkpoints)
+    fresh = create_train_state(model, optimizer.tx, jax.random.key(seed), image_shape=data.image_shape,
+                               ema=ema_decay > 0)
+    checkpoints = checkpoint.Checkpoints(os.path.join(workdir, "checkpoints"), keep=loop.keep_checkpoints)
     restored = checkpoints.restore_latest(target=jax.device_get(fresh))
     host_state = jax.device_get(fresh) if restored is None else restored
     start = int(host_state.step)
     if start:
         logging.info("Resuming from the checkpoint at step %d in %s.", start, workdir)
     p_train = placement.compile(functools.partial(
-        train_step, apply_fn=model.apply, tx=tx, lr_fn=lr_fn, label_smoothing=label_smoothing,
+        train_step, apply_fn=model.apply, optimizer=optimizer, label_smoothing=label_smoothing,
         ema_decay=ema_decay, axis_name=placement.axis_name), donate_state=True)
     p_eval = placement.compile(functools.partial(eval_step, apply_fn=model.apply, axis_name=placement.axis_name),
                                donate_state=False)
     writer = metrics.MetricWriter(workdir, start_step=start, enabled=jax.process_index() == 0)
-    progress = metrics.Progress(total_steps=steps, batch_size=batch_size, start_step=start)
+    progress = metrics.Progress(total_steps=steps, batch_size=data.batch_size, start_step=start)
     state, pending, train_metrics, eval_metrics = placement.put_state(host_state), [], {}, {}
     try:
-        batches = _prefetch(train_batches(start), placement.put_batch)
+        batches = _prefetch(data.train_batches(start), placement.put_batch)
         for step in range(start + 1, steps + 1):  # `step` counts updates done once this one is applied
             state, step_metrics = p_train(state, next(batches))
             pending.append((step, step_metrics))
@@ -174,7 +191,7 @@ def train_and_evaluate(*, model: nn.Module, tx: optax.GradientTransformation, lr
                 shown = {k: train_metrics[f"train/{k}"] for k in ("loss", "accuracy", "learning_rate")}
                 _print(metrics.progress_line(step, steps, shown, speed, eta))
             if eval_due:
-                eval_metrics = evaluate(p_eval, state, eval_batches(), placement)
+                eval_metrics = evaluate(p_eval, state, data.eval_batches(), placement)
                 writer.write(step, eval_metrics)
                 _print(f"step {step}: eval loss {eval_metrics['eval/loss']:.4f}, "
                        f"accuracy {eval_metrics['eval/accuracy']:.4f}")
@@ -184,7 +201,7 @@ def train_and_evaluate(*, model: nn.Module, tx: optax.GradientTransformation, lr
                 jax.block_until_ready(state)
                 progress.restart(step)  # speed counts training only, not compiling, evaluating or saving
         if start == steps:  # the run was already complete: report where it ended
-            eval_metrics = evaluate(p_eval, state, eval_batches(), placement)
+            eval_metrics = evaluate(p_eval, state, data.eval_batches(), placement)
         return placement.to_host(state), {**train_metrics, **eval_metrics}
     finally:
         checkpoints.close()

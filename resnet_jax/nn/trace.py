@@ -15,13 +15,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from resnet_jax import blocks
-from resnet_jax.conv import Conv2D, explicit_padding, pair
-from resnet_jax.norm import BatchNorm
-from resnet_jax.pool import GlobalAvgPool, MaxPool2D
-from resnet_jax.shapes import ShapeError, output_size, receptive_field_step
+from resnet_jax.nn import blocks
+from resnet_jax.nn.conv import Conv2D, explicit_padding, pair
+from resnet_jax.nn.norm import BatchNorm
+from resnet_jax.nn.pool import GlobalAvgPool, MaxPool2D
+from resnet_jax.nn.resnet import parse_block_name
+from resnet_jax.nn.shapes import ShapeError, output_size, receptive_field_step
 
-BLOCK_TYPES = tuple(blocks.BLOCKS.values())
+BLOCK_TYPES = (blocks.Block,)
 
 
 class LayerRow(NamedTuple):
@@ -114,8 +115,8 @@ def trace(model: nn.Module, input_shape: Sequence[int], **call_kwargs) -> list[L
 
 
 def _stage(name: str) -> int | None:
-    head = name.split("/")[0]
-    return int(head[5:head.index("_")]) if head.startswith("stage") and "_" in head else None
+    block = parse_block_name(name.split("/")[0])
+    return block[0] if block else None
 
 
 def feature_map_warnings(rows: Sequence[LayerRow], input_hw: tuple[int, int]) -> list[str]:

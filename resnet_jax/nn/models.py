@@ -3,7 +3,7 @@
 Names are `[cifar_][preact_](resnet|plain)DEPTH`:
   resnetD        ImageNet ResNet, D in 18, 34, 50, 101, 152, 200 (v1.5 strides, shortcut B, 1000 classes).
   cifar_resnetD  CIFAR ResNet of He et al. 2015, D = 6n+2 (20, 32, 44, 56, 110, 1202), widths 16/32/64,
-                 shortcut A, 10 classes; with block='bottleneck' or 'preact_bottleneck', D = 9n+2 (164, 1001).
+                 shortcut A, 10 classes; 164 and 1001 are bottleneck nets (9n+2), as in He et al. 2016.
   preact_...     the pre-activation (v2) blocks.
   ...plainD      the same network with no shortcuts (the degradation study).
 Any ResNet field can be overridden: `get_model('resnet50', num_classes=10, stem_pool=False)`.
@@ -13,7 +13,12 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from resnet_jax.resnet import ResNet
+import jax.numpy as jnp
+
+from resnet_jax.nn.blocks import block_class
+from resnet_jax.nn.resnet import ResNet
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}  # the computation dtypes a config may name
 
 IMAGENET_STAGES = {
     18: ("basic", (2, 2, 2, 2)),
@@ -23,6 +28,7 @@ IMAGENET_STAGES = {
     152: ("bottleneck", (3, 8, 36, 3)),
     200: ("bottleneck", (3, 24, 36, 3)),
 }
+BOTTLENECK_CIFAR_DEPTHS = (164, 1001)  # the CIFAR depths He et al. 2016 built from bottleneck blocks
 NAME_PATTERN = re.compile(r"^(?P<cifar>cifar_)?(?P<preact>preact_)?(?P<kind>resnet|plain)(?P<depth>\d+)?$")
 OVERRIDABLE = tuple(f.name for f in dataclasses.fields(ResNet) if f.name not in ("parent", "name"))
 
@@ -39,9 +45,16 @@ def imagenet_resnet(depth: int, *, preact: bool = False, plain: bool = False, **
 
 
 def cifar_resnet(depth: int, *, preact: bool = False, plain: bool = False, **overrides) -> ResNet:
-    """CIFAR ResNet: 3x3 stem of 16, three stages of n blocks at 32/16/8 pixels, widths 16/32/64."""
-    block = overrides.pop("block", ("preact_" if preact else "") + "basic")
-    layers_per_block = 3 if "bottleneck" in block else 2
+    """CIFAR ResNet: 3x3 stem of 16, three stages of n blocks at 32/16/8 pixels, widths 16/32/64.
+
+    Basic blocks (6n+2) with shortcut A by default, as in He et al. 2015; bottleneck blocks (9n+2) with
+    projection shortcuts where the shape changes (B) for the depths He et al. 2016 built from them, 164 and
+    1001 (1.70M and 10.33M parameters; the paper rounds them to 1.7M and 10.2M). `block=` chooses explicitly.
+    """
+    bottleneck = depth in BOTTLENECK_CIFAR_DEPTHS
+    default = "bottleneck" if bottleneck else "basic"
+    block = overrides.pop("block", ("preact_" if preact else "") + default)
+    layers_per_block = block_class(block).layers
     n, rest = divmod(depth - 2, 3 * layers_per_block)
     if depth < 2 + 3 * layers_per_block or rest:
         rule = f"{3 * layers_per_block}n+2"
@@ -49,7 +62,8 @@ def cifar_resnet(depth: int, *, preact: bool = False, plain: bool = False, **ove
         raise ValueError(f"A CIFAR ResNet with {block} blocks has depth {rule} (n blocks per stage, "
                          f"{layers_per_block} layers each, plus stem and classifier): e.g. {examples}; got {depth}.")
     fields = dict(stage_sizes=(n, n, n), block=block, widths=(16, 32, 64), stage_strides=(1, 2, 2),
-                  num_classes=10, shortcut=_plain_shortcut(depth, overrides) if plain else "A", stem_kernel=3,
+                  num_classes=10, shortcut=_plain_shortcut(depth, overrides) if plain else "B" if bottleneck else "A",
+                  stem_kernel=3,
                   stem_stride=1, stem_pool=False)
     return _build(fields, overrides)
 

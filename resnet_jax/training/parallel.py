@@ -43,11 +43,6 @@ class Placement:
         return AXIS_NAME if self.mode == "pmap" else None
 
     @property
-    def num_devices(self) -> int:
-        """Devices that one global batch is split over."""
-        return {"single": 1, "pmap": jax.device_count(), "sharding": jax.device_count()}[self.mode]
-
-    @property
     def _local_mesh(self) -> Mesh:
         return Mesh(np.array(jax.local_devices()), (AXIS_NAME,))
 

@@ -18,7 +18,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from resnet_jax.shapes import ShapeError
+from resnet_jax.nn.shapes import ShapeError
 
 ModuleDef = Any
 SHORTCUTS = ("A", "B", "C", "none")
@@ -79,8 +79,9 @@ def _last_norm(norm: ModuleDef, zero_init: bool) -> ModuleDef:
     return functools.partial(norm, scale_init=nn.initializers.zeros) if zero_init else norm
 
 
-class BasicBlock(nn.Module):
-    """conv3x3(stride) - BN - ReLU - conv3x3 - BN, + shortcut, ReLU.  [N, H, W, C] -> [N, H/s, W/s, features]."""
+class Block(nn.Module):
+    """The fields every block has: width, the first conv's stride, the shortcut kind, and the conv and norm
+    partials (resnet.py) with the activation. Subclasses define `__call__`; a researcher's own block can too."""
 
     features: int
     stride: int = 1
@@ -89,7 +90,14 @@ class BasicBlock(nn.Module):
     norm: ModuleDef = None
     act: Callable = nn.relu
     zero_init_last: bool = False
-    expansion = 1
+    # Not fields: what the ResNet around a block needs to know of its kind.
+    preactivation = False  # BN-ReLU before each conv: the ResNet then adds a final BN-ReLU before the pool
+    layers = 2  # weighted layers per block, for the depth rule (6n+2 with 2, 9n+2 with 3)
+    expansion = 1  # output channels / features
+
+
+class BasicBlock(Block):
+    """conv3x3(stride) - BN - ReLU - conv3x3 - BN, + shortcut, ReLU.  [N, H, W, C] -> [N, H/s, W/s, features]."""
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -100,48 +108,34 @@ class BasicBlock(nn.Module):
         return self.act(add_shortcut(self, y, sc))
 
 
-class BottleneckBlock(nn.Module):
+class BottleneckBlock(Block):
     """1x1 - 3x3(stride) - 1x1 (x4 channels), BN-ReLU between, + shortcut, ReLU.
 
     `stride_in_1x1=False` puts the stride on the 3x3 (ResNet v1.5, torchvision's default); True on the
     first 1x1 (the original paper, v1).  [N, H, W, C] -> [N, H/s, W/s, 4 * features].
     """
 
-    features: int
-    stride: int = 1
-    shortcut: str = "B"
-    conv: ModuleDef = None
-    norm: ModuleDef = None
-    act: Callable = nn.relu
-    zero_init_last: bool = False
-    stride_in_1x1: bool = False
-    expansion = 4
+    stride_in_1x1: bool = False  # the stride on the first 1x1 (v1) instead of the 3x3 (v1.5)
+    layers, expansion = 3, 4
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         s1, s3 = (self.stride, 1) if self.stride_in_1x1 else (1, self.stride)
         y = _bn_act(self.norm, "bn1", self.conv(self.features, 1, s1, name="conv1")(x), self.act)
         y = _bn_act(self.norm, "bn2", self.conv(self.features, 3, s3, name="conv2")(y), self.act)
-        y = self.conv(self.features * 4, 1, name="conv3")(y)
+        y = self.conv(self.features * self.expansion, 1, name="conv3")(y)
         y = _last_norm(self.norm, self.zero_init_last)(name="bn3")(y)
-        sc = shortcut_path(self, x, self.features * 4, self.stride, self.shortcut, self.conv, self.norm)
+        sc = shortcut_path(self, x, self.features * self.expansion, self.stride, self.shortcut, self.conv, self.norm)
         return self.act(add_shortcut(self, y, sc))
 
 
-class PreActBasicBlock(nn.Module):
+class PreActBasicBlock(Block):
     """BN - ReLU - conv3x3(stride) - BN - ReLU - conv3x3, + shortcut (He et al. 2016, 'identity mappings').
 
     A projection shortcut reads the pre-activated input, and nothing follows the addition.
     """
 
-    features: int
-    stride: int = 1
-    shortcut: str = "B"
-    conv: ModuleDef = None
-    norm: ModuleDef = None
-    act: Callable = nn.relu
-    zero_init_last: bool = False
-    expansion = 1
+    preactivation = True
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -153,18 +147,11 @@ class PreActBasicBlock(nn.Module):
         return add_shortcut(self, y, sc)
 
 
-class PreActBottleneckBlock(nn.Module):
+class PreActBottleneckBlock(Block):
     """BN-ReLU-1x1, BN-ReLU-3x3(stride), BN-ReLU-1x1 (x4), + shortcut; the v2 bottleneck."""
 
-    features: int
-    stride: int = 1
-    shortcut: str = "B"
-    conv: ModuleDef = None
-    norm: ModuleDef = None
-    act: Callable = nn.relu
-    zero_init_last: bool = False
-    stride_in_1x1: bool = False
-    expansion = 4
+    stride_in_1x1: bool = False  # the stride on the first 1x1 (v1) instead of the 3x3 (v1.5)
+    preactivation, layers, expansion = True, 3, 4
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -173,10 +160,20 @@ class PreActBottleneckBlock(nn.Module):
         y = self.conv(self.features, 1, s1, name="conv1")(pre)
         y = self.conv(self.features, 3, s3, name="conv2")(_bn_act(self.norm, "bn2", y, self.act))
         y = _bn_act(_last_norm(self.norm, self.zero_init_last), "bn3", y, self.act)
-        y = self.conv(self.features * 4, 1, name="conv3")(y)
-        sc = shortcut_path(self, x, self.features * 4, self.stride, self.shortcut, self.conv, None,
+        y = self.conv(self.features * self.expansion, 1, name="conv3")(y)
+        sc = shortcut_path(self, x, self.features * self.expansion, self.stride, self.shortcut, self.conv, None,
                            project_from=pre)
         return add_shortcut(self, y, sc)
+
+
+def block_class(block: str | type[Block]) -> type[Block]:
+    """A block by registry name ('basic', ...), or a Block subclass as it is (a researcher's own)."""
+    if isinstance(block, type) and issubclass(block, Block):
+        return block
+    if isinstance(block, str) and block in BLOCKS:
+        return BLOCKS[block]
+    raise ValueError(f"Unknown block {block!r}: use one of {sorted(BLOCKS)} or a resnet_jax.nn.blocks.Block "
+                     f"subclass.")
 
 
 BLOCKS = {"basic": BasicBlock, "bottleneck": BottleneckBlock,

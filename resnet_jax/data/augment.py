@@ -3,14 +3,23 @@
 Each function takes one image [H, W, C] (uint8, or float32 in [0, 255]) and, where random, a TF stateless seed
 (int32 or int64 [2]): the same seed gives the same crop and flip in every run and on every process, which is
 what makes `data.train_batches` resumable. `resnet_jax.data` imports this module on first use, after hiding
-TensorFlow's GPUs.
+TensorFlow's GPUs
+(data/tensorflow_cpu.py); importing this module alone does not import TensorFlow.
 """
-import tensorflow as tf
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from resnet_jax.data.tensorflow_cpu import tensorflow
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 CENTRE_CROP_FRACTION = 0.875  # Of the shorter side, as in the ResNet and Inception evaluations.
 
 
 def _split_seed(seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    tf = tensorflow()
     seeds = tf.random.experimental.stateless_split(seed, num=2)
     return seeds[0], seeds[1]
 
@@ -18,6 +27,7 @@ def _split_seed(seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
 def pad_crop_flip(image: tf.Tensor, seed: tf.Tensor, *, padding: int = 4) -> tf.Tensor:
     """The CIFAR augmentation: zero-pad by `padding`, crop back to [H, W] at random, flip left-right half the
     time. [H, W, C] -> [H, W, C]."""
+    tf = tensorflow()
     crop_seed, flip_seed = _split_seed(seed)
     padded = tf.pad(image, [[padding, padding], [padding, padding], [0, 0]])  # [H + 2p, W + 2p, C]
     image = tf.image.stateless_random_crop(padded, tf.shape(image), seed=crop_seed)
@@ -31,6 +41,7 @@ def inception_crop(image: tf.Tensor, seed: tf.Tensor, *, size: int, area_range=(
 
     [H, W, C] -> float32 [size, size, C] in [0, 255].
     """
+    tf = tensorflow()
     crop_seed, flip_seed = _split_seed(seed)
     begin, crop_size, _ = tf.image.stateless_sample_distorted_bounding_box(
         tf.shape(image), bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]), seed=crop_seed,
@@ -44,6 +55,7 @@ def inception_crop(image: tf.Tensor, seed: tf.Tensor, *, size: int, area_range=(
 def centre_crop(image: tf.Tensor, *, size: int) -> tf.Tensor:
     """The ImageNet evaluation view: the central square of CENTRE_CROP_FRACTION of the shorter side, resized to
     [size, size]. [H, W, C] -> float32 [size, size, C] in [0, 255]."""
+    tf = tensorflow()
     shape = tf.shape(image)
     h, w = shape[0], shape[1]
     side = tf.cast(CENTRE_CROP_FRACTION * tf.cast(tf.minimum(h, w), tf.float32), tf.int32)
@@ -53,5 +65,6 @@ def centre_crop(image: tf.Tensor, *, size: int) -> tf.Tensor:
 
 def normalise(image: tf.Tensor, mean, std) -> tf.Tensor:
     """Scales to [0, 1], then per channel (x - mean) / std. [H, W, C] -> float32 [H, W, C]."""
+    tf = tensorflow()
     image = tf.cast(image, tf.float32) / 255.0
     return (image - tf.constant(mean, tf.float32)) / tf.constant(std, tf.float32)

@@ -1,6 +1,6 @@
 """Keep freed host memory in the process, so XLA:CPU's per-step scratch buffer is not mapped afresh every step.
 
-    from resnet_jax import host_memory
+    from resnet_jax.cpu import host_memory
     host_memory.keep_freed_memory()   # first thing in an entry point's main(), before JAX starts its threads
 
 Why: XLA:CPU allocates one scratch buffer per execution (about 200 MB for the ResNet-20 train step at batch

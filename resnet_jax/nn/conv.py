@@ -12,15 +12,17 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from resnet_jax import onednn
-from resnet_jax.shapes import PaddingLike, ShapeError, output_size, resolve_padding
+from resnet_jax.nn.shapes import PaddingLike, ShapeError, output_size, resolve_padding
 
 IntPair = Union[int, Sequence[int]]
 # One padding for both spatial dims, or ((low_h, high_h), (low_w, high_w)) / (pad_h, pad_w) forms per dim.
 Padding = Union[PaddingLike, Sequence[PaddingLike]]
 
-# Who computes a convolution: XLA's own kernels, or oneDNN's on the CPU (onednn.py; XLA elsewhere).
-IMPLS = ("xla", "onednn")
+# Who computes a convolution once conv2d has checked and resolved its arguments: called as
+# backend(x, kernel, stride=(sh, sw), padding=((lo_h, hi_h), (lo_w, hi_w)), dilation=(dh, dw), groups=g),
+# x [N, H, W, C] and kernel [KH, KW, C // g, K] already flipped and cast. `xla_conv` by default; the entry
+# points may pass another (resnet_jax.cpu.onednn.conv_backend), so a model never names a kernel library.
+ConvBackend = Callable[..., jax.Array]
 
 # He-normal over fan-out, torchvision's ResNet initialisation.
 he_normal_fan_out = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
@@ -66,8 +68,16 @@ def spatial_output(layer: str | None, spatial: Sequence[int], kernel: Sequence[i
                  for n, k, s, p, d in zip(spatial, kernel, stride, pads, dilation))
 
 
+def xla_conv(x: jax.Array, kernel: jax.Array, *, stride: tuple[int, int], padding: Sequence[tuple[int, int]],
+             dilation: tuple[int, int], groups: int) -> jax.Array:
+    """The default ConvBackend: XLA's own convolution. [N, H, W, C] * [KH, KW, C // groups, K] -> [N, H', W', K]."""
+    return jax.lax.conv_general_dilated(x, kernel, window_strides=stride, padding=padding, rhs_dilation=dilation,
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=groups)
+
+
 def conv2d(x: jax.Array, kernel: jax.Array, *, stride: IntPair = 1, padding: Padding = 0, dilation: IntPair = 1,
-           groups: int = 1, flip: bool = False, layer: str | None = None, impl: str = "xla") -> jax.Array:
+           groups: int = 1, flip: bool = False, layer: str | None = None,
+           backend: ConvBackend | None = None) -> jax.Array:
     """Cross-correlate (or, with flip=True, convolve) a batch of images with a kernel.
 
     Args:
@@ -78,14 +88,12 @@ def conv2d(x: jax.Array, kernel: jax.Array, *, stride: IntPair = 1, padding: Pad
       groups: channel groups; C and K must both divide by it (groups == C is a depthwise conv).
       flip: rotate the kernel by 180 degrees first (true convolution).
       layer: name used in error messages.
-      impl: 'xla', or 'onednn' for oneDNN's kernels on the CPU where they apply (float32, one group; see
-        onednn.py); the same numbers within float32 rounding either way.
+      backend: who computes it (see ConvBackend); None is `xla_conv`. Any backend gives the same numbers
+        within rounding.
     Returns:
       [N, H', W', K] with H' = output_size(H, KH, stride, padding, dilation), likewise W'.
     """
     where = f"Layer '{layer}': " if layer else ""
-    if impl not in IMPLS:
-        raise ValueError(f"{where}impl={impl!r}: use one of {IMPLS}.")
     if x.ndim != 4 or kernel.ndim != 4:
         raise ShapeError(f"{where}conv2d wants x [N, H, W, C] and kernel [KH, KW, C/groups, K]; "
                          f"got x {tuple(x.shape)} and kernel {tuple(kernel.shape)}.")
@@ -107,19 +115,8 @@ def conv2d(x: jax.Array, kernel: jax.Array, *, stride: IntPair = 1, padding: Pad
     if flip:
         kernel = kernel[::-1, ::-1]
 
-    def with_xla(x, kernel):
-        return jax.lax.conv_general_dilated(
-            x, kernel, window_strides=strides, padding=pads, rhs_dilation=dilations,
-            dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=groups)
-
-    if impl == "onednn" and onednn.supports(x, kernel, groups) and min(min(p) for p in pads) >= 0:
-        onednn.require()  # says why and what to do, before anything is traced
-
-        def with_onednn(x, kernel):
-            return onednn.conv(x, kernel, stride=strides, padding=pads, dilation=dilations)
-
-        return jax.lax.platform_dependent(x, kernel, cpu=with_onednn, default=with_xla)
-    return with_xla(x, kernel)
+    compute = backend or xla_conv
+    return compute(x, kernel, stride=strides, padding=pads, dilation=dilations, groups=groups)
 
 
 class Conv2D(nn.Module):
@@ -133,7 +130,7 @@ class Conv2D(nn.Module):
     groups: int = 1
     use_bias: bool = False
     flip: bool = False
-    impl: str = "xla"  # 'xla' | 'onednn', see conv2d
+    backend: ConvBackend | None = None  # who computes it, see conv2d; None is XLA's
     dtype: Any = None  # computation dtype (e.g. jnp.bfloat16); params stay in param_dtype
     param_dtype: Any = jnp.float32
     kernel_init: Callable = he_normal_fan_out
@@ -150,7 +147,7 @@ class Conv2D(nn.Module):
                             self.param_dtype)
         dtype = self.dtype or x.dtype
         y = conv2d(x.astype(dtype), kernel.astype(dtype), stride=self.stride, padding=self.padding,
-                   dilation=self.dilation, groups=self.groups, flip=self.flip, layer=layer, impl=self.impl)
+                   dilation=self.dilation, groups=self.groups, flip=self.flip, layer=layer, backend=self.backend)
         if self.use_bias:
             bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype)
             y = y + bias.astype(dtype).reshape(1, 1, 1, -1)

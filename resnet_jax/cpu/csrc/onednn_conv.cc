@@ -4,10 +4,10 @@
 // those layouts and picks its own for the kernel ("any"), which we reorder into and out of; the kernels are
 // small, the activations are not. OHWI rather than the project's HWIO because oneDNN 3.2 has fast reorders from
 // OHWI into some of its blocked layouts and only its generic one from HWIO (kernel reorders of a ResNet-20 step:
-// 12.8 -> 8.4 ms, docs/performance_notes.md attempt 30); resnet_jax/onednn.py transposes, in XLA. A plan
+// 12.8 -> 8.4 ms, docs/performance_notes.md attempt 30); resnet_jax/cpu/onednn.py transposes, in XLA. A plan
 // (primitive descriptor, primitive, reorders) is built once per geometry and cached; executing one plan from
 // several threads at once is safe because every thread brings its own scratchpad and weight buffer. Built and
-// loaded by resnet_jax/onednn.py.
+// loaded by resnet_jax/cpu/onednn.py.
 #include <array>
 #include <cstdint>
 #include <map>

@@ -1,6 +1,6 @@
 """XLA flags the project runs with by default, set before JAX creates its backend.
 
-    from resnet_jax import xla_flags
+    from resnet_jax.cpu import xla_flags
     xla_flags.set_defaults()   # first thing in an entry point's main(), before any jax computation
 
 XLA reads XLA_FLAGS once, when the first computation creates the backend; importing jax is harmless.

@@ -13,7 +13,7 @@ import statistics
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from resnet_jax.sweep import STATUS_FILE, format_value, point_name
+from resnet_jax.sweeps.grid import STATUS_FILE, format_value, point_name
 
 METRICS = ("train/loss", "train/accuracy", "eval/loss", "eval/accuracy")
 

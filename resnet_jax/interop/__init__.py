@@ -18,8 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from resnet_jax.models import IMAGENET_STAGES, get_model
-from resnet_jax.resnet import ResNet
+from resnet_jax.nn.models import IMAGENET_STAGES, get_model
+from resnet_jax.nn.resnet import ResNet, parse_block_name
 
 TORCHVISION_PADDING = "symmetric"  # the padding convention torchvision weights were trained with
 TORCH_SUFFIXES = (".pth", ".pt", ".bin")
@@ -40,9 +40,9 @@ def torch_module_name(module_path: Iterable[str]) -> str:
     """Our module path -> torchvision's module name: ('stage2_block0', 'shortcut_bn') -> 'layer2.0.downsample.1'."""
     parts = []
     for name in module_path:
-        block = re.fullmatch(r"stage(\d+)_block(\d+)", name)
+        block = parse_block_name(name)
         if block:
-            parts.append(f"layer{block[1]}.{block[2]}")
+            parts.append(f"layer{block[0]}.{block[1]}")
         elif name in MODULE_NAMES:
             parts.append(MODULE_NAMES[name])
         elif re.fullmatch(r"(conv|bn)\d", name):

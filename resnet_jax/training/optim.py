@@ -3,6 +3,7 @@
     lr_fn = learning_rate_schedule("step", lr=0.1, total_steps=64_000, boundaries=(32_000, 48_000),
                                    scales=(0.1, 0.1))
     tx = make_optimizer("sgd", lr_fn, momentum=0.9, weight_decay=1e-4)
+    optimizer = Optimizer(tx, lr_fn)   # what the train step takes: the update, and its schedule for the logs
 
 Weight decay on SGD is the L2 penalty of the papers (added to the gradient before momentum, as PyTorch
 does); AdamW's is decoupled; LARS applies it inside the trust ratio. `exclude_bn_and_bias` keeps it (and LARS's
@@ -10,7 +11,7 @@ trust ratio) off BatchNorm scales/offsets and biases: every parameter with fewer
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +19,13 @@ import optax
 
 OPTIMIZERS = ("sgd", "adamw", "lars")
 SCHEDULES = ("constant", "cosine", "step", "onecycle")
+
+
+class Optimizer(NamedTuple):
+    """An optax transformation and the learning-rate schedule it was built with (read for the logs only)."""
+
+    tx: optax.GradientTransformation
+    learning_rate: optax.Schedule
 
 
 def learning_rate_schedule(name: str, *, lr: float, total_steps: int, warmup_steps: int = 0,

@@ -1,13 +1,15 @@
 """Convolutions through oneDNN on the CPU: the library behind PyTorch's CPU convolutions, as XLA custom calls.
 
-    from resnet_jax import onednn
+    from resnet_jax.cpu import onednn
     if onednn.available():                      # builds and registers the handlers once per machine
         y = onednn.conv(x, kernel, stride=(1, 1), padding=((1, 1), (1, 1)), dilation=(1, 1))
+        model = get_model("cifar_resnet20", conv_backend=onednn.conv_backend)   # every conv of a model
 
 XLA:CPU's own convolutions run ResNet train steps at about half PyTorch's speed (docs/performance_notes.md);
 calling oneDNN for the forward pass, the data gradient and the weight gradient closes most of that gap.
-`conv2d(..., impl='onednn')` routes here for float32, one-group convolutions on the CPU and keeps XLA's
-convolution everywhere else (other dtypes, groups, GPU and TPU). `conv` is differentiable once (custom VJP);
+`conv_backend` is a `resnet_jax.nn.conv.ConvBackend`: passed to `conv2d(..., backend=)` or a model's
+`conv_backend=`, it routes float32, one-group convolutions on the CPU here and keeps XLA's everywhere else
+(other dtypes, groups, GPU and TPU). `conv` is differentiable once (custom VJP);
 forward-mode and second derivatives are not defined.
 
 The handlers (csrc/onednn_conv.cc) are compiled on first use with the system's C++ compiler against jaxlib's FFI
@@ -32,7 +34,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from resnet_jax.shapes import output_size
+from resnet_jax.nn.conv import xla_conv
+from resnet_jax.nn.shapes import output_size
 
 SOURCE = Path(__file__).parent / "csrc" / "onednn_conv.cc"
 TARGETS = {"forward": "RjOnednnConvForward", "backward_data": "RjOnednnConvBackwardData",
@@ -87,10 +90,6 @@ def _load() -> OneDnnUnavailable | None:
     """Build, load and register the handlers; the reason they are unavailable, or None when they are ready."""
     if not sys.platform.startswith("linux"):
         return OneDnnUnavailable(f"oneDNN convolutions are built for Linux only, not {sys.platform}")
-    # oneDNN's OpenMP threads spin after each call by default, taking the cores from XLA's own threads, which
-    # run the fusions between the convolutions. Passive waiting is read once, when libgomp loads (here, unless
-    # something loaded it earlier); a user's own OMP_WAIT_POLICY wins. docs/performance_notes.md measures it.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         library = ctypes.cdll.LoadLibrary(str(_build()))
     except (OneDnnUnavailable, OSError) as error:
@@ -115,12 +114,28 @@ def require() -> None:
     """Raise OneDnnUnavailable, saying why, unless oneDNN convolutions can run here."""
     error = _load()
     if error is not None:
-        raise OneDnnUnavailable(f"impl='onednn' cannot run: {error}. Use impl='xla'.")
+        raise OneDnnUnavailable(f"oneDNN convolutions cannot run: {error}. Use XLA's (train.conv_impl='xla').")
 
 
 def supports(x: jax.Array, kernel: jax.Array, groups: int) -> bool:
     """Whether `conv` computes this convolution (float32, one group); others stay with XLA."""
     return x.dtype == jnp.float32 and kernel.dtype == jnp.float32 and groups == 1
+
+
+def conv_backend(x: jax.Array, kernel: jax.Array, *, stride: tuple[int, int], padding: Sequence[tuple[int, int]],
+                 dilation: tuple[int, int], groups: int) -> jax.Array:
+    """A ConvBackend (nn/conv.py): oneDNN on the CPU for what `supports`, XLA's convolution otherwise."""
+    def with_xla(x, kernel):
+        return xla_conv(x, kernel, stride=stride, padding=padding, dilation=dilation, groups=groups)
+
+    if not supports(x, kernel, groups) or min(min(p) for p in padding) < 0:
+        return with_xla(x, kernel)
+    require()  # says why and what to do, before anything is traced
+
+    def with_onednn(x, kernel):
+        return conv(x, kernel, stride=stride, padding=padding, dilation=dilation)
+
+    return jax.lax.platform_dependent(x, kernel, cpu=with_onednn, default=with_xla)
 
 
 def conv(x: jax.Array, kernel: jax.Array, *, stride: Sequence[int], padding: Sequence[tuple[int, int]],

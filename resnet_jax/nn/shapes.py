@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Sequence, Union
 
-# A padding for one spatial dimension: 'SAME' | 'SYMMETRIC' | 'VALID' | 'CIRCULAR' | 'REFLECT' | p | (low, high).
+# A padding for one spatial dimension: 'SAME' | 'SYMMETRIC' | 'VALID' | 'CIRCULAR' | 'REFLECT' (any case) | p |
+# (low, high).
 PaddingLike = Union[str, int, Sequence[int]]
 
 FORMULA = "floor((size + pad_low + pad_high - dilation*(kernel-1) - 1) / stride) + 1"

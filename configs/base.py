@@ -1,0 +1,47 @@
+"""The schema every config shares, with each default once: the default run's values (configs/default.py).
+
+Not a run of its own: each config in this folder starts from `get_config()` here and changes only the fields its
+recipe changes, as flax's examples/imagenet/configs do. A field that is absent is None (a typed placeholder,
+so that `--config.data.path=/some/file` still type-checks); the entry point reads "" from the command line as
+absent too, so that `--config.data.path=` switches a config from files to TFDS.
+"""
+import os
+
+import ml_collections
+from ml_collections.config_dict import placeholder
+
+# ../shared/data beside the checkout (this file is <checkout>/configs/base.py).
+SHARED_DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "data")
+
+
+def shared_data(name: str) -> str:
+    """The path of ../shared/data/NAME beside the checkout, where the real data sets live."""
+    return os.path.normpath(os.path.join(SHARED_DATA, name))
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    # Keyword arguments of resnet_jax.nn.models.get_model; num_classes comes from the data set.
+    config.model = dict(name="cifar_resnet", depth=8, width_multiplier=1.0, shortcut="A", zero_init_last=False)
+    # Keyword arguments of resnet_jax.data.load, then the batches' settings. Batch sizes are global (all devices).
+    config.data = dict(name="shapes32", path=placeholder(str), data_dir=placeholder(str),
+                       manual_dir=placeholder(str), split_seed=0, eval_fraction=placeholder(float),
+                       image_size=placeholder(int), in_memory=placeholder(bool),
+                       augment="cifar", batch_size=128, eval_batch_size=400, seed=0)
+    config.optim = dict(name="sgd", lr=0.2, momentum=0.9, nesterov=False, beta2=0.999, weight_decay=5e-4,
+                        exclude_bn_and_bias=False, schedule="cosine", warmup_steps=50, boundaries=(), scales=(),
+                        label_smoothing=0.0, grad_clip=0.0, ema=0.0)
+    config.train = dict(steps=400, eval_every=200, checkpoint_every=100, keep_checkpoints=3, log_every=20, seed=0,
+                        parallel="single", dtype="float32",
+                        # 'auto': oneDNN's convolutions on the CPU where they apply (resnet_jax/cpu/onednn.py), else XLA's.
+                        conv_impl="auto")
+    return config
+
+
+def stem_fields() -> dict:
+    """The stem and the downsampling of a CIFAR-style ResNet, as experiments/stride_padding.py varies them.
+
+    Only the configs whose models that experiment varies (default.py, mnist5k.py) add them to config.model.
+    """
+    return dict(stem_stride=1, stem_pool=False, stem_padding=placeholder(int), padding="symmetric",
+                stage_strides=(1, 2, 2))

@@ -1,0 +1,14 @@
+"""Input pipelines: TFDS data sets, local files (.npz, image folders) and the embedded shapes32, as batches.
+
+    from resnet_jax import data
+    dataset = data.load("shapes32")
+    for batch in data.train_batches(dataset, batch_size=128, seed=0, augment="cifar"):
+        ...
+
+`pipeline.py` holds the batching (resumable, sharded per process); `local.py` reads files, `shapes32.py`
+generates the embedded set, `augment.py` has the per-image TensorFlow preprocessing.
+"""
+from resnet_jax.data.pipeline import (AUGMENTATIONS, NORMALISATION, Dataset, DatasetInfo, eval_batches, load,
+                                      train_batches)
+
+__all__ = ["AUGMENTATIONS", "NORMALISATION", "Dataset", "DatasetInfo", "eval_batches", "load", "train_batches"]

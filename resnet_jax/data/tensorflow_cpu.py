@@ -1,0 +1,12 @@
+"""TensorFlow for the input pipeline only: imported on first use, with its GPUs hidden, so that TF never
+claims the accelerator JAX trains on."""
+import functools
+
+
+@functools.cache
+def tensorflow():
+    """The `tensorflow` module (its import takes seconds, so it happens here, once, when a pipeline needs it)."""
+    import tensorflow as tf
+    if tf.config.list_physical_devices("GPU"):
+        tf.config.set_visible_devices([], "GPU")
+    return tf

@@ -1,0 +1,58 @@
+"""The process-wide settings an entry point makes first, and the convolution backend it picks for a run.
+
+    from resnet_jax import runtime
+    runtime.setup()                     # first thing in main(): before JAX starts its backend and threads
+    backend = runtime.conv_backend("auto", parallel_mode="single", dtype="float32")
+    model = get_model("cifar_resnet20", conv_backend=backend)
+
+Nothing else in the package changes process state on import: models, data and the trainer are plain code,
+and every setting below is made here, once, by whoever runs the process (main, sweep, benchmark, tests).
+"""
+from __future__ import annotations
+
+import os
+
+import jax
+
+from resnet_jax.cpu import host_memory, onednn, xla_flags
+from resnet_jax.nn.conv import ConvBackend
+
+CONV_IMPLS = ("auto", "xla", "onednn")  # what train.conv_impl takes; 'auto' picks per run (conv_impl_for)
+
+
+def setup(*, keep_freed_memory: bool = True) -> None:
+    """XLA flags, glibc malloc, OpenMP waiting and TFDS offline, for this process; harmless to call twice.
+
+    - XLA_FLAGS gets the project's CPU defaults (cpu/xla_flags.py); XLA reads it when the backend starts.
+    - glibc keeps freed memory for reuse (cpu/host_memory.py), set before XLA's threads allocate; the tests
+      turn it off (keep_freed_memory=False), since they measure it in subprocesses.
+    - OMP_WAIT_POLICY=PASSIVE unless set: oneDNN's OpenMP threads otherwise spin after each call, taking the
+      cores from XLA's threads that run the fusions between convolutions; libgomp reads it once, when it loads.
+    - TFDS never reaches for GCS to look up a data set (4.9.10 already has it off; older ones do not).
+    TensorFlow itself is imported later, on first use, with its GPUs hidden (data/tensorflow_cpu.py).
+    """
+    xla_flags.set_defaults()
+    if keep_freed_memory:
+        host_memory.keep_freed_memory()
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from tensorflow_datasets.core.utils import gcs_utils  # cheap: TFDS imports TensorFlow only when used
+    gcs_utils._is_gcs_disabled = True
+
+
+def conv_impl_for(conv_impl: str, *, parallel_mode: str, dtype: str) -> str:
+    """'auto' -> 'onednn' where it helps (a float32 run on the CPU, not SPMD-partitioned), else 'xla'.
+
+    Under parallel='sharding' XLA cannot split a custom call over devices and would gather the batch onto each.
+    """
+    if conv_impl not in CONV_IMPLS:
+        raise ValueError(f"conv_impl={conv_impl!r}: use one of {CONV_IMPLS}")
+    if conv_impl != "auto":
+        return conv_impl
+    fits = jax.default_backend() == "cpu" and dtype == "float32" and parallel_mode != "sharding"
+    return "onednn" if fits and onednn.available() else "xla"
+
+
+def conv_backend(conv_impl: str, *, parallel_mode: str = "single", dtype: str = "float32") -> ConvBackend | None:
+    """The models' `conv_backend` for a run: None (XLA's) or oneDNN's, as `conv_impl_for` decides."""
+    impl = conv_impl_for(conv_impl, parallel_mode=parallel_mode, dtype=dtype)
+    return onednn.conv_backend if impl == "onednn" else None
