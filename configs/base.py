@@ -33,6 +33,8 @@ def get_config() -> ml_collections.ConfigDict:
                         label_smoothing=0.0, grad_clip=0.0, ema=0.0)
     config.train = dict(steps=400, eval_every=200, checkpoint_every=100, keep_checkpoints=3, log_every=20, seed=0,
                         parallel="single", dtype="float32",
+                        # A feature map at 1x1 before the last stage, or one that never shrinks, is a warning.
+                        allow_degenerate_maps=False,
                         # 'auto': oneDNN's convolutions on the CPU where they apply (resnet_jax/cpu/onednn.py), else XLA's.
                         conv_impl="auto")
     return config

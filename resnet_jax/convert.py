@@ -17,7 +17,7 @@ from typing import Sequence
 import jax
 import numpy as np
 
-from resnet_jax import interop
+from resnet_jax import cli, interop
 from resnet_jax.data.pipeline import NORMALISATION
 from resnet_jax.nn.models import get_model
 from resnet_jax.nn.resnet import PADDING_MODES
@@ -103,4 +103,5 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # A missing file, or one whose keys or shapes do not fit the model (interop.StateDictError), is bad input.
+    cli.report_errors(main, user_errors=(ValueError, OSError))()

@@ -10,22 +10,28 @@ The config is checked once, here; everything below it receives plain values.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging as pylogging
 import os
 import subprocess
 import sys
+import warnings
 
 import jax
+import numpy as np
 import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from resnet_jax import data, runtime
+from resnet_jax import cli, data, runtime
 from resnet_jax.cpu import onednn
 from resnet_jax.nn import trace
 from resnet_jax.nn.models import DTYPES, get_model
 from resnet_jax.training import optim, parallel, train
+from resnet_jax.training.checkpoint import CheckpointError
+from resnet_jax.training.lock import WorkdirBusy, workdir_lock
+from resnet_jax.training.signals import Stopped, stop_requests
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/default.py or configs/cifar10.py:resnet56.",
@@ -43,7 +49,7 @@ def validate_config(config: ml_collections.ConfigDict, *, device_count: int, pro
 
     def check(ok: bool, field: str, why: str) -> None:
         if not ok:
-            raise ValueError(f"config.{field}={config[field.split('.')[0]][field.split('.')[1]]!r}: {why}")
+            raise cli.UserError(f"config.{field}={config[field.split('.')[0]][field.split('.')[1]]!r}: {why}")
 
     check(t.parallel in parallel.MODES, "train.parallel", f"use one of {parallel.MODES}")
     check(t.parallel != "single" or process_count == 1, "train.parallel",
@@ -77,7 +83,7 @@ def validate_config(config: ml_collections.ConfigDict, *, device_count: int, pro
     try:
         get_model(**config.model)
     except (TypeError, ValueError) as error:
-        raise ValueError(f"config.model: {error}") from None
+        raise cli.UserError(f"config.model: {error}") from None
 
 
 def write_run_info(workdir: str, config: ml_collections.ConfigDict) -> None:
@@ -99,9 +105,50 @@ def write_run_info(workdir: str, config: ml_collections.ConfigDict) -> None:
                    "devices": [str(d) for d in jax.devices()], "processes": jax.process_count()}, f, indent=2)
 
 
-def write_model_summary(workdir: str, model, image_shape: tuple[int, int, int]) -> None:
+def check_model(model, image_shape: tuple[int, int, int], *, batch_size: int, dtype: str,
+                allow_degenerate_maps: bool) -> list[trace.LayerRow]:
+    """Trace the model's shapes (nothing compiles): a collapse raises naming the layer; a degenerate map is a
+    visible warning; activations that cannot fit in memory are an error naming the largest layer."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            rows = trace.trace(model, (1, *image_shape))
+        except ValueError as error:  # ShapeError included: a layer the config's sizes cannot build
+            raise cli.UserError(f"config.model: {error}") from None
+    if not allow_degenerate_maps:
+        for warning in caught:
+            print(f"warning: {warning.message} (config.train.allow_degenerate_maps=True silences this)",
+                  file=sys.stderr, flush=True)
+    # Forward activations are kept for the backward pass, and their gradients live beside them: about twice
+    # the sum of every layer's output, per example, in the compute dtype.
+    item = 2 if dtype == "bfloat16" else 4
+    per_example = sum(int(np.prod(r.out_shape[1:])) for r in rows)
+    needed, available = 2 * per_example * batch_size * item, memory_bytes()
+    if available and needed > 0.8 * available:
+        widest = max(rows, key=lambda r: int(np.prod(r.out_shape[1:])))
+        raise cli.UserError(
+            f"config.model: activations need about {needed / 2**30:.0f} GiB per step of data.batch_size="
+            f"{batch_size}, more than this device's {available / 2**30:.0f} GiB; the largest is layer "
+            f"'{widest.name}' with output {list(widest.out_shape[1:])} per image (check its padding, kernel and "
+            f"stride fields, or lower data.batch_size)")
+    return rows
+
+
+def memory_bytes() -> int | None:
+    """Memory of the first device: the GPU's or TPU's limit, the machine's RAM on the CPU; None if unknown."""
+    device = jax.devices()[0]
+    if device.platform == "cpu":
+        try:
+            return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError):
+            return None
+    stats = device.memory_stats() or {}
+    return stats.get("bytes_limit")
+
+
+def write_model_summary(workdir: str, rows: list[trace.LayerRow], image_shape: tuple[int, int, int]) -> None:
     """model_summary.json: parameters and MACs per image from the per-layer trace (sweeps collect it)."""
-    params, macs = trace.totals(trace.trace(model, (1, *image_shape)))
+    params, macs = trace.totals(rows)
     os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, "model_summary.json"), "w") as f:
         json.dump({"params": params, "macs": macs, "input_shape": list(image_shape)}, f)
@@ -120,13 +167,23 @@ def git_revision() -> str | None:
         return None
 
 
-def run(config: ml_collections.ConfigDict, workdir: str) -> tuple[train.TrainState, dict[str, float]]:
-    """Load the data, build the model and optimizer from a validated config, and train."""
-    d, o, t = config.data, config.optim, config.train
+def load_data(d: ml_collections.ConfigDict) -> data.Dataset:
+    """The config's data set; a wrong name, path or file is a UserError naming the field."""
     # An empty path means none, so that `--config.data.path=` switches a config from files to TFDS.
-    dataset = data.load(d.name, data_dir=d.data_dir or None, manual_dir=d.manual_dir or None, path=d.path or None,
-                        split_seed=d.split_seed, eval_fraction=d.eval_fraction, image_size=d.image_size,
-                        in_memory=d.in_memory)
+    try:
+        return data.load(d.name, data_dir=d.data_dir or None, manual_dir=d.manual_dir or None,
+                         path=d.path or None, split_seed=d.split_seed, eval_fraction=d.eval_fraction,
+                         image_size=d.image_size, in_memory=d.in_memory)
+    except (ValueError, FileNotFoundError, NotADirectoryError) as error:
+        raise cli.UserError(f"config.data (name={d.name!r}, path={d.path!r}): {error}") from None
+
+
+def run(config: ml_collections.ConfigDict, workdir: str, stop_requested=lambda: None
+        ) -> tuple[train.TrainState, dict[str, float]]:
+    """Load the data, build the model and check its shapes from a validated config (nothing written yet), then
+    take the workdir's lock, write the run's records into it, and train."""
+    d, o, t = config.data, config.optim, config.train
+    dataset = load_data(d)
     logging.info("Data: %s", dataset.info)
     conv_impl = runtime.conv_impl_for(t.conv_impl, parallel_mode=t.parallel, dtype=t.dtype)
     reason = onednn.why_unavailable() if conv_impl == "xla" and jax.default_backend() == "cpu" else None
@@ -134,8 +191,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> tuple[train.TrainSta
     logging.info("Convolutions: %s%s", conv_impl, why)
     model = get_model(**config.model, num_classes=dataset.info.num_classes, dtype=DTYPES[t.dtype],
                       conv_backend=runtime.conv_backend(conv_impl))
-    if jax.process_index() == 0:
-        write_model_summary(workdir, model, dataset.info.image_shape)
+    # The batch one device holds: CPU devices share the host's memory, accelerators have their own.
+    on_cpu = jax.default_backend() == "cpu"
+    device_batch = d.batch_size // (jax.process_count() if on_cpu or t.parallel == "single" else jax.device_count())
+    rows = check_model(model, dataset.info.image_shape, batch_size=device_batch,
+                       dtype=t.dtype, allow_degenerate_maps=t.allow_degenerate_maps)
     lr_fn = optim.learning_rate_schedule(o.schedule, lr=o.lr, total_steps=t.steps, warmup_steps=o.warmup_steps,
                                          boundaries=o.boundaries, scales=o.scales)
     tx = optim.make_optimizer(o.name, lr_fn, momentum=o.momentum, nesterov=o.nesterov, beta2=o.beta2,
@@ -150,11 +210,17 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> tuple[train.TrainSta
     def eval_batches():
         return data.eval_batches(dataset, batch_size=d.eval_batch_size // processes)
 
-    return train.train_and_evaluate(
-        model=model, optimizer=optim.Optimizer(tx, lr_fn),
-        data=train.Input(train_batches, eval_batches, dataset.info.image_shape, d.batch_size),
-        loop=train.Loop(t.steps, t.eval_every, t.checkpoint_every, t.log_every, t.keep_checkpoints),
-        workdir=workdir, seed=t.seed, parallel_mode=t.parallel, label_smoothing=o.label_smoothing, ema_decay=o.ema)
+    # One run per workdir: process 0 holds the lock (the others write nothing there but checkpoint shards).
+    with workdir_lock(workdir) if jax.process_index() == 0 else contextlib.nullcontext():
+        if jax.process_index() == 0:
+            write_run_info(workdir, config)
+            write_model_summary(workdir, rows, dataset.info.image_shape)
+        return train.train_and_evaluate(
+            model=model, optimizer=optim.Optimizer(tx, lr_fn),
+            data=train.Input(train_batches, eval_batches, dataset.info.image_shape, d.batch_size),
+            loop=train.Loop(t.steps, t.eval_every, t.checkpoint_every, t.log_every, t.keep_checkpoints),
+            workdir=workdir, seed=t.seed, parallel_mode=t.parallel, label_smoothing=o.label_smoothing,
+            ema_decay=o.ema, stop_requested=stop_requested)
 
 
 def process_flags() -> dict:
@@ -167,33 +233,53 @@ def process_flags() -> dict:
 
 
 class _QuietOrbax(pylogging.Filter):
-    """Drop orbax's INFO lines (several per checkpoint); its warnings and errors still show."""
+    """Drop orbax's own log lines (several per checkpoint, and a traceback per thread when a write fails):
+    the trainer reports what matters in one line (training/checkpoint.py). --verbose keeps them."""
 
     def filter(self, record: pylogging.LogRecord) -> bool:
-        return record.levelno >= pylogging.WARNING or "orbax" not in record.pathname
+        quiet = "orbax" in record.pathname or "asyncio" in record.pathname
+        return not quiet or record.levelno >= pylogging.CRITICAL or cli.verbose()
 
 
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    if FLAGS.config is None or FLAGS.workdir is None:
-        raise app.UsageError("--config and --workdir are required.")
+    try:
+        if FLAGS.config is None or FLAGS.workdir is None:
+            raise app.UsageError("--config and --workdir are required.")
+        FLAGS.config.keys()  # config_flags loads the file on first use: a missing one raises here
+    except OSError as error:  # config_flags could not read the file
+        given = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--config=")), "?")
+        why = "no such config file" if "No such file" in str(error) else cli.one_line(str(error))
+        raise cli.UserError(f"--config={given}: {why}; give a path like configs/default.py[:variant]") from None
     runtime.setup()  # before the first computation creates the backend and its threads
+    cli.hide_closed_loop_noise()
     processes = process_flags()
     if processes["num_processes"] > 1:
         jax.distributed.initialize(**processes)
     logging.get_absl_handler().addFilter(_QuietOrbax())
-    config = FLAGS.config
+    config, workdir = FLAGS.config, FLAGS.workdir
     validate_config(config, device_count=jax.device_count(), process_count=jax.process_count())
-    write_run_info(FLAGS.workdir, config)
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise cli.UserError(f"--workdir={workdir}: is a file; the workdir must be a directory (a new one, or the "
+                            f"workdir of a run to resume)")
     try:
-        _, summary = run(config, FLAGS.workdir)
-    except FloatingPointError as error:
-        raise SystemExit(f"error: {error}") from None
+        with stop_requests() as requested:
+            _, summary = run(config, workdir, requested)
+    except Stopped as error:
+        raise cli.Interrupted(str(error)) from None
+    except WorkdirBusy as error:
+        raise cli.RunError(str(error)) from None
+    except CheckpointError as error:
+        # Orbax's writer threads may be stuck on the broken folder and would keep the process alive: report
+        # and leave now. Everything worth keeping is in the intact checkpoints.
+        print(f"error: {cli.one_line(str(error))}", file=sys.stderr, flush=True)
+        logging.flush()
+        os._exit(cli.FAILURE)
     logging.info("Done: %s", json.dumps(summary))
     if jax.process_index() == 0:
         print("final: " + " | ".join(f"{k} {v:.4f}" for k, v in summary.items()), flush=True)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run_absl(main)

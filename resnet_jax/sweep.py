@@ -19,6 +19,7 @@ from typing import Sequence
 
 from absl import app, flags
 
+from resnet_jax import cli
 from resnet_jax.sweeps.grid import expand, load_function, point_command, point_name
 from resnet_jax.sweeps.launch import run_local, tpu_commands
 from resnet_jax.sweeps.results import collect
@@ -64,4 +65,5 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    # A sweep file that is missing or rejects its arg (ValueError) is bad input.
+    cli.run_absl(main, user_errors=(ValueError, FileNotFoundError))

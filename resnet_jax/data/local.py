@@ -7,6 +7,7 @@ A source without an eval split (one .npz file, an image folder with only train/)
 class for eval, chosen by a seeded permutation, so the split is the same on every machine. `resnet_jax.data`
 turns these into batches.
 """
+import zipfile
 from pathlib import Path
 from typing import NamedTuple
 
@@ -64,12 +65,18 @@ def _read_npz_file(file: Path) -> Arrays:
     if not file.is_file():
         raise FileNotFoundError(f"no file {file}: give path= a .npz file, or a directory holding train.npz and "
                                 "test.npz")
-    with np.load(file) as arrays:
-        missing = {"images", "labels"} - set(arrays.files)
-        if missing:
-            raise ValueError(f"{file} lacks {sorted(missing)} (it has {arrays.files}); save it with "
-                             "np.savez(file, images=uint8 [N, H, W(, C)], labels=int [N])")
-        return as_arrays(arrays["images"], arrays["labels"], str(file))
+    how = "save it with np.savez(file, images=uint8 [N, H, W(, C)], labels=int [N])"
+    try:
+        with np.load(file) as arrays:
+            missing = {"images", "labels"} - set(arrays.files)
+            if missing:
+                raise ValueError(f"{file} lacks {sorted(missing)} (it has {arrays.files}); {how}")
+            return as_arrays(arrays["images"], arrays["labels"], str(file))
+    except (OSError, EOFError, zipfile.BadZipFile, ValueError) as error:
+        if str(file) in str(error):
+            raise
+        # np.load reads a damaged or foreign file as pickled data, or fails inside the zip archive.
+        raise ValueError(f"{file} is not a readable .npz archive ({type(error).__name__}); {how}") from None
 
 
 def read_npz(path, *, split_seed: int = 0, eval_fraction: float | None = None) -> LocalDataset:

@@ -226,8 +226,21 @@ def load_arrays(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, str]
 
     Torch checkpoints wrapped as {'state_dict': ...} or {'model': ...}, or saved from DataParallel
     ('module.' prefixes), are unwrapped. Metadata (string pairs) comes from .safetensors and .npz only.
+    A missing file raises FileNotFoundError; one that cannot be read as its suffix says, ValueError naming it.
     """
     path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no weight file {path}")
+    try:
+        return _load_arrays(path)
+    except (ImportError, StateDictError):
+        raise
+    except Exception as error:  # noqa: BLE001 -- torch, safetensors and numpy each raise their own
+        raise ValueError(f"{path} is not a readable {path.suffix or 'weight'} file "
+                         f"({type(error).__name__}: {' '.join(str(error).split())[:160]})") from None
+
+
+def _load_arrays(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     suffix = path.suffix.lower()
     if suffix in TORCH_SUFFIXES:
         import torch  # optional dependency, only for torch's own files

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import threading
 from typing import Any
 
 import jax
@@ -23,6 +24,13 @@ from absl import logging
 from jax.experimental import multihost_utils
 
 
+SAVE_TIMEOUT_SECONDS = 120  # the longest wait for pending writes: a save that takes longer has failed
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint could not be written: the run must stop (the message says which step is the last intact)."""
+
+
 class Checkpoints:
     """An orbax CheckpointManager over `directory` that saves and restores a host (NumPy) pytree."""
 
@@ -30,6 +38,7 @@ class Checkpoints:
         self.directory = os.path.abspath(directory)
         options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
         self._manager = ocp.CheckpointManager(self.directory, options=options)
+        self._pending: int | None = None  # the step being written in the background
 
     def steps(self) -> list[int]:
         return list(self._manager.all_steps())
@@ -41,8 +50,36 @@ class Checkpoints:
         if bad:
             raise FloatingPointError(f"Not saving step {step}: non-finite values in {bad[:5]}.")
         meta = {"step": step, "sha256": checksum(state), "structure": structure(state)}
-        self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                         meta=ocp.args.JsonSave(meta)))
+        self.check()  # the previous save's failure, if any, stops the run before this one starts
+        try:
+            self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                             meta=ocp.args.JsonSave(meta)))
+        except Exception as error:  # noqa: BLE001 -- any failure to start a write stops the run
+            raise self._error(step, error) from None
+        self._pending = step
+
+    def check(self) -> None:
+        """Raise CheckpointError if the write in the background has failed; cheap, so the loop calls it each step.
+
+        Orbax's finalising thread consumes a failed write's exception (it logs it), so a write counts as failed
+        when it is no longer in progress and no finished directory bears its step (orbax renames a step's
+        temporary directory to the step's number only once every file is written).
+        """
+        if self._pending is None or self._manager.is_saving_in_progress():
+            return
+        step, self._pending = self._pending, None
+        if jax.process_index() == 0 and not os.path.isdir(os.path.join(self.directory, str(step))):
+            raise self._error(step, None)
+
+    def _error(self, step: int, error: Exception | None) -> CheckpointError:
+        text = " ".join(str(error).split()) if error is not None else self._diagnose()
+        reason = next((r for r in ("No space left on device", "Read-only file system", "Permission denied")
+                       if r in text), text[:200])
+        intact = [s for s in self._manager.all_steps() if s != step]
+        last = f"step {max(intact)}" if intact else "none"
+        return CheckpointError(f"checkpoint of step {step} could not be written to {self.directory} ({reason}); "
+                               f"the last intact checkpoint is {last}. Fix the folder (space, permissions), then "
+                               f"rerun the same command to resume")
 
     def restore_latest(self, target: Any) -> Any | None:
         """The newest checkpoint that reads back intact, shaped like `target`; None if there are none.
@@ -94,10 +131,43 @@ class Checkpoints:
             multihost_utils.sync_global_devices(f"checkpoint_move_aside_{step}")
         self._manager.reload()
 
-    def close(self) -> None:
-        """Wait for pending writes; call before the process exits."""
-        self._manager.wait_until_finished()
-        self._manager.close()
+    def _diagnose(self) -> str:
+        """Why a write into the directory may have failed, as far as the file system tells."""
+        try:
+            stats = os.statvfs(self.directory)
+            if stats.f_bavail * stats.f_frsize < 64 * 2**20:
+                return "No space left on device"
+            probe = os.path.join(self.directory, ".write_probe")
+            with open(probe, "w") as f:
+                f.write("ok")
+            os.remove(probe)
+        except OSError as error:
+            return error.strerror or str(error)
+        return "the write failed; rerun with --verbose for orbax's log"
+
+    def close(self, timeout: float = SAVE_TIMEOUT_SECONDS) -> None:
+        """Wait (at most `timeout` seconds) for pending writes, then release the manager; raises CheckpointError
+        if a write failed or never finished. Call before the process exits."""
+        outcome: list[BaseException | None] = []
+
+        def finish():
+            try:
+                self._manager.wait_until_finished()
+                self._manager.close()
+                outcome.append(None)
+            except BaseException as error:  # noqa: BLE001 -- reported to the caller below
+                outcome.append(error)
+
+        worker = threading.Thread(target=finish, name="checkpoint-close", daemon=True)
+        worker.start()
+        worker.join(timeout)
+        step = self._pending if self._pending is not None else -1
+        if not outcome:
+            raise CheckpointError(f"checkpoint of step {step} was still being written to {self.directory} after "
+                                  f"{timeout:.0f} s (a hung or unwritable file system?); the run stops. Fix the "
+                                  f"folder, then rerun the same command to resume from the last intact checkpoint")
+        if outcome[0] is not None:
+            raise self._error(step, outcome[0])
 
 
 def structure(tree: Any) -> list[str]:

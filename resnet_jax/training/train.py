@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import os
 from typing import Any, Callable, Iterable, Iterator, NamedTuple
@@ -19,9 +20,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.experimental import multihost_utils
 from absl import logging
 
-from resnet_jax.training import checkpoint, metrics, optim, parallel
+from resnet_jax.training import checkpoint, metrics, optim, parallel, signals
 
 Batch = dict  # {'image': float32 [N, H, W, C], 'label': int32 [N], eval also 'mask': bool [N]}
 
@@ -125,6 +127,15 @@ def _summarise(pending: list[tuple[int, dict]], placement: parallel.Placement) -
     return {f"train/{name}": float(np.mean([row[name] for _, row in rows])) for name in rows[0][1]}
 
 
+def _agreed_stop(stop_requested: Callable[[], str | None]) -> str | None:
+    """The signal that asked this run to stop, agreed over all processes (any one asking stops them all)."""
+    name = stop_requested()
+    if jax.process_count() == 1:
+        return name
+    asked = multihost_utils.process_allgather(np.int32(name is not None))
+    return (name or "a signal to another process") if np.any(asked) else None
+
+
 def _print(line: str) -> None:
     """Progress for the person watching: stdout of process 0 only."""
     if jax.process_index() == 0:
@@ -152,8 +163,12 @@ class Loop(NamedTuple):
 
 def train_and_evaluate(*, model: nn.Module, optimizer: optim.Optimizer, data: Input, loop: Loop, workdir: str,
                        seed: int = 0, parallel_mode: str = "single", label_smoothing: float = 0.0,
-                       ema_decay: float = 0.0) -> tuple[TrainState, dict[str, float]]:
+                       ema_decay: float = 0.0, stop_requested: Callable[[], str | None] = lambda: None
+                       ) -> tuple[TrainState, dict[str, float]]:
     """Train for `loop.steps` updates, resuming from workdir's latest intact checkpoint if there is one.
+
+    `stop_requested()` names a signal once one asked the run to stop (signals.stop_requests): the loop then
+    saves the step it finished and raises signals.Stopped.
 
     Returns the final state (host NumPy, one copy) and the last train and eval metrics.
     """
@@ -180,9 +195,12 @@ def train_and_evaluate(*, model: nn.Module, optimizer: optim.Optimizer, data: In
         batches = _prefetch(data.train_batches(start), placement.put_batch)
         for step in range(start + 1, steps + 1):  # `step` counts updates done once this one is applied
             state, step_metrics = p_train(state, next(batches))
+            checkpoints.check()  # a background write that failed stops the run at the next step
             pending.append((step, step_metrics))
             log_due, eval_due = step % log_every == 0 or step == steps, step % eval_every == 0 or step == steps
-            save_due = step % checkpoint_every == 0 or step == steps
+            # Every process must stop at the same step: with several, they agree when they log.
+            stopping = _agreed_stop(stop_requested) if jax.process_count() == 1 or log_due else None
+            save_due = step % checkpoint_every == 0 or step == steps or stopping is not None
             if log_due or eval_due or save_due:  # reading the metrics stops a diverged run before eval or save
                 train_metrics, pending = _summarise(pending, placement), []
                 speed, eta = progress.update(step)
@@ -197,12 +215,23 @@ def train_and_evaluate(*, model: nn.Module, optimizer: optim.Optimizer, data: In
                        f"accuracy {eval_metrics['eval/accuracy']:.4f}")
             if save_due:
                 checkpoints.save(step, placement.to_host(state))
+            if stopping is not None:
+                raise signals.Stopped(stopping, step)
             if eval_due or save_due or step == start + 1:
                 jax.block_until_ready(state)
                 progress.restart(step)  # speed counts training only, not compiling, evaluating or saving
         if start == steps:  # the run was already complete: report where it ended
             eval_metrics = evaluate(p_eval, state, data.eval_batches(), placement)
-        return placement.to_host(state), {**train_metrics, **eval_metrics}
-    finally:
-        checkpoints.close()
+        final = placement.to_host(state), {**train_metrics, **eval_metrics}
+    except signals.Stopped:
         writer.close()
+        checkpoints.close()  # the checkpoint of the last step is complete before the process stops
+        raise
+    except BaseException:
+        writer.close()
+        with contextlib.suppress(checkpoint.CheckpointError):  # the error already on its way matters more
+            checkpoints.close(timeout=30)
+        raise
+    writer.close()
+    checkpoints.close()  # raises if the last save failed or hangs
+    return final
