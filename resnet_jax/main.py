@@ -178,6 +178,16 @@ def load_data(d: ml_collections.ConfigDict) -> data.Dataset:
         raise cli.UserError(f"config.data (name={d.name!r}, path={d.path!r}): {error}") from None
 
 
+def build_optimizer(o: ml_collections.ConfigDict, *, steps: int) -> optim.Optimizer:
+    """The optax update and its learning-rate schedule from config.optim, for a run of `steps` updates."""
+    lr_fn = optim.learning_rate_schedule(o.schedule, lr=o.lr, total_steps=steps, warmup_steps=o.warmup_steps,
+                                         boundaries=o.boundaries, scales=o.scales)
+    tx = optim.make_optimizer(o.name, lr_fn, momentum=o.momentum, nesterov=o.nesterov, beta2=o.beta2,
+                              weight_decay=o.weight_decay, exclude_bn_and_bias=o.exclude_bn_and_bias,
+                              grad_clip=o.grad_clip)
+    return optim.Optimizer(tx, lr_fn)
+
+
 def run(config: ml_collections.ConfigDict, workdir: str, stop_requested=lambda: None
         ) -> tuple[train.TrainState, dict[str, float]]:
     """Load the data, build the model and check its shapes from a validated config (nothing written yet), then
@@ -196,11 +206,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, stop_requested=lambda: 
     device_batch = d.batch_size // (jax.process_count() if on_cpu or t.parallel == "single" else jax.device_count())
     rows = check_model(model, dataset.info.image_shape, batch_size=device_batch,
                        dtype=t.dtype, allow_degenerate_maps=t.allow_degenerate_maps)
-    lr_fn = optim.learning_rate_schedule(o.schedule, lr=o.lr, total_steps=t.steps, warmup_steps=o.warmup_steps,
-                                         boundaries=o.boundaries, scales=o.scales)
-    tx = optim.make_optimizer(o.name, lr_fn, momentum=o.momentum, nesterov=o.nesterov, beta2=o.beta2,
-                              weight_decay=o.weight_decay, exclude_bn_and_bias=o.exclude_bn_and_bias,
-                              grad_clip=o.grad_clip)
+    optimizer = build_optimizer(o, steps=t.steps)
     processes = jax.process_count()
 
     def train_batches(start_step: int):
@@ -216,7 +222,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, stop_requested=lambda: 
             write_run_info(workdir, config)
             write_model_summary(workdir, rows, dataset.info.image_shape)
         return train.train_and_evaluate(
-            model=model, optimizer=optim.Optimizer(tx, lr_fn),
+            model=model, optimizer=optimizer,
             data=train.Input(train_batches, eval_batches, dataset.info.image_shape, d.batch_size),
             loop=train.Loop(t.steps, t.eval_every, t.checkpoint_every, t.log_every, t.keep_checkpoints),
             workdir=workdir, seed=t.seed, parallel_mode=t.parallel, label_smoothing=o.label_smoothing,

@@ -2,6 +2,7 @@
 import json
 
 import jax
+import numpy as np
 import pytest
 from absl.testing import flagsaver
 
@@ -142,3 +143,24 @@ def test_progress_line_and_metrics_written_after_a_resume_point_are_dropped(tmp_
         f.write('{"step": 40, "train/lo')  # killed mid-line
     metrics.MetricWriter(str(tmp_path), start_step=20).close()
     assert [json.loads(line)["step"] for line in open(tmp_path / metrics.JSONL)] == [10, 20]
+
+
+@pytest.mark.parametrize("arg", ["resnet20_fast", pytest.param("resnet20_paper", marks=pytest.mark.slow),
+                                 pytest.param("plain56_fast", marks=pytest.mark.slow)])
+def test_cifar10_recipes_train_a_few_steps_on_a_slice(arg, shared_data, tmp_path):
+    """The CIFAR-10 recipes as they are, on 512 real training images, 3 steps (their schedules untouched)."""
+    cifar = shared_data / "cifar10"
+    train_npz, test_npz = (np.load(cifar / f"{split}.npz") for split in ("train", "test"))
+    slice_dir = tmp_path / "cifar10_slice"
+    slice_dir.mkdir()
+    np.savez(slice_dir / "train.npz", images=train_npz["images"][:512], labels=train_npz["labels"][:512])
+    np.savez(slice_dir / "test.npz", images=test_npz["images"][:256], labels=test_npz["labels"][:256])
+    config = load_config("cifar10.py", arg)
+    assert config.model.shortcut == ("none" if arg.startswith("plain") else "A")
+    config.data.path, config.data.eval_batch_size = str(slice_dir), 256
+    config.train.update(steps=3, eval_every=3, checkpoint_every=3, log_every=1)
+    config.optim.warmup_steps = min(config.optim.warmup_steps, 1)
+    config.optim.boundaries, config.optim.scales = (), ()
+    main.validate_config(config, device_count=1, process_count=1)
+    _, summary = main.run(config, str(tmp_path / "run"))
+    assert np.isfinite(summary["train/loss"]) and 0 <= summary["eval/accuracy"] <= 1

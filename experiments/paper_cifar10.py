@@ -1,0 +1,175 @@
+"""The ResNet paper's CIFAR-10 numbers from finished runs: a JSON record per run, a table beside the paper's, curves.
+
+    python -m experiments.paper_cifar10 --runs=~/runs/c10_resnet20_fast_s0,~/runs/c10_resnet20_fast_s1
+
+Each run is a workdir that `python -m resnet_jax.main` finished (its command is read from run.json). For each,
+its last checkpoint is evaluated on the whole test split four ways: the raw and the EMA weights, each with and
+without flip test-time augmentation (the mean of the logits of the image and its mirror). Writes
+experiments/results/paper_cifar10.{json,md} and paper_cifar10_curves.png (train and test error per step).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import app, flags
+
+from experiments.results_io import RESULTS, plot_path
+from resnet_jax import data, main as trainer, runtime
+from resnet_jax.nn.models import DTYPES, get_model
+from resnet_jax.nn.trace import totals, trace
+from resnet_jax.sweeps.results import read_metrics
+from resnet_jax.training import checkpoint, train
+
+# He et al. 2015, Table 6: CIFAR-10 test error (%), option A shortcuts, ~164 epochs.
+PAPER_ERROR = {20: 8.75, 32: 7.51, 44: 7.17, 56: 6.97, 110: 6.43}
+TRAIN_IMAGES = 50_000
+
+flags.DEFINE_list("runs", [], "Finished workdirs of resnet_jax.main on CIFAR-10.")
+FLAGS = flags.FLAGS
+
+
+def restore(workdir: Path):
+    """(config, model, state) of a finished run's latest checkpoint."""
+    config = ml_collections.ConfigDict(json.loads((workdir / "config.json").read_text()))
+    dataset = trainer.load_data(config.data)
+    model = get_model(**config.model, num_classes=dataset.info.num_classes, dtype=DTYPES[config.train.dtype])
+    optimizer = trainer.build_optimizer(config.optim, steps=config.train.steps)
+    fresh = train.create_train_state(model, optimizer.tx, jax.random.key(config.train.seed),
+                                     image_shape=dataset.info.image_shape, ema=config.optim.ema > 0)
+    checkpoints = checkpoint.Checkpoints(str(workdir / "checkpoints"), keep=config.train.keep_checkpoints)
+    state = checkpoints.restore_latest(target=jax.device_get(fresh))
+    checkpoints.close()
+    return config, dataset, model, state
+
+
+def test_accuracy(model, variables, dataset, *, flip: bool) -> float:
+    """Top-1 accuracy over every test image once; with `flip`, logits averaged with the mirrored image's."""
+    @jax.jit
+    def correct(batch):
+        logits = model.apply(variables, batch["image"], train=False)
+        if flip:
+            logits = (logits + model.apply(variables, batch["image"][:, :, ::-1], train=False)) / 2
+        return jnp.sum((jnp.argmax(logits, -1) == batch["label"]) * batch["mask"]), jnp.sum(batch["mask"])
+
+    hits = total = 0
+    for batch in data.eval_batches(dataset, batch_size=1000):
+        c, n = correct(batch)
+        hits, total = hits + int(c), total + int(n)
+    assert total == dataset.info.num_eval
+    return hits / total
+
+
+def record(workdir: Path) -> dict:
+    config, dataset, model, state = restore(workdir)
+    rows = read_metrics(workdir / "metrics.jsonl")
+    steps = max(rows)
+    variants = {"raw": {"params": state.params, "batch_stats": state.batch_stats}}
+    if state.ema is not None:
+        variants["ema"] = state.ema
+    accuracy = {f"{name}{'_flip' if flip else ''}": test_accuracy(model, v, dataset, flip=flip)
+                for name, v in variants.items() for flip in (False, True)}
+    train_acc = [rows[s]["train/accuracy"] for s in sorted(rows) if "train/accuracy" in rows[s]]
+    run_info = json.loads((workdir / "run.json").read_text())
+    command = "python -m resnet_jax.main " + " ".join(shlex.quote(a) for a in run_info["command"][1:])
+    params, _ = totals(trace(model, (1, *dataset.info.image_shape)))
+    kind = "plain" if config.model.shortcut == "none" else "resnet"
+    headline = accuracy.get("ema", accuracy["raw"])  # what the run itself evaluated every epoch
+    return {
+        "model": f"{kind}{config.model.depth}", "params": params, "config": _config_name(run_info["command"]),
+        "seed": config.train.seed, "epochs": round(steps / (TRAIN_IMAGES // config.data.batch_size), 2),
+        "steps": steps, "test_accuracy": headline, "test_accuracy_all": accuracy,
+        # Train error of the last logged row: the mean over its 39 steps (augmented batches, running BN stats).
+        "final_train_error": 1 - float(np.mean(train_acc[-1:])),
+        "wall_minutes": round(_wall_seconds(workdir) / 60, 1), "git_revision": run_info.get("git_revision"),
+        "command": command,
+    }
+
+
+def _config_name(argv: list[str]) -> str:
+    return next(a.split("=", 1)[1] for a in argv if a.startswith("--config="))
+
+
+def _wall_seconds(workdir: Path) -> float:
+    """From the run's start (the Unix time in its first TensorBoard event file's name) to the last metrics row."""
+    starts = [int(p.name.split(".")[3]) for p in workdir.glob("events.out.tfevents.*")]
+    return (workdir / "metrics.jsonl").stat().st_mtime - min(starts)
+
+
+def write(records: list[dict], command: str) -> None:
+    (RESULTS / "paper_cifar10.json").write_text(json.dumps(records, indent=2) + "\n")
+    lines = [f"<!-- made by: {command} -->", f"Command: `{command}`", "",
+             "CIFAR-10, full 10,000-image test split, each run's last checkpoint. `test acc` is the weights the "
+             "run evaluated (EMA when the recipe keeps one); raw and flip-TTA columns beside it. Wall time on the "
+             "2-core dev machine (AMD EPYC, Zen 4; `lscpu`: 'AMD EPYC'), oneDNN float32 convolutions, with other "
+             "work (tests) sharing the cores part of the time.", "",
+             "| model | params | config | seed | epochs | test acc | test error | paper error | raw | raw+flip | "
+             "EMA | EMA+flip | final train error | wall min |", "|" + "---|" * 14]
+    for r in records:
+        a = r["test_accuracy_all"]
+        depth = int(r["model"].lstrip("resnetplain"))
+        paper = f"{PAPER_ERROR[depth]:.2f}%" if r["model"].startswith("resnet") and depth in PAPER_ERROR else "-"
+        cell = lambda k: f"{100 * a[k]:.2f}%" if k in a else "-"  # noqa: E731
+        lines.append(f"| {r['model']} | {r['params']:,} | `{r['config']}` | {r['seed']} | {r['epochs']:g} | "
+                     f"{100 * r['test_accuracy']:.2f}% | {100 * (1 - r['test_accuracy']):.2f}% | {paper} | "
+                     f"{cell('raw')} | {cell('raw_flip')} | {cell('ema')} | {cell('ema_flip')} | "
+                     f"{100 * r['final_train_error']:.1f}% | {r['wall_minutes']} |")
+    groups: dict[tuple, list[float]] = {}
+    for r in records:
+        groups.setdefault((r["model"], r["config"]), []).append(r["test_accuracy"])
+    lines += ["", "Mean and spread over seeds:", "", "| model | config | seeds | mean test acc | min - max |",
+              "|---|---|---|---|---|"]
+    for (model, config), accs in groups.items():
+        lines.append(f"| {model} | `{config}` | {len(accs)} | {100 * np.mean(accs):.2f}% | "
+                     f"{100 * min(accs):.2f}% - {100 * max(accs):.2f}% |")
+    lines += ["", "![curves](paper_cifar10_curves.png)", ""]
+    (RESULTS / "paper_cifar10.md").write_text("\n".join(lines))
+
+
+def plot(workdirs: list[Path], records: list[dict]) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for i, (workdir, r) in enumerate(zip(workdirs, records)):
+        rows = read_metrics(workdir / "metrics.jsonl")
+        train_rows = [(s, rows[s]["train/accuracy"]) for s in sorted(rows) if "train/accuracy" in rows[s]]
+        test_rows = [(s, rows[s]["eval/accuracy"]) for s in sorted(rows) if "eval/accuracy" in rows[s]]
+        label = f"{'ResNet' if r['model'].startswith('resnet') else 'plain'}-{r['model'].lstrip('resnetplain')}, " \
+                f"seed {r['seed']}"
+        colour = f"C{i}"
+        ax.plot([s for s, _ in train_rows], [100 * (1 - a) for _, a in train_rows], colour, lw=0.8, alpha=0.6,
+                label=f"{label}: train (augmented batches)")
+        ax.plot([s for s, _ in test_rows], [100 * (1 - a) for _, a in test_rows], colour, ls="--", lw=1.5,
+                label=f"{label}: test")
+    ax.axhline(PAPER_ERROR[20], color="grey", lw=0.8, ls=":", label="paper's ResNet-20 test error (8.75%)")
+    ax.set_ylim(0, 40)
+    ax.set_xlabel("iterations (batch 128)")
+    ax.set_ylabel("error (%)")
+    seeds = len({r["seed"] for r in records})
+    ax.set_title(f"CIFAR-10, {records[0]['config']}, {records[0]['epochs']:g} epochs, {seeds} seed(s)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    fig.tight_layout()
+    fig.savefig(plot_path("paper_cifar10_curves"), dpi=120)
+
+
+def main(argv) -> None:
+    del argv
+    runtime.setup()
+    workdirs = [Path(os.path.expanduser(r)) for r in FLAGS.runs]
+    records = [record(w) for w in workdirs]
+    command = "python -m experiments.paper_cifar10 --runs=" + ",".join(FLAGS.runs)
+    write(records, command)
+    plot(workdirs, records)
+    for r in records:
+        print(json.dumps({k: r[k] for k in ("model", "seed", "epochs", "test_accuracy", "test_accuracy_all")}))
+
+
+if __name__ == "__main__":
+    app.run(main)
