@@ -147,7 +147,7 @@ def plot(workdirs: list[Path], records: list[dict]) -> None:
         ax.plot([s for s, _ in train_rows], [100 * (1 - a) for _, a in train_rows], colour, lw=0.8, alpha=0.6,
                 label=f"{label}: train (augmented batches)")
         ax.plot([s for s, _ in test_rows], [100 * (1 - a) for _, a in test_rows], colour, ls="--", lw=1.5,
-                label=f"{label}: test")
+                label=f"{label}: test (the weights it evaluates)")
     ax.axhline(PAPER_ERROR[20], color="grey", lw=0.8, ls=":", label="paper's ResNet-20 test error (8.75%)")
     ax.set_ylim(0, 40)
     ax.set_xlabel("iterations (batch 128)")
@@ -156,7 +156,7 @@ def plot(workdirs: list[Path], records: list[dict]) -> None:
     ax.set_title(f"CIFAR-10, {records[0]['config']}, {records[0]['epochs']:g} epochs, {seeds} seed(s)")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     fig.tight_layout()
-    fig.savefig(plot_path("paper_cifar10_curves"), dpi=120)
+    fig.savefig(plot_path("paper_cifar10_curves"), dpi=120, bbox_inches="tight")
 
 
 def main(argv) -> None:
