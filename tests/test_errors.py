@@ -31,8 +31,11 @@ def own_lines(stderr: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    """A tiny .npz data set, a damaged one, one without labels, and a plain file."""
-    root = tmp_path_factory.mktemp("inputs")
+    return make_files(tmp_path_factory.mktemp("inputs"))
+
+
+def make_files(root: Path) -> Path:
+    """A tiny .npz data set, a damaged one, one without labels, and a plain file, in `root`."""
     rng = np.random.default_rng(0)
     np.savez(root / "tiny.npz", images=rng.integers(0, 255, (40, 32, 32, 3), dtype=np.uint8),
              labels=np.arange(40) % 4)
@@ -98,17 +101,38 @@ MAIN_CASES = [
 ]
 
 
+TABLE = REPO / "docs" / "errors.md"
+
+
+def main_args(extra, files, workdir) -> list[str]:
+    return ["resnet_jax.main", DEFAULT, f"--workdir={workdir}",
+            *[a.format(tiny=files / "tiny.npz", root=files) for a in extra]]
+
+
+def table_row(args: list[str], line: str, files: Path, workdir: Path | None = None) -> str:
+    """The docs/errors.md row of one case: the command and what it printed, with this run's paths and this
+    machine's memory size replaced by placeholders."""
+    def plain(text: str) -> str:
+        if workdir is not None:
+            text = text.replace(str(workdir), "WORKDIR")
+        text = text.replace(str(files), "DIR")
+        return re.sub(r"\d+ GiB", "N GiB", text).replace("|", "\\|")
+    return f"| `python -m {plain(' '.join(args))}` | `{plain(line)}` |"
+
+
 @pytest.mark.parametrize("extra,message", MAIN_CASES, ids=[" ".join(c[0])[-60:] for c in MAIN_CASES])
 def test_a_bad_input_to_main_is_one_line_exit_2_and_nothing_written(extra, message, files, tmp_path):
     workdir = tmp_path / "run"
-    args = [a.format(tiny=files / "tiny.npz", root=files) for a in extra]
-    result = command("resnet_jax.main", DEFAULT, f"--workdir={workdir}", *args)
+    args = main_args(extra, files, workdir)
+    result = command(*args)
     lines = own_lines(result.stderr)
     assert result.returncode == 2, result.stderr[-2000:]
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr[-2000:]
     assert re.search(message, lines[0]), lines[0]
     assert "Traceback" not in result.stderr and "Traceback" not in result.stdout
     assert not workdir.exists()  # nothing written, so nothing compiled into it either
+    assert table_row(args, lines[0], files, workdir) in TABLE.read_text(), "docs/errors.md is out of date: " \
+        "python tests/test_errors.py rewrites it"
 
 
 OTHER_CASES = [
@@ -133,12 +157,15 @@ OTHER_CASES = [
 
 @pytest.mark.parametrize("args,message", OTHER_CASES, ids=[" ".join(c[0])[-60:] for c in OTHER_CASES])
 def test_bad_input_to_every_command_is_one_line_and_exit_2(args, message, files):
-    result = command(*[a.format(root=files) for a in args])
+    args = [a.format(root=files) for a in args]
+    result = command(*args)
     lines = own_lines(result.stderr)
     assert result.returncode == 2, result.stderr[-2000:]
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr[-2000:]
     assert re.search(message, lines[0]), lines[0]
     assert "Traceback" not in result.stderr
+    assert table_row(args, lines[0], files) in TABLE.read_text(), "docs/errors.md is out of date: " \
+        "python tests/test_errors.py rewrites it"
 
 
 def test_verbose_adds_the_traceback(files, tmp_path):
@@ -221,3 +248,34 @@ def test_a_full_disk_stops_the_run_at_once_with_the_last_intact_step(files, smal
     progress = [int(m) for m in re.findall(r"^step +(\d+)/", result.stdout, re.M)]
     assert max(progress) < failed + 10
     assert time.monotonic() - start < 150
+
+
+def write_table(root: Path) -> None:
+    """Run every case once and write docs/errors.md (python tests/test_errors.py)."""
+    import tempfile
+    rows = []
+    for extra, _ in MAIN_CASES:
+        workdir = Path(tempfile.mkdtemp()) / "run"
+        args = main_args(extra, root, workdir)
+        rows.append(table_row(args, own_lines(command(*args).stderr)[-1], root, workdir))
+    for args, _ in OTHER_CASES:
+        args = [a.format(root=root) for a in args]
+        rows.append(table_row(args, own_lines(command(*args).stderr)[-1], root))
+    TABLE.write_text("\n".join([
+        "# Bad input, and what each command says",
+        "",
+        "Every case of `tests/test_errors.py`, run through the real commands: each prints this one line on",
+        "stderr (log lines aside) and exits 2, writing nothing. DIR is a folder of test files (`tiny.npz`, a",
+        "damaged `.npz`, one without labels, a plain file), WORKDIR the run's workdir, N a machine's memory.",
+        "The test fails when a message here no longer matches; `python tests/test_errors.py` rewrites the table.",
+        "",
+        "| command | prints |",
+        "| --- | --- |",
+        *rows, ""]))
+
+
+if __name__ == "__main__":
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        write_table(make_files(Path(tmp)))
