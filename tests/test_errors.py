@@ -250,6 +250,38 @@ def test_a_full_disk_stops_the_run_at_once_with_the_last_intact_step(files, smal
     assert time.monotonic() - start < 150
 
 
+
+def test_a_checkpoint_folder_turned_read_only_stops_the_run_within_seconds(files, tmp_path):
+    """The folder goes read-only between two saves (a remount, as a failing disk does): no hang, one line."""
+    workdir = tmp_path / "run"
+    (workdir / "checkpoints").mkdir(parents=True)
+    mount = str(workdir / "checkpoints")
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=50m", "tmpfs", mount], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop("XLA_FLAGS", None)
+    run = subprocess.Popen([sys.executable, "-m", *tiny_run(files, workdir, "--config.train.steps=100000",
+                                                             "--config.train.checkpoint_every=50",
+                                                             "--config.train.eval_every=100000")],
+                           cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not (workdir / "checkpoints" / "50").is_dir() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(0.5)
+        assert subprocess.run(["mount", "-o", "remount,ro", mount]).returncode == 0
+        turned = time.monotonic()
+        _, stderr = run.communicate(timeout=90)
+        assert time.monotonic() - turned < 60
+    finally:
+        if run.poll() is None:
+            run.kill()
+        subprocess.run(["umount", "-l", mount], check=False)
+    lines = own_lines(stderr)
+    assert run.returncode == 1, stderr[-2000:]
+    assert len(lines) == 1 and "Read-only file system" in lines[0] and "last intact checkpoint is step" in lines[0]
+    assert "Traceback" not in stderr
+
 def write_table(root: Path) -> None:
     """Run every case once and write docs/errors.md (python tests/test_errors.py)."""
     import tempfile

@@ -134,13 +134,13 @@ class Checkpoints:
     def _diagnose(self) -> str:
         """Why a write into the directory may have failed, as far as the file system tells."""
         try:
-            stats = os.statvfs(self.directory)
-            if stats.f_bavail * stats.f_frsize < 64 * 2**20:
-                return "No space left on device"
             probe = os.path.join(self.directory, ".write_probe")
             with open(probe, "w") as f:
                 f.write("ok")
             os.remove(probe)
+            stats = os.statvfs(self.directory)
+            if stats.f_bavail * stats.f_frsize < 64 * 2**20:
+                return "No space left on device"
         except OSError as error:
             return error.strerror or str(error)
         return "the write failed; rerun with --verbose for orbax's log"
