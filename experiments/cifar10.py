@@ -15,10 +15,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from absl import app, flags
+from absl import flags
 
 from experiments.common import CONFIGS, run_sweep, short_budget, sweep_points
 from experiments.results_io import write_table
+from resnet_jax import cli
 from resnet_jax.sweeps.grid import STATUS_FILE
 from resnet_jax.sweeps.launch import run_local
 from resnet_jax.sweeps.results import final, read_metrics
@@ -86,4 +87,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run_absl(main)

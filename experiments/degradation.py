@@ -16,9 +16,10 @@ give; runs resume if interrupted. Writes the sweep's table and plots to experime
 """
 from pathlib import Path
 
-from absl import app, flags
+from absl import flags
 
 from experiments.common import CONFIGS, run_sweep, short_budget, sweep_points
+from resnet_jax import cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("dataset", "shapes32", list(CONFIGS), "Which data set (and config) to train on.")
@@ -44,4 +45,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run_absl(main)

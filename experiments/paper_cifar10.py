@@ -18,10 +18,10 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from experiments.results_io import RESULTS, plot_path
-from resnet_jax import data, main as trainer, runtime
+from resnet_jax import cli, data, main as trainer, runtime
 from resnet_jax.nn.models import DTYPES, get_model
 from resnet_jax.nn.trace import totals, trace
 from resnet_jax.sweeps.results import read_metrics
@@ -172,4 +172,4 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run_absl(main)

@@ -10,9 +10,10 @@ symmetric padding). Same budget and seed for every run. Writes experiments/resul
 """
 from pathlib import Path
 
-from absl import app, flags
+from absl import flags
 
 from experiments.common import CONFIGS, run_sweep, sweep_points
+from resnet_jax import cli
 
 # The data sets whose configs have the stem and downsampling fields this sweep varies (cifar10.py has not).
 DATASETS = ["shapes32", "mnist5k"]
@@ -34,4 +35,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run_absl(main)
