@@ -14,18 +14,14 @@ import os
 import shlex
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
-import ml_collections
 import numpy as np
 from absl import flags
 
 from experiments.results_io import RESULTS, plot_path
-from resnet_jax import cli, data, main as trainer, runtime
-from resnet_jax.nn.models import DTYPES, get_model
+from resnet_jax import build, cli, data, runtime
 from resnet_jax.nn.trace import totals, trace
 from resnet_jax.sweeps.results import read_metrics
-from resnet_jax.training import checkpoint, train
+from resnet_jax.training import evaluation
 
 # He et al. 2015, Table 6: CIFAR-10 test error (%), option A shortcuts, ~164 epochs.
 PAPER_ERROR = {20: 8.75, 32: 7.51, 44: 7.17, 56: 6.97, 110: 6.43}
@@ -35,44 +31,20 @@ flags.DEFINE_list("runs", [], "Finished workdirs of resnet_jax.main on CIFAR-10.
 FLAGS = flags.FLAGS
 
 
-def restore(workdir: Path):
-    """(config, model, state) of a finished run's latest checkpoint."""
-    config = ml_collections.ConfigDict(json.loads((workdir / "config.json").read_text()))
-    dataset = trainer.load_data(config.data)
-    model = get_model(**config.model, num_classes=dataset.info.num_classes, dtype=DTYPES[config.train.dtype])
-    optimizer = trainer.build_optimizer(config.optim, steps=config.train.steps)
-    fresh = train.create_train_state(model, optimizer.tx, jax.random.key(config.train.seed),
-                                     image_shape=dataset.info.image_shape, ema=config.optim.ema > 0)
-    checkpoints = checkpoint.Checkpoints(str(workdir / "checkpoints"), keep=config.train.keep_checkpoints)
-    state = checkpoints.restore_latest(target=jax.device_get(fresh))
-    checkpoints.close()
-    return config, dataset, model, state
-
-
 def test_accuracy(model, variables, dataset, *, flip: bool) -> float:
-    """Top-1 accuracy over every test image once; with `flip`, logits averaged with the mirrored image's."""
-    @jax.jit
-    def correct(batch):
-        logits = model.apply(variables, batch["image"], train=False)
-        if flip:
-            logits = (logits + model.apply(variables, batch["image"][:, :, ::-1], train=False)) / 2
-        return jnp.sum((jnp.argmax(logits, -1) == batch["label"]) * batch["mask"]), jnp.sum(batch["mask"])
-
-    hits = total = 0
-    for batch in data.eval_batches(dataset, batch_size=1000):
-        c, n = correct(batch)
-        hits, total = hits + int(c), total + int(n)
-    assert total == dataset.info.num_eval
-    return hits / total
+    """Top-1 accuracy over every test image once (the prediction of resnet_jax.evaluate)."""
+    logits, labels = evaluation.predict(model, variables, data.eval_batches(dataset, batch_size=1000), flip=flip)
+    assert len(labels) == dataset.info.num_eval
+    return float(np.mean(np.argmax(logits, -1) == labels))
 
 
 def record(workdir: Path) -> dict:
-    config, dataset, model, state = restore(workdir)
+    config, dataset, model, state = build.restore_run(workdir)
     rows = read_metrics(workdir / "metrics.jsonl")
     steps = max(rows)
-    variants = {"raw": {"params": state.params, "batch_stats": state.batch_stats}}
+    variants = {"raw": evaluation.variables_of(state, raw=True)}
     if state.ema is not None:
-        variants["ema"] = state.ema
+        variants["ema"] = evaluation.variables_of(state, raw=False)
     accuracy = {f"{name}{'_flip' if flip else ''}": test_accuracy(model, v, dataset, flip=flip)
                 for name, v in variants.items() for flip in (False, True)}
     train_acc = [rows[s]["train/accuracy"] for s in sorted(rows) if "train/accuracy" in rows[s]]

@@ -10,7 +10,7 @@ The research API, all of it pure (no training, no I/O, no process settings) and 
 
 The layers of the tree: `nn/` (this API), `data/` (input pipelines), `training/` (the trainer), `cpu/` (oneDNN
 convolutions, XLA flags, malloc; chosen by the entry points through `runtime`), `interop/` (torchvision
-weights), `sweeps/`, and the commands `python -m resnet_jax.{main,sweep,summary,convert,benchmark}`.
+weights), `sweeps/`, and the commands `python -m resnet_jax.{main,evaluate,sweep,summary,convert,benchmark}`.
 """
 from resnet_jax.nn.blocks import (BasicBlock, Block, BottleneckBlock, PreActBasicBlock, PreActBottleneckBlock,
                                   SHORTCUTS)

@@ -24,7 +24,7 @@ import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from resnet_jax import cli, data, runtime
+from resnet_jax import build, cli, data, runtime
 from resnet_jax.cpu import onednn
 from resnet_jax.nn import trace
 from resnet_jax.nn.models import DTYPES, get_model
@@ -167,33 +167,12 @@ def git_revision() -> str | None:
         return None
 
 
-def load_data(d: ml_collections.ConfigDict) -> data.Dataset:
-    """The config's data set; a wrong name, path or file is a UserError naming the field."""
-    # An empty path means none, so that `--config.data.path=` switches a config from files to TFDS.
-    try:
-        return data.load(d.name, data_dir=d.data_dir or None, manual_dir=d.manual_dir or None,
-                         path=d.path or None, split_seed=d.split_seed, eval_fraction=d.eval_fraction,
-                         image_size=d.image_size, in_memory=d.in_memory)
-    except (ValueError, FileNotFoundError, NotADirectoryError) as error:
-        raise cli.UserError(f"config.data (name={d.name!r}, path={d.path!r}): {error}") from None
-
-
-def build_optimizer(o: ml_collections.ConfigDict, *, steps: int) -> optim.Optimizer:
-    """The optax update and its learning-rate schedule from config.optim, for a run of `steps` updates."""
-    lr_fn = optim.learning_rate_schedule(o.schedule, lr=o.lr, total_steps=steps, warmup_steps=o.warmup_steps,
-                                         boundaries=o.boundaries, scales=o.scales)
-    tx = optim.make_optimizer(o.name, lr_fn, momentum=o.momentum, nesterov=o.nesterov, beta2=o.beta2,
-                              weight_decay=o.weight_decay, exclude_bn_and_bias=o.exclude_bn_and_bias,
-                              grad_clip=o.grad_clip)
-    return optim.Optimizer(tx, lr_fn)
-
-
 def run(config: ml_collections.ConfigDict, workdir: str, stop_requested=lambda: None
         ) -> tuple[train.TrainState, dict[str, float]]:
     """Load the data, build the model and check its shapes from a validated config (nothing written yet), then
     take the workdir's lock, write the run's records into it, and train."""
     d, o, t = config.data, config.optim, config.train
-    dataset = load_data(d)
+    dataset = build.load_data(d)
     logging.info("Data: %s", dataset.info)
     conv_impl = runtime.conv_impl_for(t.conv_impl, parallel_mode=t.parallel, dtype=t.dtype)
     reason = onednn.why_unavailable() if conv_impl == "xla" and jax.default_backend() == "cpu" else None
@@ -206,7 +185,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, stop_requested=lambda: 
     device_batch = d.batch_size // (jax.process_count() if on_cpu or t.parallel == "single" else jax.device_count())
     rows = check_model(model, dataset.info.image_shape, batch_size=device_batch,
                        dtype=t.dtype, allow_degenerate_maps=t.allow_degenerate_maps)
-    optimizer = build_optimizer(o, steps=t.steps)
+    optimizer = build.optimizer(o, steps=t.steps)
     processes = jax.process_count()
 
     def train_batches(start_step: int):

@@ -81,6 +81,17 @@ class Checkpoints:
                                f"the last intact checkpoint is {last}. Fix the folder (space, permissions), then "
                                f"rerun the same command to resume")
 
+    def restore_step(self, step: int, target: Any) -> Any:
+        """The checkpoint of `step`, shaped like `target`; ValueError naming the steps there are if it is absent."""
+        self._manager.wait_until_finished()
+        if step not in self.steps():
+            raise ValueError(f"no checkpoint of step {step} in {self.directory}; there are {self.steps()}")
+        state = self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))["state"]
+        meta = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+        if meta.get("sha256") != checksum(state):
+            raise ValueError(f"checkpoint {step} in {self.directory} does not match the checksum saved with it")
+        return state
+
     def restore_latest(self, target: Any) -> Any | None:
         """The newest checkpoint that reads back intact, shaped like `target`; None if there are none.
 
