@@ -108,7 +108,7 @@ def plot(workdirs: list[Path], records: list[dict]) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig, ax = plt.subplots(figsize=(10, 5))
     for i, (workdir, r) in enumerate(zip(workdirs, records)):
         rows = read_metrics(workdir / "metrics.jsonl")
         train_rows = [(s, rows[s]["train/accuracy"]) for s in sorted(rows) if "train/accuracy" in rows[s]]
