@@ -35,7 +35,7 @@ def test_accuracy(model, variables, dataset, *, flip: bool) -> float:
     """Top-1 accuracy over every test image once (the prediction of resnet_jax.evaluate)."""
     logits, labels = evaluation.predict(model, variables, data.eval_batches(dataset, batch_size=1000), flip=flip)
     assert len(labels) == dataset.info.num_eval
-    return float(np.mean(np.argmax(logits, -1) == labels))
+    return evaluation.metrics(logits, labels, dataset.info.num_classes)["top1"]
 
 
 def record(workdir: Path) -> dict:

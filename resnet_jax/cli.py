@@ -70,9 +70,6 @@ def describe(error: BaseException) -> str:
     """What the user reads: the message of errors we raise; type and message of anything unexpected."""
     if isinstance(error, (UserError, RunError, Interrupted, FloatingPointError)) or status_of(error) == USAGE:
         return str(error)
-    from resnet_jax.nn.shapes import ShapeError
-    if isinstance(error, ShapeError):
-        return str(error)
     if isinstance(error, OSError) and error.filename:
         return f"{error.strerror or error} ({error.filename})"
     hint = "" if verbose() else f" (rerun with --verbose or {VERBOSE_ENV}=1 for the traceback)"
@@ -90,7 +87,7 @@ def report_errors(main: Callable[..., int | None], *, user_errors: tuple[type[Ba
         except (SystemExit, KeyboardInterrupt):
             raise
         except user_errors as error:
-            fail(describe(UserError(str(error))) if not isinstance(error, OSError) else describe(error), USAGE)
+            fail(describe(error) if isinstance(error, OSError) else str(error), USAGE)
         except BaseException as error:  # noqa: BLE001 -- the top of a command: every error is reported
             fail(describe(error), status_of(error))
     return wrapped
@@ -102,14 +99,7 @@ def parse_absl_flags(argv: Sequence[str]) -> list[str]:
     argv = [a for a in argv if a != "--verbose"]
     try:
         rest = flags.FLAGS(argv)
-        if "config" in flags.FLAGS:
-            config_arg = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
-            try:
-                flags.FLAGS.config  # noqa: B018 -- loading the file raises here for a missing or broken one
-            except OSError as error:
-                if "No such file" in str(error):
-                    fail(f"--config={config_arg}: no such config file; give a path like configs/default.py[:variant]")
-                raise
+        _check_config_file(argv)
         return rest
     except flags.UnrecognizedFlagError as error:
         fail(f"unknown flag --{error.flagname}: see --helpshort for this command's flags")
@@ -119,6 +109,21 @@ def parse_absl_flags(argv: Sequence[str]) -> list[str]:
         fail(_flag_error(str(error)))
     except Exception as error:  # noqa: BLE001 -- a config file that raised while loading
         fail(f"--config: {one_line(str(error))}")
+
+
+def _check_config_file(argv: Sequence[str]) -> None:
+    """A config file flag that could not be read: config_flags swallows the error while parsing and raises it
+    on the config's first use, so use it here, once, for every command with a config file flag."""
+    from absl import flags
+    config = flags.FLAGS.config if "config" in flags.FLAGS else None
+    if config is None or isinstance(config, str):  # no such flag, not given, or a plain path flag (sweep)
+        return
+    try:
+        config.keys()
+    except OSError as error:
+        given = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), "?")
+        why = "no such config file" if "No such file" in str(error) else one_line(str(error))
+        fail(f"--config={given}: {why}; give a path like configs/default.py[:variant]")
 
 
 def _misspelt_override(text: str, argv: Sequence[str]) -> str:
@@ -139,8 +144,6 @@ def _flag_error(text: str) -> str:
         return one_line(text)
     flag, value, why = match[1], match[3], one_line(match[4])
     why = re.sub(r"^Error whilst parsing config file: ?", "", why)
-    if "No such file or directory" in text or "Attempted [" in text:
-        why = "no such config file; give a path like configs/default.py[:variant]"
     return f"{flag}={value}: {why}" if value is not None else f"{flag}: {why}"
 
 

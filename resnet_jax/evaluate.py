@@ -33,7 +33,7 @@ def evaluate(workdir: Path, *, step: int | None, raw: bool, flip: bool, batch_si
     config, dataset, model, state = build.restore_run(workdir, step)
     weights = "raw" if state.ema is None or raw else "ema"
     logits, labels = evaluation.predict(model, evaluation.variables_of(state, raw=raw),
-                             data.eval_batches(dataset, batch_size=batch_size), flip=flip)
+                                        data.eval_batches(dataset, batch_size=batch_size), flip=flip)
     if len(labels) != dataset.info.num_eval:
         raise cli.RunError(f"evaluated {len(labels)} examples of the {dataset.info.num_eval} in the split")
     result = {"workdir": str(workdir), "step": int(state.step), "weights": weights, "flip": flip,

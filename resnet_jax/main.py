@@ -229,14 +229,8 @@ class _QuietOrbax(pylogging.Filter):
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    try:
-        if FLAGS.config is None or FLAGS.workdir is None:
-            raise app.UsageError("--config and --workdir are required.")
-        FLAGS.config.keys()  # config_flags loads the file on first use: a missing one raises here
-    except OSError as error:  # config_flags could not read the file
-        given = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--config=")), "?")
-        why = "no such config file" if "No such file" in str(error) else cli.one_line(str(error))
-        raise cli.UserError(f"--config={given}: {why}; give a path like configs/default.py[:variant]") from None
+    if FLAGS.config is None or FLAGS.workdir is None:
+        raise app.UsageError("--config and --workdir are required.")
     runtime.setup()  # before the first computation creates the backend and its threads
     cli.hide_closed_loop_noise()
     processes = process_flags()

@@ -18,11 +18,17 @@ DEFAULT = "--config=configs/default.py"
 LOG_LINE = re.compile(r"^([IWEF]\d{4} |WARNING: All log messages|I0000 )")
 
 
-def command(*args: str, cwd=REPO, timeout=120, **kwargs) -> subprocess.CompletedProcess:
+def command_env() -> dict[str, str]:
+    """The environment of a command the tests start: quiet TensorFlow, no GPU, and not the tests' eight fake
+    devices (they would change the runs' device counts)."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
-    env.pop("XLA_FLAGS", None)  # the tests' eight fake devices would change the runs' device counts
+    env.pop("XLA_FLAGS", None)
+    return env
+
+
+def command(*args: str, cwd=REPO, timeout=120, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env=env, **kwargs)
+                          timeout=timeout, env=command_env(), **kwargs)
 
 
 def own_lines(stderr: str) -> list[str]:
@@ -192,10 +198,8 @@ def test_a_collapse_to_1x1_before_the_last_stage_is_a_visible_warning(files, tmp
 
 def test_a_second_run_on_a_workdir_is_refused_naming_the_first(files, tmp_path):
     workdir = tmp_path / "run"
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    env.pop("XLA_FLAGS", None)
     first = subprocess.Popen([sys.executable, "-m", *tiny_run(files, workdir, "--config.train.steps=100000")],
-                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=command_env())
     try:
         deadline = time.monotonic() + 120
         while not (workdir / "config.json").exists() and time.monotonic() < deadline and first.poll() is None:
@@ -258,12 +262,10 @@ def test_a_checkpoint_folder_turned_read_only_stops_the_run_within_seconds(files
     mount = str(workdir / "checkpoints")
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=50m", "tmpfs", mount], capture_output=True).returncode:
         pytest.skip("cannot mount a tmpfs here (needs root)")
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    env.pop("XLA_FLAGS", None)
     run = subprocess.Popen([sys.executable, "-m", *tiny_run(files, workdir, "--config.train.steps=100000",
                                                              "--config.train.checkpoint_every=50",
                                                              "--config.train.eval_every=100000")],
-                           cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                           cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=command_env())
     try:
         deadline = time.monotonic() + 120
         while not (workdir / "checkpoints" / "50").is_dir() and time.monotonic() < deadline:

@@ -1,20 +1,15 @@
 """python -m resnet_jax.evaluate: a run's checkpoint on its held-out split, the same numbers the run logged."""
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 
 from resnet_jax import main
-from tiny_run import REPO, tiny_config, write_tiny_npz
+from test_errors import command
+from tiny_run import tiny_config, write_tiny_npz
 
 
 def evaluate(*args):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    env.pop("XLA_FLAGS", None)
-    return subprocess.run([sys.executable, "-m", "resnet_jax.evaluate", *args], cwd=REPO, capture_output=True,
-                          text=True, env=env, timeout=300)
+    return command("resnet_jax.evaluate", *args, timeout=300)
 
 
 def test_evaluate_reports_what_the_run_logged_and_writes_json_and_plot(tmp_path):

@@ -71,13 +71,13 @@ class Checkpoints:
         if jax.process_index() == 0 and not os.path.isdir(os.path.join(self.directory, str(step))):
             raise self._error(step, None)
 
-    def _error(self, step: int, error: Exception | None) -> CheckpointError:
+    def _error(self, step: int | None, error: Exception | None) -> CheckpointError:
         text = " ".join(str(error).split()) if error is not None else self._diagnose()
         reason = next((r for r in ("No space left on device", "Read-only file system", "Permission denied")
                        if r in text), text[:200])
         intact = [s for s in self._manager.all_steps() if s != step]
         last = f"step {max(intact)}" if intact else "none"
-        return CheckpointError(f"checkpoint of step {step} could not be written to {self.directory} ({reason}); "
+        return CheckpointError(f"{_which(step)} could not be written to {self.directory} ({reason}); "
                                f"the last intact checkpoint is {last}. Fix the folder (space, permissions), then "
                                f"rerun the same command to resume")
 
@@ -172,13 +172,17 @@ class Checkpoints:
         worker = threading.Thread(target=finish, name="checkpoint-close", daemon=True)
         worker.start()
         worker.join(timeout)
-        step = self._pending if self._pending is not None else -1
+        step = self._pending
         if not outcome:
-            raise CheckpointError(f"checkpoint of step {step} was still being written to {self.directory} after "
+            raise CheckpointError(f"{_which(step)} was still being written to {self.directory} after "
                                   f"{timeout:.0f} s (a hung or unwritable file system?); the run stops. Fix the "
                                   f"folder, then rerun the same command to resume from the last intact checkpoint")
         if outcome[0] is not None:
             raise self._error(step, outcome[0])
+
+
+def _which(step: int | None) -> str:
+    return f"checkpoint of step {step}" if step is not None else "a checkpoint"
 
 
 def structure(tree: Any) -> list[str]:
