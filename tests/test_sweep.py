@@ -1,5 +1,5 @@
-"""Sweeps: grid expansion, point names and commands, the TPU launcher's dry run, result collection, and the
-repository's sweep files against the configs they are run with."""
+"""Sweeps: grid expansion, point names and commands, the TPU launcher's queues and dry run, result collection,
+and the repository's sweep files against the configs they are run with."""
 import json
 import subprocess
 import sys
@@ -9,7 +9,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from resnet_jax.sweeps.grid import expand, load_function, point_command, point_name
-from resnet_jax.sweeps.launch import tpu_commands
+from resnet_jax.sweeps import tpu
 from resnet_jax.sweeps.results import collect, read_metrics
 from tiny_run import REPO
 
@@ -47,27 +47,33 @@ def test_point_names_and_commands():
 
 def test_tpu_launcher_queues_points_round_robin():
     points = expand({"model.depth": [20, 32, 44]})
-    commands = tpu_commands("configs/cifar10.py:resnet20", points, "gs://bucket/sweep/", ["tpu-a", "tpu-b"],
-                            "us-central2-b")
-    assert [c[:6] for c in commands] == [["gcloud", "compute", "tpus", "tpu-vm", "ssh", "tpu-a"],
-                                         ["gcloud", "compute", "tpus", "tpu-vm", "ssh", "tpu-b"]]
-    assert all("--zone=us-central2-b" in c and "--worker=all" in c for c in commands)
-    first = commands[0][-1]
-    assert first.startswith("--command=cd ~/resnet_jax && python3 -m resnet_jax.main")
-    assert "--workdir=gs://bucket/sweep/model.depth=20" in first and "--config.model.depth=44" in first
-    assert "model.depth=32" in commands[1][-1] and "model.depth=20" not in commands[1][-1]
+    jobs = tpu.make_jobs(str(REPO / "configs" / "cifar10.py") + ":resnet20", points, "gs://bucket/sweep/")
+    queues = tpu.queues(jobs, ["tpu-a", "tpu-b"])
+    assert {name: [job.name for job in queue] for name, queue in queues.items()} == {
+        "tpu-a": ["model.depth=20", "model.depth=44"], "tpu-b": ["model.depth=32"]}
+    assert queues["tpu-a"][1].command == [
+        "python3", "-m", "resnet_jax.main", "--config=configs/cifar10.py:resnet20",
+        "--workdir=gs://bucket/sweep/model.depth=44", "--config.model.depth=44"]  # relative: run in repo_dir
+    run = tpu.run_command("tpu-a", tpu.Cloud("us-central2-b"), queues["tpu-a"])
+    assert run[:7] == ["gcloud", "compute", "tpus", "tpu-vm", "ssh", "tpu-a", "--zone=us-central2-b"]
+    assert "--worker=all" in run and run[-1].startswith("--command=")
+    first, last = "--workdir=gs://bucket/sweep/model.depth=20", "--workdir=gs://bucket/sweep/model.depth=44"
+    assert run[-1].index(first) < run[-1].index(last)
 
 
 def test_tpu_dry_run_from_the_command_line(tmp_path):
     sweep = tmp_path / "sweep.py"
     sweep.write_text("def get_sweep(arg=None):\n    return {'model.depth': [int(d) for d in arg.split('+')]}\n")
     out = subprocess.run([sys.executable, "-m", "resnet_jax.sweep", "--config=configs/default.py",
-                          f"--sweep={sweep}:20+56", f"--workdir={tmp_path}/w", "--launcher=tpu", "--tpus=v4-8",
-                          "--zone=us-central2-b", "--dry_run"], capture_output=True, text=True, timeout=120)
+                          f"--sweep={sweep}:20+56", "--workdir=gs://bucket/sweep", "--launcher=tpu", "--tpus=v4-8",
+                          "--zone=us-central2-b", "--dry_run"], cwd=REPO, capture_output=True, text=True,
+                         timeout=120)
     assert out.returncode == 0, out.stderr
-    lines = out.stdout.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("gcloud compute tpus tpu-vm ssh v4-8 --zone=us-central2-b")
-    assert "--config.model.depth=20" in lines[0] and "--config.model.depth=56" in lines[0]
+    lines = [line for line in out.stdout.splitlines() if line.startswith("gcloud compute tpus tpu-vm")]
+    assert [line.split()[4:6] for line in lines] == [
+        ["create", "v4-8"], ["scp", "v4-8"], ["ssh", "v4-8"], ["ssh", "v4-8"], ["ssh", "v4-8"],
+        ["describe", "v4-8"], ["ssh", "v4-8"], ["delete", "v4-8"]]
+    assert "--config.model.depth=20" in lines[4] and "--config.model.depth=56" in lines[4]
 
 
 def test_collect_reads_resumed_runs_once_and_writes_table_and_plots(tmp_path):

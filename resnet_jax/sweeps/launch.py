@@ -1,4 +1,4 @@
-"""Where a sweep's points train: one after another on this machine, or queued on cloud TPU VMs."""
+"""A sweep on this machine: its points one after another, finished ones skipped (cloud TPU VMs: tpu.py)."""
 from __future__ import annotations
 
 import json
@@ -42,19 +42,3 @@ def run_local(config: str, points: Sequence[dict], workdir: Path,
                              f"command again: finished points are skipped, this one resumes.")
     return directories
 
-
-def tpu_commands(config: str, points: Sequence[dict], workdir: str, tpus: Sequence[str], zone: str,
-                 repo_dir: str = "~/resnet_jax") -> list[list[str]]:
-    """gcloud commands that run the points on TPU VMs: point i goes to tpus[i % len(tpus)], in a queue.
-
-    Each TPU gets one `gcloud compute tpus tpu-vm ssh` whose command runs its points one after another on
-    all workers (multi-host TPU slices run one process per host; jax.distributed finds its peers there).
-    """
-    if not tpus:
-        raise ValueError("Give at least one TPU VM name (--tpus=NAME[,NAME...]).")
-    queues: dict[str, list[str]] = {tpu: [] for tpu in tpus}
-    for i, point in enumerate(points):
-        run = point_command(config, f"{workdir.rstrip('/')}/{point_name(point)}", point, "python3")
-        queues[tpus[i % len(tpus)]].append(shlex.join(run))
-    return [["gcloud", "compute", "tpus", "tpu-vm", "ssh", tpu, f"--zone={zone}", "--worker=all",
-             f"--command=cd {repo_dir} && " + " && ".join(runs)] for tpu, runs in queues.items() if runs]
