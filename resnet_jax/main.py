@@ -6,6 +6,8 @@
 Re-running the same command on the same workdir resumes from its latest intact checkpoint. Several hosts: run
 the same command on each with --coordinator_address=HOST:PORT --num_processes=P --process_id=i (or the
 JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID environment variables); each reads its own shard.
+On a Cloud TPU pod slice (or under Slurm / Open MPI), --distributed lets JAX find those values itself. The
+workdir may be a local folder or gs://BUCKET/PATH (see docs/cloud.md).
 The config is checked once, here; everything below it receives plain values.
 """
 from __future__ import annotations
@@ -22,13 +24,14 @@ import jax
 import numpy as np
 import ml_collections
 from absl import app, flags, logging
+from etils import epath
 from ml_collections import config_flags
 
 from resnet_jax import build, cli, data, runtime
 from resnet_jax.cpu import onednn
 from resnet_jax.nn import trace
 from resnet_jax.nn.models import DTYPES, get_model
-from resnet_jax.training import optim, parallel, train
+from resnet_jax.training import optim, parallel, paths, train
 from resnet_jax.training.checkpoint import CheckpointError
 from resnet_jax.training.lock import WorkdirBusy, workdir_lock
 from resnet_jax.training.signals import Stopped, stop_requests
@@ -41,6 +44,8 @@ flags.DEFINE_string("coordinator_address", None,
                     "host:port of process 0, for multi-process training (default: $JAX_COORDINATOR_ADDRESS).")
 flags.DEFINE_integer("num_processes", None, "Processes in the run (default: $JAX_NUM_PROCESSES, else 1).")
 flags.DEFINE_integer("process_id", None, "This process's index (default: $JAX_PROCESS_ID, else 0).")
+flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() even without the flags above, letting "
+                  "JAX detect the cluster (Cloud TPU pod slices, Slurm, Open MPI).")
 
 
 def validate_config(config: ml_collections.ConfigDict, *, device_count: int, process_count: int) -> None:
@@ -86,23 +91,20 @@ def validate_config(config: ml_collections.ConfigDict, *, device_count: int, pro
         raise cli.UserError(f"config.model: {error}") from None
 
 
-def write_run_info(workdir: str, config: ml_collections.ConfigDict) -> None:
+def write_run_info(workdir: str | epath.Path, config: ml_collections.ConfigDict) -> None:
     """Write config.json and run.json (git revision, command, devices) into workdir; warn if the config changed."""
     if jax.process_index() != 0:
         return
-    os.makedirs(workdir, exist_ok=True)
-    config_path = os.path.join(workdir, "config.json")
-    if os.path.exists(config_path):
-        with open(config_path) as f:
-            before = json.load(f)
-        if before != json.loads(config.to_json()):
-            logging.warning("The config differs from the one this workdir was started with (%s); the new one "
-                            "is recorded, the checkpoint state is resumed as saved.", config_path)
-    with open(config_path, "w") as f:
-        f.write(config.to_json(indent=2))
-    with open(os.path.join(workdir, "run.json"), "w") as f:
-        json.dump({"git_revision": git_revision(), "command": sys.argv, "jax": jax.__version__,
-                   "devices": [str(d) for d in jax.devices()], "processes": jax.process_count()}, f, indent=2)
+    workdir = paths.run_path(workdir)
+    paths.make_dirs(workdir)
+    config_path = workdir / "config.json"
+    if config_path.exists() and json.loads(config_path.read_text()) != json.loads(config.to_json()):
+        logging.warning("The config differs from the one this workdir was started with (%s); the new one "
+                        "is recorded, the checkpoint state is resumed as saved.", config_path)
+    paths.write_text(config_path, config.to_json(indent=2))
+    paths.write_text(workdir / "run.json", json.dumps(
+        {"git_revision": git_revision(), "command": sys.argv, "jax": jax.__version__,
+         "devices": [str(d) for d in jax.devices()], "processes": jax.process_count()}, indent=2))
 
 
 def check_model(model, image_shape: tuple[int, int, int], *, batch_size: int, dtype: str,
@@ -146,16 +148,19 @@ def memory_bytes() -> int | None:
     return stats.get("bytes_limit")
 
 
-def write_model_summary(workdir: str, rows: list[trace.LayerRow], image_shape: tuple[int, int, int]) -> None:
+def write_model_summary(workdir: str | epath.Path, rows: list[trace.LayerRow], image_shape: tuple[int, int, int]
+                        ) -> None:
     """model_summary.json: parameters and MACs per image from the per-layer trace (sweeps collect it)."""
     params, macs = trace.totals(rows)
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "model_summary.json"), "w") as f:
-        json.dump({"params": params, "macs": macs, "input_shape": list(image_shape)}, f)
+    workdir = paths.run_path(workdir)
+    paths.make_dirs(workdir)
+    paths.write_text(workdir / "model_summary.json",
+                     json.dumps({"params": params, "macs": macs, "input_shape": list(image_shape)}))
 
 
 def git_revision() -> str | None:
-    """HEAD of the checkout that holds this file, with '-dirty' for uncommitted changes; None outside git."""
+    """HEAD of the checkout that holds this file, with '-dirty' for uncommitted changes; outside git, the
+    commit in the REVISION file the TPU launcher writes beside the unpacked code; else None."""
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     try:
         revision = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
@@ -164,10 +169,14 @@ def git_revision() -> str | None:
                                capture_output=True, text=True, timeout=10).stdout.strip()
         return revision + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
-        return None
+        try:
+            with open(os.path.join(repo, "REVISION")) as f:
+                return f.read().strip() or None
+        except OSError:
+            return None
 
 
-def run(config: ml_collections.ConfigDict, workdir: str, stop_requested=lambda: None
+def run(config: ml_collections.ConfigDict, workdir: str | epath.Path, stop_requested=lambda: None
         ) -> tuple[train.TrainState, dict[str, float]]:
     """Load the data, build the model and check its shapes from a validated config (nothing written yet), then
     take the workdir's lock, write the run's records into it, and train."""
@@ -236,18 +245,22 @@ def main(argv: list[str]) -> None:
     processes = process_flags()
     if processes["num_processes"] > 1:
         jax.distributed.initialize(**processes)
+    elif FLAGS.distributed:
+        jax.distributed.initialize()  # the cluster tells JAX the coordinator, the count and this process's index
     logging.get_absl_handler().addFilter(_QuietOrbax())
-    config, workdir = FLAGS.config, FLAGS.workdir
+    config, workdir = FLAGS.config, paths.run_path(FLAGS.workdir)
     validate_config(config, device_count=jax.device_count(), process_count=jax.process_count())
-    if os.path.exists(workdir) and not os.path.isdir(workdir):
-        raise cli.UserError(f"--workdir={workdir}: is a file; the workdir must be a directory (a new one, or the "
-                            f"workdir of a run to resume)")
+    if jax.process_index() == 0:
+        try:
+            paths.check_writable(workdir)  # a wrong bucket or missing credentials, before the data and compiles
+        except paths.WorkdirUnusable as error:
+            raise cli.UserError(str(error)) from None
     try:
         with stop_requests() as requested:
             _, summary = run(config, workdir, requested)
     except Stopped as error:
         raise cli.Interrupted(str(error)) from None
-    except WorkdirBusy as error:
+    except (WorkdirBusy, paths.WorkdirUnusable) as error:
         raise cli.RunError(str(error)) from None
     except CheckpointError as error:
         # Orbax's writer threads may be stuck on the broken folder and would keep the process alive: report

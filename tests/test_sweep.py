@@ -53,7 +53,7 @@ def test_tpu_launcher_queues_points_round_robin():
         "tpu-a": ["model.depth=20", "model.depth=44"], "tpu-b": ["model.depth=32"]}
     assert queues["tpu-a"][1].command == [
         "python3", "-m", "resnet_jax.main", "--config=configs/cifar10.py:resnet20",
-        "--workdir=gs://bucket/sweep/model.depth=44", "--config.model.depth=44"]  # relative: run in repo_dir
+        "--workdir=gs://bucket/sweep/model.depth=44", "--config.model.depth=44", "--distributed"]  # relative: repo_dir
     run = tpu.run_command("tpu-a", tpu.Cloud("us-central2-b"), queues["tpu-a"])
     assert run[:7] == ["gcloud", "compute", "tpus", "tpu-vm", "ssh", "tpu-a", "--zone=us-central2-b"]
     assert "--worker=all" in run and run[-1].startswith("--command=")

@@ -64,11 +64,12 @@ class Job(NamedTuple):
 
 
 def make_jobs(config: str, points: Sequence[Mapping], workdir: str) -> list[Job]:
-    """The sweep's points as jobs; `config` must lie in the checkout, as the VMs get only its files."""
+    """The sweep's points as jobs; `config` must lie in the checkout, as the VMs get only its files. Each runs
+    with --distributed: on a pod slice every worker runs the point and JAX finds the others itself."""
     config = repo_relative(config)
     base = workdir.rstrip("/")
     return [Job(point_name(p), f"{base}/{point_name(p)}",
-                point_command(config, f"{base}/{point_name(p)}", p, "python3")) for p in points]
+                [*point_command(config, f"{base}/{point_name(p)}", p, "python3"), "--distributed"]) for p in points]
 
 
 def repo_relative(config: str) -> str:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import threading
 from typing import Any
 
@@ -21,7 +20,10 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
+from etils import epath
 from jax.experimental import multihost_utils
+
+from resnet_jax.training import paths
 
 
 SAVE_TIMEOUT_SECONDS = 120  # the longest wait for pending writes: a save that takes longer has failed
@@ -34,9 +36,11 @@ class CheckpointError(RuntimeError):
 class Checkpoints:
     """An orbax CheckpointManager over `directory` that saves and restores a host (NumPy) pytree."""
 
-    def __init__(self, directory: str, *, keep: int):
-        self.directory = os.path.abspath(directory)
-        options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
+    def __init__(self, directory: str | epath.Path, *, keep: int):
+        self.directory = paths.run_path(directory)  # a local folder or gs://: orbax takes either as is
+        # A killed run leaves its unfinished step behind: locally a temporary directory, on gs:// a step directory
+        # without orbax's commit marker, which would block saving that step again. Orbax removes both on start.
+        options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, cleanup_tmp_directories=True)
         self._manager = ocp.CheckpointManager(self.directory, options=options)
         self._pending: int | None = None  # the step being written in the background
 
@@ -62,14 +66,21 @@ class Checkpoints:
         """Raise CheckpointError if the write in the background has failed; cheap, so the loop calls it each step.
 
         Orbax's finalising thread consumes a failed write's exception (it logs it), so a write counts as failed
-        when it is no longer in progress and no finished directory bears its step (orbax renames a step's
-        temporary directory to the step's number only once every file is written).
+        when it is no longer in progress and orbax does not list its step as finished (locally it renames a
+        step's temporary directory to the step's number once every file is written; on gs://, which has no
+        rename, it writes a commit marker last).
         """
         if self._pending is None or self._manager.is_saving_in_progress():
             return
         step, self._pending = self._pending, None
-        if jax.process_index() == 0 and not os.path.isdir(os.path.join(self.directory, str(step))):
+        if jax.process_index() == 0 and not self._finished(step):
             raise self._error(step, None)
+
+    def _finished(self, step: int) -> bool:
+        if not paths.is_remote(self.directory):
+            return (self.directory / str(step)).is_dir()
+        self._manager.reload()
+        return step in self._manager.all_steps()
 
     def _error(self, step: int | None, error: Exception | None) -> CheckpointError:
         text = " ".join(str(error).split()) if error is not None else self._diagnose()
@@ -132,12 +143,12 @@ class Checkpoints:
         logging.warning("Checkpoint %d in %s is damaged or incomplete (%s: %s); skipping it.",
                         step, self.directory, type(error).__name__, str(error)[:300])
         if jax.process_index() == 0:
-            corrupt = os.path.join(self.directory, "corrupt")
-            os.makedirs(corrupt, exist_ok=True)
-            target, n = os.path.join(corrupt, str(step)), 1
-            while os.path.exists(target):  # the same step damaged again after a rerun
-                target, n = os.path.join(corrupt, f"{step}.{n}"), n + 1
-            shutil.move(os.path.join(self.directory, str(step)), target)
+            corrupt = self.directory / "corrupt"
+            paths.make_dirs(corrupt)
+            target, n = corrupt / str(step), 1
+            while target.exists():  # the same step damaged again after a rerun
+                target, n = corrupt / f"{step}.{n}", n + 1
+            (self.directory / str(step)).rename(target)
         if jax.process_count() > 1:
             multihost_utils.sync_global_devices(f"checkpoint_move_aside_{step}")
         self._manager.reload()
@@ -145,15 +156,17 @@ class Checkpoints:
     def _diagnose(self) -> str:
         """Why a write into the directory may have failed, as far as the file system tells."""
         try:
-            probe = os.path.join(self.directory, ".write_probe")
-            with open(probe, "w") as f:
-                f.write("ok")
-            os.remove(probe)
-            stats = os.statvfs(self.directory)
-            if stats.f_bavail * stats.f_frsize < 64 * 2**20:
-                return "No space left on device"
+            probe = self.directory / ".write_probe"
+            probe.write_text("ok")
+            probe.unlink()
+            if not paths.is_remote(self.directory):
+                stats = os.statvfs(self.directory)
+                if stats.f_bavail * stats.f_frsize < 64 * 2**20:
+                    return "No space left on device"
         except OSError as error:
             return error.strerror or str(error)
+        except Exception as error:  # noqa: BLE001 -- object stores raise their own types
+            return paths.describe_storage_error(self.directory, error)
         return "the write failed; rerun with --verbose for orbax's log"
 
     def close(self, timeout: float = SAVE_TIMEOUT_SECONDS) -> None:

@@ -4,7 +4,8 @@
         train...
 
 The kernel drops the lock when its process ends, however it ends (SIGKILL included), so a lock file left by a
-dead run is simply taken over. Local paths only: object stores (gs://) have no such locks.
+dead run is simply taken over. Object stores (gs://) have no such locks: there the caller is trusted (a sweep's
+launcher runs each point once), and the run says so in its log.
 """
 from __future__ import annotations
 
@@ -14,6 +15,11 @@ import os
 import socket
 from typing import Iterator
 
+from absl import logging
+from etils import epath
+
+from resnet_jax.training import paths
+
 LOCK_FILE = ".lock"
 
 
@@ -22,8 +28,12 @@ class WorkdirBusy(RuntimeError):
 
 
 @contextlib.contextmanager
-def workdir_lock(workdir: str) -> Iterator[None]:
-    """Hold the workdir's lock for the duration of the block."""
+def workdir_lock(workdir: str | epath.Path) -> Iterator[None]:
+    """Hold the workdir's lock for the duration of the block (a local workdir's; a remote one is not locked)."""
+    if paths.is_remote(workdir):
+        logging.info("%s is in an object store, which has no locks: nothing stops a second run there.", workdir)
+        yield
+        return
     os.makedirs(workdir, exist_ok=True)
     path = os.path.join(workdir, LOCK_FILE)
     with open(path, "a+") as file:

