@@ -7,10 +7,10 @@ as it was trained.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import jax
 import ml_collections
+from etils import epath
 
 from resnet_jax import cli, data
 from resnet_jax.nn.models import DTYPES, get_model
@@ -38,7 +38,7 @@ def optimizer(o: ml_collections.ConfigDict, *, steps: int) -> optim.Optimizer:
     return optim.Optimizer(tx, lr_fn)
 
 
-def restore_run(workdir: Path, step: int | None = None):
+def restore_run(workdir: epath.Path, step: int | None = None):
     """(config, dataset, model, state) of a run's checkpoint (`step`, or the latest intact one)."""
     config_file = workdir / "config.json"
     if not config_file.is_file():

@@ -11,14 +11,13 @@ DIR/eval/step_N[_raw][_flip].json with those numbers and the confusion matrix, a
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import numpy as np
 from absl import flags
+from etils import epath
 
 from resnet_jax import build, cli, data, runtime
-from resnet_jax.training import evaluation
+from resnet_jax.training import evaluation, paths
 
 flags.DEFINE_string("workdir", None, "A workdir of python -m resnet_jax.main.")
 flags.DEFINE_integer("step", None, "The checkpoint's step (default: the latest intact one).")
@@ -28,7 +27,7 @@ flags.DEFINE_integer("batch_size", 500, "Examples per evaluation batch.")
 FLAGS = flags.FLAGS
 
 
-def evaluate(workdir: Path, *, step: int | None, raw: bool, flip: bool, batch_size: int) -> tuple[dict, Path]:
+def evaluate(workdir: epath.Path, *, step: int | None, raw: bool, flip: bool, batch_size: int) -> tuple[dict, epath.Path]:
     """Evaluate and write DIR/eval/step_N[_raw][_flip].{json,png}; returns the numbers and the JSON's path."""
     config, dataset, model, state = build.restore_run(workdir, step)
     weights = "raw" if state.ema is None or raw else "ema"
@@ -39,7 +38,7 @@ def evaluate(workdir: Path, *, step: int | None, raw: bool, flip: bool, batch_si
     result = {"workdir": str(workdir), "step": int(state.step), "weights": weights, "flip": flip,
               "data": dataset.info.name, **evaluation.metrics(logits, labels, dataset.info.num_classes)}
     out = workdir / "eval"
-    out.mkdir(exist_ok=True)
+    paths.make_dirs(out)
     name = f"step_{int(state.step)}" + ("_raw" if weights == "raw" and state.ema is not None else "") + \
         ("_flip" if flip else "")
     path = out / f"{name}.json"
@@ -56,7 +55,7 @@ def main(argv: list[str]) -> None:
     if not FLAGS.workdir:
         raise cli.UserError("--workdir is required: the workdir of a resnet_jax.main run")
     runtime.setup()
-    result, path = evaluate(Path(os.path.expanduser(FLAGS.workdir)), step=FLAGS.step, raw=FLAGS.raw,
+    result, path = evaluate(paths.run_path(FLAGS.workdir), step=FLAGS.step, raw=FLAGS.raw,
                             flip=FLAGS.flip, batch_size=FLAGS.batch_size)
     print(f"step {result['step']} ({result['weights']} weights{', flip' if result['flip'] else ''}) on "
           f"{result['examples']} examples: top-1 {result['top1']:.4f} | top-5 {result['top5']:.4f} | "

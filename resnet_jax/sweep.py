@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import shlex
 import sys
-from pathlib import Path
 from typing import Sequence
 
 from absl import app, flags
+from etils import epath
 
 from resnet_jax import cli
 from resnet_jax.sweeps import tpu
@@ -57,7 +57,7 @@ def main(argv: Sequence[str]) -> None:
             raise app.UsageError(f"--{name} is required.")
     get_sweep, arg = load_function(FLAGS.sweep, "get_sweep")
     points = expand(get_sweep(arg))
-    workdir = Path(FLAGS.workdir)
+    workdir = epath.Path(FLAGS.workdir)
     if FLAGS.collect:
         collect(workdir, points)
     elif FLAGS.launcher == "tpu":

@@ -134,9 +134,39 @@ def test_a_run_on_gs_killed_and_resumed_from_the_bucket_equals_a_local_run(gcs, 
     assert [n for n in names if re.fullmatch(r"run/events\.out\.tfevents\..+", n)], names  # TensorBoard's
     rows = [json.loads(line) for line in read_object(gcs, "run/metrics.jsonl").decode().splitlines()]
     assert [r["step"] for r in rows if "train/loss" in r] == list(range(1, 13))  # each step once, none torn
+    # The finished run evaluates from the bucket, and its numbers land beside it.
+    evaluated = subprocess.run([sys.executable, "-m", "resnet_jax.evaluate", f"--workdir=gs://{BUCKET}/run"], cwd=REPO,
+                               capture_output=True, text=True, timeout=300, env=gcs_env(gcs))
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    result = json.loads(read_object(gcs, "run/eval/step_12.json"))
+    assert result["top1"] == [r for r in rows if "eval/accuracy" in r][-1]["eval/accuracy"]
+    assert "run/eval/step_12_confusion.png" in objects(gcs, "run/eval/")
     losses = [r["train/loss"] for r in rows if "train/loss" in r]
     assert losses == [json.loads(line)["train/loss"] for line in (local / "metrics.jsonl").read_text().splitlines()
                       if "train/loss" in line]
+
+
+def put_object(url: str, name: str, data: bytes) -> None:
+    query = urllib.parse.urlencode({"uploadType": "media", "name": name})
+    request = urllib.request.Request(f"{url}/upload/storage/v1/b/{BUCKET}/o?{query}", data=data, method="POST")
+    urllib.request.urlopen(request).close()
+
+
+def test_a_sweep_in_a_bucket_is_collected_into_tables_and_plots_there(gcs, tmp_path):
+    sweep = tmp_path / "sweep.py"
+    sweep.write_text("def get_sweep(arg=None):\n    return {'model.depth': [8, 14]}\n")
+    for depth, loss in ((8, 1.5), (14, 1.25)):
+        rows = [{"step": s, "train/loss": loss / s, "eval/accuracy": 0.5 + depth / 100} for s in (1, 2)]
+        put_object(gcs, f"sweep/model.depth={depth}/metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode())
+        put_object(gcs, f"sweep/model.depth={depth}/model_summary.json", b'{"params": 1000, "macs": 2000000}')
+    result = subprocess.run([sys.executable, "-m", "resnet_jax.sweep", f"--config={CONFIG}", f"--sweep={sweep}",
+                             f"--workdir=gs://{BUCKET}/sweep", "--collect"], cwd=REPO, capture_output=True,
+                            text=True, timeout=300, env=gcs_env(gcs))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert {f"sweep/{name}" for name in ("results.md", "results.csv", "curves.png", "vs_model_depth.png")} <= \
+        set(objects(gcs, "sweep/"))
+    table = read_object(gcs, "sweep/results.md").decode()
+    assert "| 8 | 2 | 0.75 |" in table and "| 14 | 2 | 0.625 |" in table, table
 
 
 def test_sigterm_on_gs_saves_the_step_exits_3_and_the_rerun_resumes(gcs, tmp_path):

@@ -3,22 +3,24 @@
 Reads each point's `metrics.jsonl` (the last row written for a step wins, so a resumed run counts once) and
 `model_summary.json` (parameters and MACs, written by the entry point). Writes, in the sweep directory:
 results.md, results.csv, curves.png (training loss per point) and, when a numeric axis varies, one plot of
-final metrics against it.
+final metrics against it. The sweep directory may be local or gs:// (etils.epath): each file is written whole.
 """
 from __future__ import annotations
 
 import csv
+import io
 import json
 import statistics
-from pathlib import Path
 from typing import Any, Mapping, Sequence
+
+from etils import epath
 
 from resnet_jax.sweeps.grid import STATUS_FILE, format_value, point_name
 
 METRICS = ("train/loss", "train/accuracy", "eval/loss", "eval/accuracy")
 
 
-def read_metrics(path: Path) -> dict[int, dict[str, float]]:
+def read_metrics(path: epath.Path) -> dict[int, dict[str, float]]:
     """{step: {name: value}} from a metrics.jsonl; later rows for the same step replace earlier ones."""
     rows: dict[int, dict[str, float]] = {}
     if path.exists():
@@ -35,7 +37,7 @@ def final(rows: Mapping[int, Mapping[str, float]], name: str) -> float | None:
     return values[-1] if values else None
 
 
-def summarise_point(directory: Path, point: Mapping[str, Any], keys: Sequence[str]) -> dict[str, Any]:
+def summarise_point(directory: epath.Path, point: Mapping[str, Any], keys: Sequence[str]) -> dict[str, Any]:
     """One table row: the point's settings (None where it keeps the config's), final metrics, size, speed."""
     rows = read_metrics(directory / "metrics.jsonl")
     summary_file = directory / "model_summary.json"
@@ -62,7 +64,7 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def collect(workdir: Path, points: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def collect(workdir: epath.Path, points: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Write results.{md,csv} and plots for the points that have metrics; returns the table rows."""
     keys = list(dict.fromkeys(k for p in points for k in p))  # every axis, in order of appearance
     table = [summarise_point(workdir / point_name(p), p, keys) for p in points]
@@ -70,10 +72,11 @@ def collect(workdir: Path, points: Sequence[Mapping[str, Any]]) -> list[dict[str
     if not table:
         print(f"No finished points under {workdir} yet.")
         return []
-    with open(workdir / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, list(table[0]))
-        writer.writeheader()
-        writer.writerows(table)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, list(table[0]))
+    writer.writeheader()
+    writer.writerows(table)
+    (workdir / "results.csv").write_text(text.getvalue())
     fixed = {k: points[0].get(k) for k in keys if all(str(p.get(k)) == str(points[0].get(k)) for p in points)}
     header = [k for k in table[0] if k not in fixed and k != "point"]  # the Markdown table shows what varies
     lines = [f"Fixed: {', '.join(f'`{k}={format_value(v)}`' for k, v in fixed.items())}", ""] if fixed else []
@@ -85,7 +88,7 @@ def collect(workdir: Path, points: Sequence[Mapping[str, Any]]) -> list[dict[str
     return table
 
 
-def plot(workdir: Path, points: Sequence[Mapping[str, Any]], table: Sequence[Mapping[str, Any]]) -> None:
+def plot(workdir: epath.Path, points: Sequence[Mapping[str, Any]], table: Sequence[Mapping[str, Any]]) -> None:
     """curves.png: training loss against step for every point; vs_AXIS.png for a numeric varying axis."""
     import matplotlib
 
@@ -104,8 +107,7 @@ def plot(workdir: Path, points: Sequence[Mapping[str, Any]], table: Sequence[Map
     ax.set_yscale("log")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(workdir / "curves.png", dpi=120)
-    plt.close(fig)
+    save_figure(fig, workdir / "curves.png")
 
     axes = list(dict.fromkeys(k for p in points for k in p if len({str(q.get(k)) for q in points}) > 1))
     numeric = [k for k in axes if all(isinstance(p.get(k), (int, float)) for p in points)]
@@ -125,5 +127,14 @@ def plot(workdir: Path, points: Sequence[Mapping[str, Any]], table: Sequence[Map
             panel.set_ylabel(metric)
             panel.legend(fontsize=7)
         fig.tight_layout()
-        fig.savefig(workdir / f"vs_{axis.replace('.', '_')}.png", dpi=120)
-        plt.close(fig)
+        save_figure(fig, workdir / f"vs_{axis.replace('.', '_')}.png")
+
+
+def save_figure(fig, path: epath.Path) -> None:
+    """A PNG of `fig` at `path`, local or in a bucket (matplotlib itself writes only local files)."""
+    import matplotlib.pyplot as plt
+
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=120)
+    plt.close(fig)
+    path.write_bytes(png.getvalue())

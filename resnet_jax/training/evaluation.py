@@ -2,12 +2,14 @@
 matrix a researcher reports (used by `python -m resnet_jax.evaluate` and the experiments)."""
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from etils import epath
 
 from resnet_jax.training import train
 
@@ -71,5 +73,7 @@ def plot_confusion(confusion: np.ndarray, path: Path, title: str, class_names: l
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     ax.set_title(title)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    png = io.BytesIO()  # matplotlib writes local files only; the workdir may be gs://
+    fig.savefig(png, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
+    epath.Path(path).write_bytes(png.getvalue())
