@@ -38,24 +38,66 @@ def optimizer(o: ml_collections.ConfigDict, *, steps: int) -> optim.Optimizer:
     return optim.Optimizer(tx, lr_fn)
 
 
-def restore_run(workdir: Path, step: int | None = None):
-    """(config, dataset, model, state) of a run's checkpoint (`step`, or the latest intact one)."""
+def checkpoint_location(path: Path) -> tuple[Path, int | None]:
+    """(workdir, step) of `DIR/checkpoints/N` (that step) or of a workdir `DIR` (None: the latest)."""
+    if path.parent.name == "checkpoints" and path.name.isdigit():
+        return path.parent.parent, int(path.name)
+    if (path / "config.json").is_file():
+        return path, None
+    raise cli.UserError(f"{path}: neither a run's checkpoint (WORKDIR/checkpoints/STEP) nor a workdir with a "
+                        f"config.json")
+
+
+def _checkpoint_shapes(directory: Path, step: int) -> dict[str, tuple[int, ...]]:
+    """{'.params['head']['kernel']': (512, 10), ...}: the shapes recorded with a checkpoint (checkpoint.structure)."""
+    try:
+        structure = json.loads((directory / str(step) / "meta" / "metadata").read_text())["structure"]
+    except (OSError, ValueError, KeyError) as error:
+        raise cli.UserError(f"{directory / str(step)}: cannot read the checkpoint's metadata ({error})") from None
+    shapes = {}
+    for entry in structure:  # "path:dtype:(a, b)"
+        path, _, shape = entry.rsplit(":", 2)
+        shapes[path] = tuple(int(n) for n in shape.strip("()").split(",") if n.strip())
+    return shapes
+
+
+def restore_checkpoint(workdir: Path, step: int | None = None):
+    """(config, model, state) of a run's checkpoint (`step`, or the latest intact one), without its data set:
+    the class count and image channels come from the shapes saved with the checkpoint."""
     config_file = workdir / "config.json"
     if not config_file.is_file():
         raise cli.UserError(f"--workdir={workdir}: no config.json there; give the workdir of a resnet_jax.main run")
     config = ml_collections.ConfigDict(json.loads(config_file.read_text()))
-    dataset = load_data(config.data)
-    model = get_model(**config.model, num_classes=dataset.info.num_classes, dtype=DTYPES[config.train.dtype])
-    update = optimizer(config.optim, steps=config.train.steps)
-    fresh = jax.device_get(train.create_train_state(model, update.tx, jax.random.key(0),
-                                                    image_shape=dataset.info.image_shape, ema=config.optim.ema > 0))
     checkpoints = checkpoint.Checkpoints(str(workdir / "checkpoints"), keep=config.train.keep_checkpoints)
     try:
+        steps = checkpoints.steps()
+        if not steps:
+            raise cli.UserError(f"--workdir={workdir}: no checkpoint there yet")
+        if step is not None and step not in steps:
+            raise cli.UserError(f"no checkpoint of step {step} in {checkpoints.directory}; "
+                                f"there are {sorted(steps)}")
+        shapes = _checkpoint_shapes(Path(checkpoints.directory), max(steps) if step is None else step)
+        num_classes, channels = shapes[".params['head']['kernel']"][-1], shapes[".params['stem_conv']['kernel']"][2]
+        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in config.model.items()}  # JSON's lists
+        model = get_model(**fields, num_classes=num_classes, dtype=DTYPES[config.train.dtype])
+        update = optimizer(config.optim, steps=config.train.steps)
+        fresh = jax.device_get(train.create_train_state(model, update.tx, jax.random.key(0),
+                                                        image_shape=(32, 32, channels), ema=config.optim.ema > 0))
         state = checkpoints.restore_latest(fresh) if step is None else checkpoints.restore_step(step, fresh)
     except ValueError as error:
+        if isinstance(error, cli.UserError):
+            raise
         raise cli.UserError(f"--step={step}: {error}") from None
     finally:
         checkpoints.close()
-    if state is None:
-        raise cli.UserError(f"--workdir={workdir}: no checkpoint to evaluate yet")
+    return config, model, state
+
+
+def restore_run(workdir: Path, step: int | None = None):
+    """(config, dataset, model, state) of a run's checkpoint (`step`, or the latest intact one)."""
+    config, model, state = restore_checkpoint(workdir, step)
+    dataset = load_data(config.data)
+    if model.num_classes != dataset.info.num_classes:
+        raise cli.UserError(f"--workdir={workdir}: the checkpoint classifies {model.num_classes} classes, its data "
+                            f"set {dataset.info.name} has {dataset.info.num_classes}")
     return config, dataset, model, state
