@@ -1,7 +1,8 @@
 """From a validated config to the objects a run is made of: its data set and its optimizer; and a finished
 run rebuilt from its workdir (config.json and a checkpoint).
 
-The entry points (main, evaluate) and experiments share these, so a run is rebuilt from its config.json exactly
+Weights to start from or to evaluate (a weight file of either format, or a run's checkpoint) are read here too.
+The entry points (main, evaluate, convert) and experiments share these, so a run is rebuilt from its config.json exactly
 as it was trained.
 """
 from __future__ import annotations
@@ -12,9 +13,9 @@ from pathlib import Path
 import jax
 import ml_collections
 
-from resnet_jax import cli, data
+from resnet_jax import cli, data, interop
 from resnet_jax.nn.models import DTYPES, get_model
-from resnet_jax.training import checkpoint, optim, train
+from resnet_jax.training import checkpoint, evaluation, optim, train
 
 
 def load_data(d: ml_collections.ConfigDict) -> data.Dataset:
@@ -101,3 +102,38 @@ def restore_run(workdir: Path, step: int | None = None):
         raise cli.UserError(f"--workdir={workdir}: the checkpoint classifies {model.num_classes} classes, its data "
                             f"set {dataset.info.name} has {dataset.info.num_classes}")
     return config, dataset, model, state
+
+
+def weight_arrays(path: str | Path) -> dict:
+    """A weight file's arrays (torchvision's keys or ours), or the weights a run's checkpoint (WORKDIR/checkpoints/N,
+    or a workdir: its latest) evaluates, its EMA when it kept one, flattened in our format."""
+    path = Path(path)
+    if path.is_dir() or path.parent.name == "checkpoints":
+        _, _, state = restore_checkpoint(*checkpoint_location(path))
+        return interop.flatten_variables(evaluation.variables_of(state, raw=False))
+    return interop.load_arrays(path)[0]
+
+
+def load_weights(path: str | Path, model, *, in_channels: int, field: str, reset_head: bool | None = None) -> dict:
+    """{'params', 'batch_stats'} for `model` from `path` (see weight_arrays), checked key by key and shape by
+    shape; with `reset_head` the classifier is left out (the caller initialises it afresh). A class count that
+    differs from the model's is an error unless reset_head is True (None: resetting is not an option here)."""
+    where = f"{field}={path}"
+    try:
+        arrays = weight_arrays(path)
+    except (OSError, ValueError) as error:
+        raise cli.UserError(f"{where}: {cli.describe(error)}") from None
+    classes = interop.num_classes_of(arrays) or model.num_classes
+    if classes != model.num_classes and not reset_head:
+        fix = ("set config.init.reset_head=True to train a new classifier" if reset_head is not None else
+               "evaluate them on a data set with as many classes")
+        raise cli.UserError(f"{where}: the weights classify {classes} classes, the data set has "
+                            f"{model.num_classes}; {fix}")
+    try:
+        variables = interop.variables_for(arrays, model.clone(num_classes=classes, conv_backend=None),
+                                          in_channels=in_channels)
+    except (interop.StateDictError, ValueError) as error:
+        raise cli.UserError(f"{where}: {error}") from None
+    if reset_head:
+        variables["params"] = {name: value for name, value in variables["params"].items() if name != "head"}
+    return variables
