@@ -12,10 +12,11 @@ from pathlib import Path
 
 import jax
 import ml_collections
+import optax
 
 from resnet_jax import cli, data, interop
 from resnet_jax.nn.models import DTYPES, get_model
-from resnet_jax.training import checkpoint, evaluation, optim, train
+from resnet_jax.training import checkpoint, evaluation, finetune, optim, train
 
 
 def load_data(d: ml_collections.ConfigDict) -> data.Dataset:
@@ -29,14 +30,45 @@ def load_data(d: ml_collections.ConfigDict) -> data.Dataset:
         raise cli.UserError(f"config.data (name={d.name!r}, path={d.path!r}): {error}") from None
 
 
-def optimizer(o: ml_collections.ConfigDict, *, steps: int) -> optim.Optimizer:
-    """The optax update and its learning-rate schedule from config.optim, for a run of `steps` updates."""
+def optimizer(o: ml_collections.ConfigDict, *, steps: int, accumulate_steps: int = 1,
+              frozen: tuple[str, ...] = ()) -> optim.Optimizer:
+    """The optax update and its learning-rate schedule from config.optim, for a run of `steps` batches.
+
+    With accumulate_steps = k > 1, optax.MultiSteps averages k batches' gradients into one update; the schedule
+    still counts batches (the inner optimizer's update c happens at batch c * k). Frozen parts get no updates.
+    """
     lr_fn = optim.learning_rate_schedule(o.schedule, lr=o.lr, total_steps=steps, warmup_steps=o.warmup_steps,
                                          boundaries=o.boundaries, scales=o.scales)
-    tx = optim.make_optimizer(o.name, lr_fn, momentum=o.momentum, nesterov=o.nesterov, beta2=o.beta2,
+    update_lr = lr_fn if accumulate_steps == 1 else (lambda count: lr_fn(count * accumulate_steps))
+    tx = optim.make_optimizer(o.name, update_lr, momentum=o.momentum, nesterov=o.nesterov, beta2=o.beta2,
                               weight_decay=o.weight_decay, exclude_bn_and_bias=o.exclude_bn_and_bias,
                               grad_clip=o.grad_clip)
+    tx = finetune.freeze(tx, frozen)
+    if accumulate_steps > 1:
+        tx = optax.MultiSteps(tx, every_k_schedule=accumulate_steps).gradient_transformation()
     return optim.Optimizer(tx, lr_fn)
+
+
+def run_optimizer(config: ml_collections.ConfigDict) -> optim.Optimizer:
+    """`optimizer` for a whole run's config (main's, or a workdir's config.json)."""
+    # A config.json written before train.accumulate_steps and config.init existed ran without them.
+    accumulate = config.train.get("accumulate_steps", 1)
+    frozen = tuple(config.init.frozen) if "init" in config else ()
+    return optimizer(config.optim, steps=config.train.steps, accumulate_steps=accumulate, frozen=frozen)
+
+
+def recipe(config: ml_collections.ConfigDict) -> train.Recipe:
+    """What the train step does beyond the plain update, from a validated config."""
+    return train.Recipe(label_smoothing=config.optim.label_smoothing, ema_decay=config.optim.ema,
+                        mixup=config.data.mixup, cutmix=config.data.cutmix, frozen=tuple(config.init.frozen))
+
+
+def init_weights(config: ml_collections.ConfigDict, model, *, in_channels: int) -> dict | None:
+    """The weights config.init names, for `model` (without the head when init.reset_head), or None."""
+    if not config.init.weights:
+        return None
+    return load_weights(config.init.weights, model, in_channels=in_channels, field="config.init.weights",
+                        reset_head=config.init.reset_head)
 
 
 def checkpoint_location(path: Path) -> tuple[Path, int | None]:
@@ -81,7 +113,7 @@ def restore_checkpoint(workdir: Path, step: int | None = None):
         num_classes, channels = shapes[".params['head']['kernel']"][-1], shapes[".params['stem_conv']['kernel']"][2]
         fields = {k: tuple(v) if isinstance(v, list) else v for k, v in config.model.items()}  # JSON's lists
         model = get_model(**fields, num_classes=num_classes, dtype=DTYPES[config.train.dtype])
-        update = optimizer(config.optim, steps=config.train.steps)
+        update = run_optimizer(config)
         fresh = jax.device_get(train.create_train_state(model, update.tx, jax.random.key(0),
                                                         image_shape=(32, 32, channels), ema=config.optim.ema > 0))
         state = checkpoints.restore_latest(fresh) if step is None else checkpoints.restore_step(step, fresh)

@@ -52,6 +52,20 @@ def inception_crop(image: tf.Tensor, seed: tf.Tensor, *, size: int, area_range=(
     return tf.image.stateless_random_flip_left_right(resized, seed=flip_seed)
 
 
+def cutout(image: tf.Tensor, seed: tf.Tensor, *, size: int) -> tf.Tensor:
+    """Cutout (DeVries & Taylor 2017): a `size` x `size` square centred at a uniform pixel set to 0, clipped at
+    the border. Applied to normalised images, as in the paper, so the square holds the mean. [H, W, C] -> [H, W, C]."""
+    tf = tensorflow()
+    shape = tf.shape(image)
+    h, w = shape[0], shape[1]
+    centre = tf.random.stateless_uniform([2], seed, minval=0, maxval=2**30, dtype=tf.int32) % tf.stack([h, w])
+    top, left = tf.maximum(centre[0] - size // 2, 0), tf.maximum(centre[1] - size // 2, 0)
+    bottom, right = tf.minimum(centre[0] - size // 2 + size, h), tf.minimum(centre[1] - size // 2 + size, w)
+    rows, cols = tf.range(h)[:, None], tf.range(w)[None, :]  # [H, 1], [1, W]
+    inside = (rows >= top) & (rows < bottom) & (cols >= left) & (cols < right)  # [H, W]
+    return tf.where(inside[:, :, None], tf.zeros_like(image), image)
+
+
 def centre_crop(image: tf.Tensor, *, size: int) -> tf.Tensor:
     """The ImageNet evaluation view: the central square of CENTRE_CROP_FRACTION of the shorter side, resized to
     [size, size]. [H, W, C] -> float32 [size, size, C] in [0, 255]."""

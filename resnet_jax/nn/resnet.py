@@ -19,6 +19,7 @@ import jax.numpy as jnp
 
 from resnet_jax.nn.blocks import SHORTCUTS, Block, block_class
 from resnet_jax.nn.conv import Conv2D, ConvBackend, Padding
+from resnet_jax.nn.drop_path import DropPath, drop_path_rates
 from resnet_jax.nn.norm import BatchNorm
 from resnet_jax.nn.pool import GlobalAvgPool, MaxPool2D
 from resnet_jax.nn.shapes import ShapeError
@@ -47,6 +48,7 @@ class ResNet(nn.Module):
     padding: str = "symmetric"  # 'symmetric' | 'same', for every conv and pool
     stride_in_1x1: bool = False  # bottleneck stride on the first 1x1 (v1) instead of the 3x3 (v1.5)
     zero_init_last: bool = False  # zero scale of each block's last BN
+    drop_path_rate: float = 0.0  # stochastic depth of the last block; linear in depth before it (drop_path.py)
     bn_momentum: float = 0.9  # running average decay (PyTorch's momentum=0.1)
     bn_epsilon: float = 1e-5
     axis_name: str | None = None  # pmap axis for cross-replica BatchNorm statistics
@@ -77,11 +79,14 @@ class ResNet(nn.Module):
             x = norm(name="stem_bn")(x, relu=True)
         if self.stem_pool:
             x = MaxPool2D(3, 2, padding=pad, name="stem_pool")(x)
+        rates = iter(drop_path_rates(self.drop_path_rate, sum(self.stage_sizes)))
         for i, (size, width, stride) in enumerate(zip(self.stage_sizes, widths, self.stage_strides), start=1):
             for j in range(size):
                 extra = {"stride_in_1x1": self.stride_in_1x1} if hasattr(block_cls, "stride_in_1x1") else {}
+                rate = next(rates)
+                drop = functools.partial(DropPath, rate=rate, deterministic=not train) if rate > 0 else None
                 x = block_cls(width, stride if j == 0 else 1, self.shortcut, conv, norm,
-                              zero_init_last=self.zero_init_last, name=block_name(i, j), **extra)(x)
+                              zero_init_last=self.zero_init_last, drop_path=drop, name=block_name(i, j), **extra)(x)
         if preact:
             x = norm(name="final_bn")(x, relu=True)
         x = GlobalAvgPool(name="pool")(x)  # [N, H, W, C] -> [N, C]
@@ -117,6 +122,10 @@ def validate(model: ResNet) -> None:
         raise ValueError(f"Unknown padding mode {model.padding!r}: use one of {sorted(PADDING_MODES)}.")
     if model.num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {model.num_classes}.")
+    if not 0 <= model.drop_path_rate < 1:
+        raise ValueError(f"drop_path_rate must lie in [0, 1), got {model.drop_path_rate}.")
+    if model.drop_path_rate > 0 and model.shortcut == "none":
+        raise ValueError("drop_path_rate > 0 drops residual branches; a plain network (shortcut='none') has none.")
     if model.width_multiplier <= 0:
         raise ValueError(f"width_multiplier must be > 0, got {model.width_multiplier}.")
     for name in ("stem_kernel", "stem_stride"):
