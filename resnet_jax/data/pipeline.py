@@ -203,7 +203,7 @@ def _train_stream(dataset: Dataset, *, batch_size, seed, augment, start_step, sh
                 tf.random.experimental.stateless_split(example_seed, num=3))
             image = view(image, view_seed if cutout or auto_augment != "none" else example_seed)
             if auto_augment == "trivialaugment":
-                image = augment_lib.trivial_augment(image, auto_seed)
+                image = augment_lib.trivial_augment(tf.ensure_shape(image, dataset.info.image_shape), auto_seed)
             image = augment_lib.normalise(image, dataset.info.mean, dataset.info.std)
             if cutout:
                 image = augment_lib.cutout(image, cutout_seed, size=cutout)
