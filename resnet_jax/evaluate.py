@@ -60,8 +60,11 @@ def evaluate_weights(path: Path, config, *, output_dir: Path | None, flip: bool,
     except (TypeError, ValueError) as error:
         raise cli.UserError(f"config.model: {error}") from None
     variables = build.load_weights(path, model, in_channels=dataset.info.image_shape[-1], field="--weights")
-    out = output_dir or path.parent / "eval"
-    name = path.name.split(".")[0] if path.is_file() else f"{path.parent.parent.name}_step_{path.name}"
+    if path.is_file():
+        out, name = output_dir or path.parent / "eval", path.name.split(".")[0]
+    else:  # a run's checkpoint: into its workdir's eval/, named apart from --workdir's own evaluations
+        workdir, step = build.checkpoint_location(path)
+        out, name = output_dir or workdir / "eval", f"weights_step_{step}" if step is not None else "weights_latest"
     title = f"{dataset.info.name}, {config.model.name}{config.model.depth}, {path.name}"
     return report(model, variables, dataset, {"weights_file": str(path), "weights": "file"},
                   out / (name + ("_flip" if flip else "")), title=title, flip=flip, batch_size=batch_size)

@@ -52,6 +52,9 @@ def test_evaluate_weights_file_with_a_config_gives_the_runs_numbers(tmp_path):
     assert numbers["examples"] == 24 and numbers["top1"] == summary["eval/accuracy"]
     np.testing.assert_allclose(numbers["loss"], summary["eval/loss"], rtol=1e-5)
     assert "top-5 1.0000" in result.stdout
+    checkpoint = evaluate(f"--weights={workdir / 'checkpoints' / '6'}", *flags)  # a run's checkpoint as weights
+    assert checkpoint.returncode == 0, checkpoint.stderr[-2000:]
+    assert json.loads((workdir / "eval" / "weights_step_6.json").read_text())["top1"] == numbers["top1"]
 
     wrong = evaluate("--weights=" + str(tmp_path / "weights.safetensors"), *flags, "--config.model.depth=14")
     assert wrong.returncode == 2

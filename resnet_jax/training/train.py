@@ -99,10 +99,9 @@ def train_step(state: TrainState, batch: Batch, *, apply_fn: Callable, optimizer
     updates, opt_state = optimizer.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     batch_stats = finetune.keep_frozen(state.batch_stats, batch_stats, recipe.frozen)
-    ema_decay = recipe.ema_decay
     ema = state.ema
     if ema is not None:
-        ema = optim.ema_update(ema, {"params": params, "batch_stats": batch_stats}, ema_decay)
+        ema = optim.ema_update(ema, {"params": params, "batch_stats": batch_stats}, recipe.ema_decay)
     metrics = {"loss": loss, "accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["label"]),
                "learning_rate": optimizer.learning_rate(state.step), "grad_norm": optax.tree.norm(grads)}
     if axis_name is not None:
