@@ -189,13 +189,17 @@ def test_bad_recipe_fields_are_named(tmp_path, field, value, message):
     assert str(error.value) == message
 
 
-def test_a_run_with_every_recipe_piece_on(tmp_path):
+@pytest.mark.parametrize("parallel, dtype", [("single", "float32"), ("pmap", "bfloat16")])
+def test_a_run_with_every_recipe_piece_on(tmp_path, parallel, dtype):
     from tiny_run import write_tiny_npz
 
     config = tiny_config(write_tiny_npz(tmp_path / "tiny.npz"), data__cutout=3, data__auto_augment="trivialaugment",
-                         data__mixup=0.2, data__cutmix=1.0, model__drop_path_rate=0.1, train__accumulate_steps=2)
-    main.validate_config(config, device_count=1, process_count=1)
+                         data__mixup=0.2, data__cutmix=1.0, model__drop_path_rate=0.1, train__accumulate_steps=2,
+                         train__parallel=parallel, train__dtype=dtype)
+    main.validate_config(config, device_count=jax.device_count(), process_count=1)
     state, summary = main.run(config, str(tmp_path / "run"))
     assert int(state.step) == 6 and np.isfinite(summary["train/loss"])
     assert summary["eval/top5"] == 1.0  # 4 classes
     assert int(state.opt_state.gradient_step) == 3  # 6 batches, 2 per update
+    # bfloat16 computes; parameters and BatchNorm statistics stay float32
+    assert {leaf.dtype for leaf in jax.tree.leaves((state.params, state.batch_stats))} == {np.dtype("float32")}
