@@ -84,7 +84,11 @@ def export_checkpoint(path: Path, output: str, *, raw: bool, torchvision: bool) 
     config, model, state = build.restore_checkpoint(workdir, step)
     variables = evaluation.variables_of(state, raw=raw)
     if torchvision or Path(output).suffix.lower() in interop.TORCH_SUFFIXES:
-        interop.check_conventions(model)  # warns where torchvision's ResNet would compute other logits
+        mismatch = interop.torchvision_mismatch(model)
+        if mismatch:
+            warnings.warn(f"{path}: the run's model is not one of torchvision's ResNets ({mismatch}): {output} has "
+                          f"torchvision's key names, but torchvision's ResNet will not load it or will compute "
+                          f"other logits.")
         interop.save_arrays(output, interop.to_torchvision(variables))
     else:
         weights = "raw" if state.ema is None or raw else "ema"

@@ -59,3 +59,13 @@ def test_missing_step_lists_the_steps_there_are(resnet18_run, tmp_path):
     assert result.returncode == 2
     assert result.stderr.splitlines()[-1] == (f"error: no checkpoint of step 5 in "
                                               f"{resnet18_run / 'checkpoints'}; there are [2]")
+
+
+def test_a_model_torchvision_cannot_load_is_named_before_a_pth_export():
+    from resnet_jax.nn.models import get_model
+
+    assert interop.torchvision_mismatch(get_model("resnet18", num_classes=4, stage_strides=[1, 2, 2, 2])) is None
+    assert interop.torchvision_mismatch(get_model("cifar_resnet20")) == (
+        "basic blocks (3, 3, 3) per stage are none of torchvision's ResNets")
+    assert interop.torchvision_mismatch(get_model("resnet50", stem_stride=1, stem_pool=False)) == (
+        "stem_stride=1 (resnet50: 2), stem_pool=False (resnet50: True)")

@@ -191,6 +191,28 @@ def from_torchvision(state_dict: Mapping[str, Any], model: ResNet | None = None,
     return traverse_util.unflatten_dict(flat)
 
 
+ARCHITECTURE_FIELDS = ("widths", "stage_strides", "shortcut", "width_multiplier", "stem_features", "stem_kernel",
+                       "stem_stride", "stem_padding", "stem_pool", "padding", "stride_in_1x1", "bn_epsilon")
+
+
+def torchvision_mismatch(model: ResNet) -> str | None:
+    """Why torchvision's ResNet cannot load `model`'s weights or computes other logits with them; None when
+    `model` is one of torchvision's ResNets (any class count)."""
+    depth = next((d for d, (block, stages) in IMAGENET_STAGES.items()
+                  if block == model.block and tuple(stages) == tuple(model.stage_sizes)), None)
+    if depth is None:
+        return f"{model.block} blocks {tuple(model.stage_sizes)} per stage are none of torchvision's ResNets"
+    reference = get_model(f"resnet{depth}", num_classes=model.num_classes)
+
+    def value(module, field):
+        item = getattr(module, field)
+        return tuple(item) if isinstance(item, (list, tuple)) else item
+
+    different = [f"{field}={value(model, field)!r} (resnet{depth}: {value(reference, field)!r})"
+                 for field in ARCHITECTURE_FIELDS if value(model, field) != value(reference, field)]
+    return ", ".join(different) or None
+
+
 def to_torchvision(variables: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """{'params', 'batch_stats'} -> a torchvision state dict of numpy arrays (for `load_state_dict(strict=True)`).
 
