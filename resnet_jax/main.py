@@ -189,7 +189,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, stop_requested=lambda: 
     why = f" (oneDNN unavailable: {reason})" if reason else ""
     logging.info("Convolutions: %s%s", conv_impl, why)
     model = get_model(**config.model, num_classes=dataset.info.num_classes, dtype=DTYPES[t.dtype],
-                      conv_backend=runtime.conv_backend(conv_impl))
+                      conv_backend=runtime.conv_backend(conv_impl), frozen_norm=tuple(config.init.frozen))
     # The batch one device holds: CPU devices share the host's memory, accelerators have their own.
     on_cpu = jax.default_backend() == "cpu"
     device_batch = d.batch_size // (jax.process_count() if on_cpu or t.parallel == "single" else jax.device_count())

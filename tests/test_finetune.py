@@ -1,6 +1,6 @@
 """Fine-tuning from weights one has: a torchvision ResNet-18 state dict in, a new head for 4 classes, the stem and
 stage 1 frozen; the loss falls, the frozen parts end equal to the input weights, and the run resumes from its own
-checkpoints, not from the weights again."""
+checkpoints, not from the weights again. Frozen parts' BatchNorms use their running statistics, as in evaluation."""
 import json
 
 import jax
@@ -103,3 +103,20 @@ def test_frozen_parameters_get_zero_updates_with_momentum_and_weight_decay():
     assert not np.any(updates["stem_conv"]["kernel"]) and not np.any(updates["head"]["bias"])
     # sgd with momentum: the second step moves by lr * (g + wd * p) * (1 + 0.9)
     np.testing.assert_allclose(updates["stage1_block0"]["conv1"]["kernel"], -0.5 * 1.1 * 1.9)
+
+
+def test_frozen_parts_normalise_by_their_running_statistics_in_training():
+    from resnet_jax.nn.models import get_model
+
+    x = np.random.default_rng(0).normal(2.0, 3.0, (8, 8, 8, 3)).astype(np.float32)
+    model = get_model("cifar_resnet14", width_multiplier=0.25, num_classes=4, frozen_norm=("stem", "stage1"))
+    variables = jax.jit(model.init)(jax.random.key(0), x)
+    _, updates = jax.jit(lambda v: model.apply(v, x, train=True, mutable=["batch_stats"]))(variables)
+    before, after = variables["batch_stats"], updates["batch_stats"]
+    for module in ("stem_bn", "stage1_block0", "stage1_block1"):
+        assert jax.tree.all(jax.tree.map(np.array_equal, after[module], before[module]))
+    assert not np.array_equal(after["stage2_block0"]["bn1"]["mean"], before["stage2_block0"]["bn1"]["mean"])
+    # every part frozen: training computes exactly what evaluation does
+    frozen = model.clone(frozen_norm=("stem", "stage1", "stage2", "stage3"))
+    train_logits = jax.jit(lambda v: frozen.apply(v, x, train=True, mutable=["batch_stats"])[0])(variables)
+    np.testing.assert_allclose(train_logits, jax.jit(frozen.apply)(variables, x), rtol=1e-6)
