@@ -17,8 +17,10 @@ from tiny_run import command_line, tiny_config, write_tiny_npz
 torch = pytest.importorskip("torch")
 from test_interop import torch_resnet  # noqa: E402
 
+# Every step sees the whole train split (72 images, no augmentation), so the losses of successive steps compare.
 FINETUNE = {**RESNET18, "train.steps": 8, "train.log_every": 1, "train.eval_every": 8, "train.checkpoint_every": 4,
-            "optim.lr": 0.02, "optim.schedule": "constant", "optim.weight_decay": 5e-4}
+            "data.batch_size": 72, "data.augment": "none", "optim.lr": 0.002, "optim.schedule": "constant",
+            "optim.weight_decay": 5e-4}
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +41,7 @@ def test_finetune_from_torchvision_weights_with_frozen_stages(torchvision18, tmp
 
     losses = [row["train/loss"] for row in map(json.loads, open(tmp_path / "run" / "metrics.jsonl"))
               if "train/loss" in row]
-    assert len(losses) == 8 and np.mean(losses[-3:]) < np.mean(losses[:3])
+    assert len(losses) == 8 and all(np.diff(losses[:5]) < 0) and losses[-1] < 0.05 * losses[0], losses
     for collection in ("params", "batch_stats"):
         ours, theirs = getattr(state, collection), loaded[collection]
         for module in ("stem_conv", "stem_bn", "stage1_block0", "stage1_block1"):
