@@ -99,13 +99,13 @@ def restore_checkpoint(workdir: Path, step: int | None = None):
     the class count and image channels come from the shapes saved with the checkpoint."""
     config_file = workdir / "config.json"
     if not config_file.is_file():
-        raise cli.UserError(f"--workdir={workdir}: no config.json there; give the workdir of a resnet_jax.main run")
+        raise cli.UserError(f"{workdir}: no config.json there; give the workdir of a resnet_jax.main run")
     config = ml_collections.ConfigDict(json.loads(config_file.read_text()))
     checkpoints = checkpoint.Checkpoints(str(workdir / "checkpoints"), keep=config.train.keep_checkpoints)
     try:
         steps = checkpoints.steps()
         if not steps:
-            raise cli.UserError(f"--workdir={workdir}: no checkpoint there yet")
+            raise cli.UserError(f"{workdir}: no checkpoint there yet")
         if step is not None and step not in steps:
             raise cli.UserError(f"no checkpoint of step {step} in {checkpoints.directory}; "
                                 f"there are {sorted(steps)}")
