@@ -5,7 +5,8 @@
     batch_stats = keep_frozen(old_stats, new_stats, ("stem", "stage1"))
 
 A part is a top-level module of the ResNet (resnet.py's names): 'stem' (stem_conv, stem_bn), 'stage1' ...
-'stageS' (the blocks stageI_blockJ), 'final_bn' (pre-activation nets) and 'head' (the classifier).
+'stageS' (the blocks stageI_blockJ), 'final_bn' (pre-activation nets) and 'head' (the classifier). The model
+itself makes frozen parts' BatchNorms use their running statistics (`ResNet(frozen_norm=...)`).
 """
 from __future__ import annotations
 
