@@ -122,3 +122,18 @@ def test_frozen_parts_normalise_by_their_running_statistics_in_training():
     frozen = model.clone(frozen_norm=("stem", "stage1", "stage2", "stage3"))
     train_logits = jax.jit(lambda v: frozen.apply(v, x, train=True, mutable=["batch_stats"])[0])(variables)
     np.testing.assert_allclose(train_logits, jax.jit(frozen.apply)(variables, x), rtol=1e-6)
+
+
+def test_finetune_from_another_runs_checkpoint(tmp_path):
+    npz = write_tiny_npz(tmp_path / "tiny.npz")
+    first, _ = main.run(tiny_config(npz, optim__ema=0.5), str(tmp_path / "first"))
+    config = tiny_config(npz, train__steps=2, init__weights=str(tmp_path / "first" / "checkpoints" / "6"),
+                         init__frozen=("stem", "stage1", "stage2", "stage3"))
+    main.validate_config(config, device_count=1, process_count=1)
+    state, _ = main.run(config, str(tmp_path / "second"))
+    # The checkpoint's EMA weights (what that run evaluates) are the start; only the head trained.
+    for collection in ("params", "batch_stats"):
+        ours, theirs = getattr(state, collection), first.ema[collection]
+        for module in theirs:
+            same = jax.tree.all(jax.tree.map(np.array_equal, ours[module], theirs[module]))
+            assert same == (module != "head"), module
