@@ -68,15 +68,13 @@ class Recipe(NamedTuple):
 
 
 def train_step(state: TrainState, batch: Batch, *, apply_fn: Callable, optimizer: optim.Optimizer,
-               label_smoothing: float = 0.0, ema_decay: float = 0.0, axis_name: str | None = None,
-               recipe: Recipe | None = None, rng: jax.Array | None = None
+               recipe: Recipe = Recipe(), axis_name: str | None = None, rng: jax.Array | None = None
                ) -> tuple[TrainState, dict[str, jax.Array]]:
     """One SGD update on `batch`; under pmap, gradients and metrics are averaged over `axis_name`.
 
-    `recipe` (when given, it replaces label_smoothing and ema_decay) adds mixing and frozen parts; `rng` is the
-    run's key for the steps, folded with the step (and the device under pmap) for mixing and drop-path.
+    `recipe` adds label smoothing, the EMA, mixing and frozen parts; `rng` is the run's key for the steps,
+    folded with the step (and the device under pmap) for mixing and drop-path.
     """
-    recipe = recipe or Recipe(label_smoothing, ema_decay)
     key = jax.random.fold_in(jax.random.key(0) if rng is None else rng, state.step)
     if axis_name is not None:
         key = jax.random.fold_in(key, jax.lax.axis_index(axis_name))
@@ -203,13 +201,13 @@ class Loop(NamedTuple):
 
 
 def train_and_evaluate(*, model: nn.Module, optimizer: optim.Optimizer, data: Input, loop: Loop, workdir: str,
-                       seed: int = 0, parallel_mode: str = "single", label_smoothing: float = 0.0,
-                       ema_decay: float = 0.0, stop_requested: Callable[[], str | None] = lambda: None,
-                       recipe: Recipe | None = None, init: Any = None) -> tuple[TrainState, dict[str, float]]:
+                       seed: int = 0, parallel_mode: str = "single", recipe: Recipe = Recipe(),
+                       stop_requested: Callable[[], str | None] = lambda: None, init: Any = None
+                       ) -> tuple[TrainState, dict[str, float]]:
     """Train for `loop.steps` updates, resuming from workdir's latest intact checkpoint if there is one.
 
     Without a checkpoint the run starts from `init` ({'params', 'batch_stats'} to lay over the random
-    initialisation, e.g. all but the head) when given. `recipe` replaces label_smoothing and ema_decay.
+    initialisation, e.g. all but the head) when given; `recipe` is what each step does beyond the update.
 
     `stop_requested()` names a signal once one asked the run to stop (signals.stop_requests): the loop then
     saves the step it finished and raises signals.Stopped.
@@ -217,7 +215,6 @@ def train_and_evaluate(*, model: nn.Module, optimizer: optim.Optimizer, data: In
     Returns the final state (host NumPy, one copy) and the last train and eval metrics.
     """
     steps, eval_every, checkpoint_every, log_every = loop.steps, loop.eval_every, loop.checkpoint_every, loop.log_every
-    recipe = recipe or Recipe(label_smoothing, ema_decay)
     placement = parallel.Placement(parallel_mode)
     model = placement.model(model)
     root = jax.random.key(seed)  # initialises the model; fold_in(root, 1) is the steps' key (mixing, drop-path)
