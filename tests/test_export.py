@@ -2,6 +2,7 @@
 formats interop reads, the .pth loading strictly into torchvision-format ResNet code with the same logits."""
 import json
 
+import jax
 import numpy as np
 import pytest
 
@@ -69,3 +70,22 @@ def test_a_model_torchvision_cannot_load_is_named_before_a_pth_export():
         "basic blocks (3, 3, 3) per stage are none of torchvision's ResNets")
     assert interop.torchvision_mismatch(get_model("resnet50", stem_stride=1, stem_pool=False)) == (
         "stem_stride=1 (resnet50: 2), stem_pool=False (resnet50: True)")
+
+
+def test_fine_tuning_starts_from_an_exported_pth(resnet18_run, tmp_path):
+    from resnet_jax import convert
+
+    convert.main([str(resnet18_run / "checkpoints" / "2"), str(tmp_path / "run.pth")])
+    npz = write_tiny_npz(tmp_path / "tiny.npz")
+    config = tiny_config(npz, **RESNET18, init__weights=str(tmp_path / "run.pth"),
+                         init__frozen=("stem", "stage1", "stage2", "stage3", "stage4"))
+    main.validate_config(config, device_count=1, process_count=1)
+    state, summary = main.run(config, str(tmp_path / "finetuned"))
+    _, _, exported = build.restore_checkpoint(resnet18_run, 2)
+    start = evaluation.variables_of(exported, raw=False)  # the EMA, which the export holds
+    assert np.isfinite(summary["train/loss"])
+    for collection in ("params", "batch_stats"):
+        for module, value in start[collection].items():
+            same = all(np.array_equal(a, b) for a, b in zip(
+                jax.tree.leaves(getattr(state, collection)[module]), jax.tree.leaves(value)))
+            assert same == (module != "head"), module
