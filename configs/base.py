@@ -22,12 +22,20 @@ def shared_data(name: str) -> str:
 def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     # Keyword arguments of resnet_jax.nn.models.get_model; num_classes comes from the data set.
-    config.model = dict(name="cifar_resnet", depth=8, width_multiplier=1.0, shortcut="A", zero_init_last=False)
+    config.model = dict(name="cifar_resnet", depth=8, width_multiplier=1.0, shortcut="A", zero_init_last=False,
+                        # Stochastic depth: the last block's drop rate, linear in depth before it (0 is off).
+                        drop_path_rate=0.0)
     # Keyword arguments of resnet_jax.data.load, then the batches' settings. Batch sizes are global (all devices).
     config.data = dict(name="shapes32", path=placeholder(str), data_dir=placeholder(str),
                        manual_dir=placeholder(str), split_seed=0, eval_fraction=placeholder(float),
                        image_size=placeholder(int), in_memory=placeholder(bool),
-                       augment="cifar", batch_size=128, eval_batch_size=400, seed=0)
+                       augment="cifar", batch_size=128, eval_batch_size=400, seed=0,
+                       # Per image, after augment: a random square of this side zeroed (Cutout; 0 is off), and
+                       # 'trivialaugment' (one random op at a random strength) or 'none'.
+                       cutout=0, auto_augment="none",
+                       # Per batch, on the device: the Beta(alpha, alpha) of mixup and of CutMix (0 is off; both
+                       # on picks one per batch), with the labels mixed alike.
+                       mixup=0.0, cutmix=0.0)
     config.optim = dict(name="sgd", lr=0.2, momentum=0.9, nesterov=False, beta2=0.999, weight_decay=5e-4,
                         exclude_bn_and_bias=False, schedule="cosine", warmup_steps=50, boundaries=(), scales=(),
                         label_smoothing=0.0, grad_clip=0.0, ema=0.0)
@@ -36,7 +44,14 @@ def get_config() -> ml_collections.ConfigDict:
                         # A feature map at 1x1 before the last stage, or one that never shrinks, is a warning.
                         allow_degenerate_maps=False,
                         # 'auto': oneDNN's convolutions on the CPU where they apply (resnet_jax/cpu/onednn.py), else XLA's.
-                        conv_impl="auto")
+                        conv_impl="auto",
+                        # Batches per optimizer update (optax.MultiSteps): an update of accumulate_steps x
+                        # data.batch_size examples; steps and schedules still count batches.
+                        accumulate_steps=1)
+    # Where a run starts when its workdir has no checkpoint yet: weights (a torchvision .pth/.safetensors, our
+    # .npz/.safetensors, or another run's WORKDIR/checkpoints/N), reset_head for a new class count, and the
+    # parts that stay as loaded ('stem', 'stage1', ..., 'head'): no updates, BatchNorm statistics kept.
+    config.init = dict(weights=placeholder(str), reset_head=False, frozen=())
     return config
 
 

@@ -1,20 +1,23 @@
 """From a validated config to the objects a run is made of: its data set and its optimizer; and a finished
 run rebuilt from its workdir (config.json and a checkpoint).
 
-The entry points (main, evaluate) and experiments share these, so a run is rebuilt from its config.json exactly
+Weights to start from or to evaluate (a weight file of either format, or a run's checkpoint) are read here too.
+The entry points (main, evaluate, convert) and experiments share these, so a run is rebuilt from its config.json exactly
 as it was trained.
 """
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import jax
 import ml_collections
+import optax
 from etils import epath
 
-from resnet_jax import cli, data
+from resnet_jax import cli, data, interop
 from resnet_jax.nn.models import DTYPES, get_model
-from resnet_jax.training import checkpoint, optim, train
+from resnet_jax.training import checkpoint, evaluation, finetune, optim, train
 
 
 def load_data(d: ml_collections.ConfigDict) -> data.Dataset:
@@ -28,34 +31,142 @@ def load_data(d: ml_collections.ConfigDict) -> data.Dataset:
         raise cli.UserError(f"config.data (name={d.name!r}, path={d.path!r}): {error}") from None
 
 
-def optimizer(o: ml_collections.ConfigDict, *, steps: int) -> optim.Optimizer:
-    """The optax update and its learning-rate schedule from config.optim, for a run of `steps` updates."""
+def optimizer(o: ml_collections.ConfigDict, *, steps: int, accumulate_steps: int = 1,
+              frozen: tuple[str, ...] = ()) -> optim.Optimizer:
+    """The optax update and its learning-rate schedule from config.optim, for a run of `steps` batches.
+
+    With accumulate_steps = k > 1, optax.MultiSteps averages k batches' gradients into one update; the schedule
+    still counts batches (the inner optimizer's update c happens at batch c * k). Frozen parts get no updates.
+    """
     lr_fn = optim.learning_rate_schedule(o.schedule, lr=o.lr, total_steps=steps, warmup_steps=o.warmup_steps,
                                          boundaries=o.boundaries, scales=o.scales)
-    tx = optim.make_optimizer(o.name, lr_fn, momentum=o.momentum, nesterov=o.nesterov, beta2=o.beta2,
+    update_lr = lr_fn if accumulate_steps == 1 else (lambda count: lr_fn(count * accumulate_steps))
+    tx = optim.make_optimizer(o.name, update_lr, momentum=o.momentum, nesterov=o.nesterov, beta2=o.beta2,
                               weight_decay=o.weight_decay, exclude_bn_and_bias=o.exclude_bn_and_bias,
                               grad_clip=o.grad_clip)
+    tx = finetune.freeze(tx, frozen)
+    if accumulate_steps > 1:
+        tx = optax.MultiSteps(tx, every_k_schedule=accumulate_steps).gradient_transformation()
     return optim.Optimizer(tx, lr_fn)
+
+
+def run_optimizer(config: ml_collections.ConfigDict) -> optim.Optimizer:
+    """`optimizer` for a whole run's config (main's, or a workdir's config.json)."""
+    # A config.json written before train.accumulate_steps and config.init existed ran without them.
+    accumulate = config.train.get("accumulate_steps", 1)
+    frozen = tuple(config.init.frozen) if "init" in config else ()
+    return optimizer(config.optim, steps=config.train.steps, accumulate_steps=accumulate, frozen=frozen)
+
+
+def recipe(config: ml_collections.ConfigDict) -> train.Recipe:
+    """What the train step does beyond the plain update, from a validated config."""
+    return train.Recipe(label_smoothing=config.optim.label_smoothing, ema_decay=config.optim.ema,
+                        mixup=config.data.mixup, cutmix=config.data.cutmix, frozen=tuple(config.init.frozen))
+
+
+def init_weights(config: ml_collections.ConfigDict, model, *, in_channels: int) -> dict | None:
+    """The weights config.init names, for `model` (without the head when init.reset_head), or None."""
+    if not config.init.weights:
+        return None
+    return load_weights(config.init.weights, model, in_channels=in_channels, field="config.init.weights",
+                        reset_head=config.init.reset_head)
+
+
+def checkpoint_location(path: Path | epath.Path) -> tuple[Path | epath.Path, int | None]:
+    """(workdir, step) of `DIR/checkpoints/N` (that step) or of a workdir `DIR` (None: the latest)."""
+    if path.parent.name == "checkpoints" and path.name.isdigit():
+        return path.parent.parent, int(path.name)
+    if (path / "config.json").is_file():
+        return path, None
+    raise cli.UserError(f"{path}: neither a run's checkpoint (WORKDIR/checkpoints/STEP) nor a workdir with a "
+                        f"config.json")
+
+
+def _checkpoint_shapes(directory: epath.Path, step: int) -> dict[str, tuple[int, ...]]:
+    """{'.params['head']['kernel']': (512, 10), ...}: the shapes recorded with a checkpoint (checkpoint.structure)."""
+    try:
+        structure = json.loads((directory / str(step) / "meta" / "metadata").read_text())["structure"]
+    except (OSError, ValueError, KeyError) as error:
+        raise cli.UserError(f"{directory / str(step)}: cannot read the checkpoint's metadata ({error})") from None
+    shapes = {}
+    for entry in structure:  # "path:dtype:(a, b)"
+        path, _, shape = entry.rsplit(":", 2)
+        shapes[path] = tuple(int(n) for n in shape.strip("()").split(",") if n.strip())
+    return shapes
+
+
+def restore_checkpoint(workdir: epath.Path, step: int | None = None):
+    """(config, model, state) of a run's checkpoint (`step`, or the latest intact one), without its data set:
+    the class count and image channels come from the shapes saved with the checkpoint."""
+    config_file = workdir / "config.json"
+    if not config_file.is_file():
+        raise cli.UserError(f"{workdir}: no config.json there; give the workdir of a resnet_jax.main run")
+    config = ml_collections.ConfigDict(json.loads(config_file.read_text()))
+    checkpoints = checkpoint.Checkpoints(str(workdir / "checkpoints"), keep=config.train.keep_checkpoints)
+    try:
+        steps = checkpoints.steps()
+        if not steps:
+            raise cli.UserError(f"{workdir}: no checkpoint there yet")
+        if step is not None and step not in steps:
+            raise cli.UserError(f"no checkpoint of step {step} in {checkpoints.directory}; "
+                                f"there are {sorted(steps)}")
+        shapes = _checkpoint_shapes(checkpoints.directory, max(steps) if step is None else step)
+        num_classes, channels = shapes[".params['head']['kernel']"][-1], shapes[".params['stem_conv']['kernel']"][2]
+        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in config.model.items()}  # JSON's lists
+        model = get_model(**fields, num_classes=num_classes, dtype=DTYPES[config.train.dtype])
+        update = run_optimizer(config)
+        fresh = jax.device_get(train.create_train_state(model, update.tx, jax.random.key(0),
+                                                        image_shape=(32, 32, channels), ema=config.optim.ema > 0))
+        state = checkpoints.restore_latest(fresh) if step is None else checkpoints.restore_step(step, fresh)
+    except ValueError as error:
+        if isinstance(error, cli.UserError):
+            raise
+        raise cli.UserError(f"--step={step}: {error}") from None
+    finally:
+        checkpoints.close()
+    return config, model, state
 
 
 def restore_run(workdir: epath.Path, step: int | None = None):
     """(config, dataset, model, state) of a run's checkpoint (`step`, or the latest intact one)."""
-    config_file = workdir / "config.json"
-    if not config_file.is_file():
-        raise cli.UserError(f"--workdir={workdir}: no config.json there; give the workdir of a resnet_jax.main run")
-    config = ml_collections.ConfigDict(json.loads(config_file.read_text()))
+    config, model, state = restore_checkpoint(workdir, step)
     dataset = load_data(config.data)
-    model = get_model(**config.model, num_classes=dataset.info.num_classes, dtype=DTYPES[config.train.dtype])
-    update = optimizer(config.optim, steps=config.train.steps)
-    fresh = jax.device_get(train.create_train_state(model, update.tx, jax.random.key(0),
-                                                    image_shape=dataset.info.image_shape, ema=config.optim.ema > 0))
-    checkpoints = checkpoint.Checkpoints(str(workdir / "checkpoints"), keep=config.train.keep_checkpoints)
-    try:
-        state = checkpoints.restore_latest(fresh) if step is None else checkpoints.restore_step(step, fresh)
-    except ValueError as error:
-        raise cli.UserError(f"--step={step}: {error}") from None
-    finally:
-        checkpoints.close()
-    if state is None:
-        raise cli.UserError(f"--workdir={workdir}: no checkpoint to evaluate yet")
+    if model.num_classes != dataset.info.num_classes:
+        raise cli.UserError(f"--workdir={workdir}: the checkpoint classifies {model.num_classes} classes, its data "
+                            f"set {dataset.info.name} has {dataset.info.num_classes}")
     return config, dataset, model, state
+
+
+def weight_arrays(path: str | Path) -> dict:
+    """A weight file's arrays (torchvision's keys or ours), or the weights a run's checkpoint (WORKDIR/checkpoints/N,
+    or a workdir: its latest) evaluates, its EMA when it kept one, flattened in our format."""
+    path = Path(path)
+    if path.is_dir() or path.parent.name == "checkpoints":
+        _, _, state = restore_checkpoint(*checkpoint_location(path))
+        return interop.flatten_variables(evaluation.variables_of(state, raw=False))
+    return interop.load_arrays(path)[0]
+
+
+def load_weights(path: str | Path, model, *, in_channels: int, field: str, reset_head: bool | None = None) -> dict:
+    """{'params', 'batch_stats'} for `model` from `path` (see weight_arrays), checked key by key and shape by
+    shape; with `reset_head` the classifier is left out (the caller initialises it afresh). A class count that
+    differs from the model's is an error unless reset_head is True (None: resetting is not an option here)."""
+    where = f"{field}={path}"
+    try:
+        arrays = weight_arrays(path)
+    except (OSError, ValueError) as error:
+        raise cli.UserError(f"{where}: {cli.describe(error)}") from None
+    classes = interop.num_classes_of(arrays) or model.num_classes
+    if classes != model.num_classes and not reset_head:
+        fix = ("set config.init.reset_head=True to train a new classifier" if reset_head is not None else
+               "evaluate them on a data set with as many classes")
+        raise cli.UserError(f"{where}: the weights classify {classes} classes, the data set has "
+                            f"{model.num_classes}; {fix}")
+    try:
+        variables = interop.variables_for(arrays, model.clone(num_classes=classes, conv_backend=None),
+                                          in_channels=in_channels)
+    except (interop.StateDictError, ValueError) as error:
+        raise cli.UserError(f"{where}: {error}") from None
+    if reset_head:
+        variables["params"] = {name: value for name, value in variables["params"].items() if name != "head"}
+    return variables

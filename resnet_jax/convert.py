@@ -3,13 +3,19 @@
     python -m resnet_jax.convert resnet50.pth resnet50_flax.npz       # torchvision -> ours (.npz/.safetensors)
     python -m resnet_jax.convert resnet50_flax.npz resnet50.pth       # ours -> torchvision (.pth/.safetensors/.npz)
     python -m resnet_jax.convert resnet50.pth --image cat.jpg --labels imagenet_classes.txt   # top-5
+    python -m resnet_jax.convert DIR/checkpoints/7800 out.pth          # a run's checkpoint -> torchvision
+    python -m resnet_jax.convert DIR/checkpoints/7800 out.npz          # ... -> ours (.npz/.safetensors)
 
-The input's format is read from its keys ('conv1.weight' or 'params/stem_conv/kernel'); the output is the
-other one. Our files record the padding convention the weights were trained with (metadata 'padding').
+A weight file's format is read from its keys ('conv1.weight' or 'params/stem_conv/kernel'); the output is the
+other one. A run's checkpoint (or a workdir: its latest) is exported with the model of the run's config.json,
+as its EMA weights when it kept them (--raw: the trained ones): to torchvision's keys in a .pth (or with
+--torchvision in any format), to ours otherwise. Our files record the padding convention the weights were
+trained with (metadata 'padding').
 """
 from __future__ import annotations
 
 import argparse
+import json
 import warnings
 from pathlib import Path
 from typing import Sequence
@@ -17,10 +23,11 @@ from typing import Sequence
 import jax
 import numpy as np
 
-from resnet_jax import cli, interop
+from resnet_jax import build, cli, interop
 from resnet_jax.data.pipeline import NORMALISATION
 from resnet_jax.nn.models import get_model
 from resnet_jax.nn.resnet import PADDING_MODES
+from resnet_jax.training import evaluation
 
 IMAGENET_MEAN, IMAGENET_STD = (np.array(v, np.float32) for v in NORMALISATION["imagenet2012"])
 
@@ -53,11 +60,15 @@ def top_k(logits: np.ndarray, k: int = 5) -> list[tuple[int, float]]:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m resnet_jax.convert", description=__doc__.split("\n")[0])
-    parser.add_argument("input", help="weight file: .pth/.pt/.bin, .safetensors or .npz")
+    parser.add_argument("input", help="weight file (.pth/.pt/.bin, .safetensors, .npz), or a run's checkpoint "
+                                      "WORKDIR/checkpoints/STEP (or a WORKDIR: its latest)")
     parser.add_argument("output", nargs="?", help="where to write the other format (.npz, .safetensors, .pth)")
     parser.add_argument("--depth", type=int, help="ResNet depth; inferred from the keys when left out")
     parser.add_argument("--padding", default=interop.TORCHVISION_PADDING, choices=sorted(PADDING_MODES),
                         help="padding of the model used for --image (torchvision weights need 'symmetric')")
+    parser.add_argument("--raw", action="store_true", help="a checkpoint's trained weights, not its EMA")
+    parser.add_argument("--torchvision", action="store_true",
+                        help="export a checkpoint with torchvision's keys whatever the output's suffix")
     parser.add_argument("--image", help="print the top-5 classes of this image")
     parser.add_argument("--labels", help="text file with one class name per line")
     args = parser.parse_args(argv)
@@ -66,8 +77,35 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def export_checkpoint(path: Path, output: str, *, raw: bool, torchvision: bool) -> None:
+    """A run's checkpoint (its EMA unless `raw`) to `output`: torchvision's keys for .pth or `torchvision`,
+    else ours with the run's model and padding in the metadata."""
+    workdir, step = build.checkpoint_location(path)
+    config, model, state = build.restore_checkpoint(workdir, step)
+    variables = evaluation.variables_of(state, raw=raw)
+    if torchvision or Path(output).suffix.lower() in interop.TORCH_SUFFIXES:
+        mismatch = interop.torchvision_mismatch(model)
+        if mismatch:
+            warnings.warn(f"{path}: the run's model is not one of torchvision's ResNets ({mismatch}): {output} has "
+                          f"torchvision's key names, but torchvision's ResNet will not load it or will compute "
+                          f"other logits.")
+        interop.save_arrays(output, interop.to_torchvision(variables))
+    else:
+        weights = "raw" if state.ema is None or raw else "ema"
+        interop.save_arrays(output, interop.flatten_variables(variables), {
+            "source": f"{workdir} step {int(state.step)} ({weights})", "padding": model.padding,
+            "model": json.dumps(config.model.to_dict())})
+    print(f"wrote {output}")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
+    if Path(args.input).is_dir() or Path(args.input).parent.name == "checkpoints":
+        if args.image or not args.output:
+            raise cli.UserError(f"{args.input}: a checkpoint is exported to a file; classify an image with the "
+                                f"exported file")
+        export_checkpoint(Path(args.input), args.output, raw=args.raw, torchvision=args.torchvision)
+        return
     arrays, metadata = interop.load_arrays(args.input)
     from_flax = interop.is_flax_format(arrays)
     if from_flax:

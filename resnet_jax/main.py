@@ -31,7 +31,7 @@ from resnet_jax import build, cli, data, runtime
 from resnet_jax.cpu import onednn
 from resnet_jax.nn import trace
 from resnet_jax.nn.models import DTYPES, get_model
-from resnet_jax.training import optim, parallel, paths, train
+from resnet_jax.training import finetune, optim, parallel, paths, train
 from resnet_jax.training.checkpoint import CheckpointError
 from resnet_jax.training.lock import WorkdirBusy, workdir_lock
 from resnet_jax.training.signals import Stopped, stop_requests
@@ -71,6 +71,13 @@ def validate_config(config: ml_collections.ConfigDict, *, device_count: int, pro
         check(d[field] >= 1 and d[field] % devices == 0, f"data.{field}",
               f"must be a positive multiple of the {devices} device(s) of parallel={t.parallel!r}")
     check(d.augment in data.AUGMENTATIONS, "data.augment", f"use one of {data.AUGMENTATIONS}")
+    check(d.auto_augment in data.AUTO_AUGMENTATIONS, "data.auto_augment", f"use one of {data.AUTO_AUGMENTATIONS}")
+    for field in ("cutout", "mixup", "cutmix"):
+        check(d[field] >= 0, f"data.{field}", "must be >= 0 (0 turns it off)")
+    check(t.accumulate_steps >= 1 and t.steps % t.accumulate_steps == 0, "train.accumulate_steps",
+          f"batches per update: must be >= 1 and divide train.steps={t.steps}")
+    check(not config.init.reset_head or bool(config.init.weights), "init.reset_head",
+          "re-initialises the classifier of loaded weights: give config.init.weights too")
     check(o.name in optim.OPTIMIZERS, "optim.name", f"use one of {optim.OPTIMIZERS}")
     check(o.schedule in optim.SCHEDULES, "optim.schedule", f"use one of {optim.SCHEDULES}")
     check(o.lr > 0, "optim.lr", "must be > 0")
@@ -86,9 +93,12 @@ def validate_config(config: ml_collections.ConfigDict, *, device_count: int, pro
     check(o.grad_clip >= 0, "optim.grad_clip", "must be >= 0 (0 turns clipping off)")
     check(0 <= o.ema < 1, "optim.ema", "is the EMA decay: must lie in [0, 1) (0 turns it off)")
     try:
-        get_model(**config.model)
+        parts = finetune.parts(get_model(**config.model))
     except (TypeError, ValueError) as error:
         raise cli.UserError(f"config.model: {error}") from None
+    check(all(part in parts for part in config.init.frozen), "init.frozen", f"use parts of the model: {parts}")
+    check(not (config.init.reset_head and "head" in config.init.frozen), "init.frozen",
+          "would freeze the classifier that init.reset_head re-initialises")
 
 
 def write_run_info(workdir: str | epath.Path, config: ml_collections.ConfigDict) -> None:
@@ -180,7 +190,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | epath.Path, stop_reque
         ) -> tuple[train.TrainState, dict[str, float]]:
     """Load the data, build the model and check its shapes from a validated config (nothing written yet), then
     take the workdir's lock, write the run's records into it, and train."""
-    d, o, t = config.data, config.optim, config.train
+    d, t = config.data, config.train
     dataset = build.load_data(d)
     logging.info("Data: %s", dataset.info)
     conv_impl = runtime.conv_impl_for(t.conv_impl, parallel_mode=t.parallel, dtype=t.dtype)
@@ -188,18 +198,19 @@ def run(config: ml_collections.ConfigDict, workdir: str | epath.Path, stop_reque
     why = f" (oneDNN unavailable: {reason})" if reason else ""
     logging.info("Convolutions: %s%s", conv_impl, why)
     model = get_model(**config.model, num_classes=dataset.info.num_classes, dtype=DTYPES[t.dtype],
-                      conv_backend=runtime.conv_backend(conv_impl))
+                      conv_backend=runtime.conv_backend(conv_impl), frozen_norm=tuple(config.init.frozen))
     # The batch one device holds: CPU devices share the host's memory, accelerators have their own.
     on_cpu = jax.default_backend() == "cpu"
     device_batch = d.batch_size // (jax.process_count() if on_cpu or t.parallel == "single" else jax.device_count())
     rows = check_model(model, dataset.info.image_shape, batch_size=device_batch,
                        dtype=t.dtype, allow_degenerate_maps=t.allow_degenerate_maps)
-    optimizer = build.optimizer(o, steps=t.steps)
+    optimizer = build.run_optimizer(config)
+    init = build.init_weights(config, model, in_channels=dataset.info.image_shape[-1])
     processes = jax.process_count()
 
     def train_batches(start_step: int):
         return data.train_batches(dataset, batch_size=d.batch_size // processes, seed=d.seed, augment=d.augment,
-                                  start_step=start_step)
+                                  start_step=start_step, cutout=d.cutout, auto_augment=d.auto_augment)
 
     def eval_batches():
         return data.eval_batches(dataset, batch_size=d.eval_batch_size // processes)
@@ -213,8 +224,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | epath.Path, stop_reque
             model=model, optimizer=optimizer,
             data=train.Input(train_batches, eval_batches, dataset.info.image_shape, d.batch_size),
             loop=train.Loop(t.steps, t.eval_every, t.checkpoint_every, t.log_every, t.keep_checkpoints),
-            workdir=workdir, seed=t.seed, parallel_mode=t.parallel, label_smoothing=o.label_smoothing,
-            ema_decay=o.ema, stop_requested=stop_requested)
+            workdir=workdir, seed=t.seed, parallel_mode=t.parallel, recipe=build.recipe(config), init=init,
+            stop_requested=stop_requested)
 
 
 def process_flags() -> dict:

@@ -104,6 +104,13 @@ MAIN_CASES = [
      r"config.data .*nolabels.npz lacks \['labels'\]"),
     (["--config.data.name=nosuchset"], r"config.data \(name='nosuchset'.*unknown data set 'nosuchset'"),
     (["--config.data.name=npz"], r"config.data \(name='npz', path=None\): load\('npz'\) needs path="),
+    (["--config.data.auto_augment=randaugment"], r"config.data.auto_augment='randaugment': use one of"),
+    (["--config.data.mixup=-1"], r"config.data.mixup=-1.0: must be >= 0"),
+    (["--config.train.accumulate_steps=3"], r"config.train.accumulate_steps=3: .* divide train.steps=400"),
+    (["--config.model.drop_path_rate=1.0"], r"config.model: drop_path_rate must lie in \[0, 1\)"),
+    (["--config.init.reset_head=True"], r"config.init.reset_head=True: .* give config.init.weights too"),
+    (["--config.init.frozen=('stem','layer1')"], r"config.init.frozen=\('stem', 'layer1'\): use parts of the model"),
+    ([*TINY, "--config.init.weights={root}/missing.pth"], r"config.init.weights=.*missing.pth: no weight file"),
 ]
 
 
@@ -158,6 +165,8 @@ OTHER_CASES = [
     (["resnet_jax.sweep", DEFAULT, "--sweep=configs/sweeps/degradation.py:bogus", "--workdir={root}/sw",
       "--dry_run"], r"degradation.py:bogus: unknown option 'bogus'"),
     (["resnet_jax.sweep", DEFAULT, "--sweep=configs/sweeps/degradation.py"], r"--workdir is required"),
+    (["resnet_jax.evaluate", "--weights={root}/tiny.npz"], r"--weights=.*tiny.npz: needs --config"),
+    (["resnet_jax.convert", "{root}/checkpoints/5", "{root}/out.pth"], r": no config.json there; give the workdir"),
 ]
 
 

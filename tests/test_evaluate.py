@@ -5,7 +5,7 @@ import numpy as np
 
 from resnet_jax import main
 from test_errors import command
-from tiny_run import tiny_config, write_tiny_npz
+from tiny_run import command_line, tiny_config, write_tiny_npz
 
 
 def evaluate(*args):
@@ -36,3 +36,30 @@ def test_evaluate_reports_what_the_run_logged_and_writes_json_and_plot(tmp_path)
 
     missing = evaluate(f"--workdir={workdir}", "--step=5")
     assert missing.returncode == 2 and "no checkpoint of step 5" in missing.stderr.splitlines()[-1]
+
+
+def test_evaluate_weights_file_with_a_config_gives_the_runs_numbers(tmp_path):
+    from resnet_jax import convert
+
+    npz = write_tiny_npz(tmp_path / "tiny.npz")
+    workdir = tmp_path / "run"
+    _, summary = main.run(tiny_config(npz), str(workdir))
+    convert.main([str(workdir / "checkpoints" / "6"), str(tmp_path / "weights.safetensors")])
+    flags = [f for f in command_line(npz) if not f.startswith("--config.train.")]
+    result = evaluate("--weights=" + str(tmp_path / "weights.safetensors"), *flags)
+    assert result.returncode == 0, result.stderr[-2000:]
+    numbers = json.loads((tmp_path / "eval" / "weights.json").read_text())
+    assert numbers["examples"] == 24 and numbers["top1"] == summary["eval/accuracy"]
+    np.testing.assert_allclose(numbers["loss"], summary["eval/loss"], rtol=1e-5)
+    assert "top-5 1.0000" in result.stdout
+    checkpoint = evaluate(f"--weights={workdir / 'checkpoints' / '6'}", *flags)  # a run's checkpoint as weights
+    assert checkpoint.returncode == 0, checkpoint.stderr[-2000:]
+    assert json.loads((workdir / "eval" / "weights_step_6.json").read_text())["top1"] == numbers["top1"]
+
+    wrong = evaluate("--weights=" + str(tmp_path / "weights.safetensors"), *flags, "--config.model.depth=14")
+    assert wrong.returncode == 2
+    line = wrong.stderr.splitlines()[-1]  # depth 14 has two blocks per stage, the weights one
+    assert line.startswith(f"error: --weights={tmp_path / 'weights.safetensors'}: Missing key(s) in the weights "
+                           f"for the model: ") and "/stage1_block1/" in line
+    no_config = evaluate("--weights=" + str(tmp_path / "weights.safetensors"))
+    assert no_config.returncode == 2 and "needs --config" in no_config.stderr.splitlines()[-1]

@@ -85,7 +85,7 @@ def run_loop(workdir, *, steps, lr=0.1, nan_at=None, parallel_mode="single", ema
         model=model, optimizer=optim.Optimizer(tx, lr_fn),
         data=train.Input(train_batches, eval_batches, IMAGE_SHAPE, batch_size=8),
         loop=train.Loop(steps, eval_every=3, checkpoint_every=2, log_every=5, keep_checkpoints=keep),
-        workdir=str(workdir), seed=0, parallel_mode=parallel_mode, ema_decay=ema_decay)
+        workdir=str(workdir), seed=0, parallel_mode=parallel_mode, recipe=train.Recipe(ema_decay=ema_decay))
 
 
 def test_nan_loss_stops_naming_the_step_and_saves_nothing_after_it(tmp_path):

@@ -8,7 +8,8 @@
 `pipeline.py` holds the batching (resumable, sharded per process); `local.py` reads files, `shapes32.py`
 generates the embedded set, `augment.py` has the per-image TensorFlow preprocessing.
 """
-from resnet_jax.data.pipeline import (AUGMENTATIONS, NORMALISATION, Dataset, DatasetInfo, eval_batches, load,
-                                      train_batches)
+from resnet_jax.data.pipeline import (AUGMENTATIONS, AUTO_AUGMENTATIONS, NORMALISATION, Dataset, DatasetInfo,
+                                      eval_batches, load, train_batches)
 
-__all__ = ["AUGMENTATIONS", "NORMALISATION", "Dataset", "DatasetInfo", "eval_batches", "load", "train_batches"]
+__all__ = ["AUGMENTATIONS", "AUTO_AUGMENTATIONS", "NORMALISATION", "Dataset", "DatasetInfo", "eval_batches", "load",
+           "train_batches"]

@@ -52,6 +52,128 @@ def inception_crop(image: tf.Tensor, seed: tf.Tensor, *, size: int, area_range=(
     return tf.image.stateless_random_flip_left_right(resized, seed=flip_seed)
 
 
+def cutout(image: tf.Tensor, seed: tf.Tensor, *, size: int) -> tf.Tensor:
+    """Cutout (DeVries & Taylor 2017): a `size` x `size` square centred at a uniform pixel set to 0, clipped at
+    the border. Applied to normalised images, as in the paper, so the square holds the mean. [H, W, C] -> [H, W, C]."""
+    tf = tensorflow()
+    shape = tf.shape(image)
+    h, w = shape[0], shape[1]
+    centre = tf.random.stateless_uniform([2], seed, minval=0, maxval=2**30, dtype=tf.int32) % tf.stack([h, w])
+    top, left = tf.maximum(centre[0] - size // 2, 0), tf.maximum(centre[1] - size // 2, 0)
+    bottom, right = tf.minimum(centre[0] - size // 2 + size, h), tf.minimum(centre[1] - size // 2 + size, w)
+    rows, cols = tf.range(h)[:, None], tf.range(w)[None, :]  # [H, 1], [1, W]
+    inside = (rows >= top) & (rows < bottom) & (cols >= left) & (cols < right)  # [H, W]
+    return tf.where(inside[:, :, None], tf.zeros_like(image), image)
+
+
+# TrivialAugment (Müller & Hutter 2021), with the ranges of its "wide" space (torchvision's TrivialAugmentWide):
+# one op per image, drawn uniformly, at a strength drawn uniformly from NUM_MAGNITUDES levels in [0, 1]; signed
+# ops take either sign. The geometric ops fill the uncovered pixels with black.
+TRIVIAL_AUGMENT_OPS = ("identity", "shear_x", "shear_y", "translate_x", "translate_y", "rotate", "brightness",
+                       "color", "contrast", "sharpness", "posterize", "solarize", "autocontrast", "equalize")
+NUM_MAGNITUDES = 31
+MAX_SHEAR, MAX_TRANSLATE, MAX_DEGREES, MAX_ENHANCE = 0.99, 32.0, 135.0, 0.99
+
+
+def trivial_augment_choice(seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """(op index into TRIVIAL_AUGMENT_OPS, signed magnitude in [-1, 1]) drawn from a stateless seed."""
+    tf = tensorflow()
+    seeds = tf.random.experimental.stateless_split(seed, num=3)
+    op = tf.random.stateless_uniform([], seeds[0], minval=0, maxval=len(TRIVIAL_AUGMENT_OPS), dtype=tf.int32)
+    level = tf.random.stateless_uniform([], seeds[1], minval=0, maxval=NUM_MAGNITUDES, dtype=tf.int32)
+    sign = tf.where(tf.random.stateless_uniform([], seeds[2]) < 0.5, -1.0, 1.0)
+    return op, sign * tf.cast(level, tf.float32) / (NUM_MAGNITUDES - 1)
+
+
+def _blend(degenerate: tf.Tensor, image: tf.Tensor, factor) -> tf.Tensor:
+    """PIL's ImageEnhance: degenerate + factor * (image - degenerate), clipped to [0, 255]."""
+    tf = tensorflow()
+    return tf.clip_by_value(degenerate + factor * (image - degenerate), 0.0, 255.0)
+
+
+def _grey(image: tf.Tensor) -> tf.Tensor:
+    """[H, W, C] -> [H, W, 1]: ITU-R 601 luma of RGB, the image itself when it has one channel."""
+    tf = tensorflow()
+    if image.shape[-1] != 3:
+        return tf.reduce_mean(image, axis=-1, keepdims=True)
+    return tf.tensordot(image, tf.constant([0.299, 0.587, 0.114]), axes=1)[..., None]
+
+
+def _affine(image: tf.Tensor, transform) -> tf.Tensor:
+    """Output pixel (x, y) reads input (a0 x + a1 y + a2, b0 x + b1 y + b2), nearest neighbour, black outside."""
+    tf = tensorflow()
+    h, w = tf.shape(image)[0], tf.shape(image)[1]
+    matrix = tf.reshape(tf.concat([tf.cast(tf.stack(transform), tf.float32), tf.zeros([2])], 0), [1, 8])
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=image[None], transforms=matrix, output_shape=tf.stack([h, w]), fill_value=0.0,
+        interpolation="NEAREST", fill_mode="CONSTANT")[0]
+
+
+def _equalize(image: tf.Tensor) -> tf.Tensor:
+    """PIL's ImageOps.equalize per channel: the histogram's cumulative sum as a lookup table of levels."""
+    tf = tensorflow()
+
+    def channel(values):  # [H, W] float levels 0..255
+        levels = tf.clip_by_value(tf.cast(values, tf.int32), 0, 255)
+        histogram = tf.math.bincount(tf.reshape(levels, [-1]), minlength=256, maxlength=256)
+        last = tf.gather(histogram, tf.reduce_max(tf.where(histogram > 0)[:, 0]))  # the count of the top level
+        step = (tf.reduce_sum(histogram) - last) // 255
+        table = tf.clip_by_value((tf.cumsum(histogram) - histogram + step // 2) // tf.maximum(step, 1), 0, 255)
+        return tf.where(step > 0, tf.cast(tf.gather(table, levels), tf.float32), values)
+
+    return tf.stack([channel(image[..., k]) for k in range(image.shape[-1])], axis=-1)
+
+
+def apply_trivial_augment_op(image: tf.Tensor, op: tf.Tensor, magnitude: tf.Tensor) -> tf.Tensor:
+    """TRIVIAL_AUGMENT_OPS[op] at signed `magnitude` in [-1, 1] (unsigned ops use its size) on [H, W, C] in
+    [0, 255], C known statically. Returns float32 [H, W, C] in [0, 255]."""
+    tf = tensorflow()
+    if image.shape[-1] is None:
+        raise ValueError("apply_trivial_augment_op needs the image's channel count in its static shape")
+    image = tf.cast(image, tf.float32)
+    h, w = tf.cast(tf.shape(image)[0], tf.float32), tf.cast(tf.shape(image)[1], tf.float32)
+    size = tf.abs(magnitude)
+    angle = magnitude * MAX_DEGREES * 3.141592653589793 / 180.0
+    cos, sin, cy, cx = tf.cos(angle), tf.sin(angle), (h - 1) / 2, (w - 1) / 2
+    enhance = 1.0 + magnitude * MAX_ENHANCE
+    shift = tf.round(size * 6)  # posterize: drop 0 .. 6 of the 8 bits
+    low = tf.reduce_min(image, axis=[0, 1], keepdims=True)
+    high = tf.reduce_max(image, axis=[0, 1], keepdims=True)
+    branches = [
+        lambda: image,
+        lambda: _affine(image, [1.0, magnitude * MAX_SHEAR, 0.0, 0.0, 1.0, 0.0]),
+        lambda: _affine(image, [1.0, 0.0, 0.0, magnitude * MAX_SHEAR, 1.0, 0.0]),
+        lambda: _affine(image, [1.0, 0.0, magnitude * MAX_TRANSLATE, 0.0, 1.0, 0.0]),
+        lambda: _affine(image, [1.0, 0.0, 0.0, 0.0, 1.0, magnitude * MAX_TRANSLATE]),
+        lambda: _affine(image, [cos, sin, cx - cos * cx - sin * cy, -sin, cos, cy + sin * cx - cos * cy]),
+        lambda: _blend(tf.zeros_like(image), image, enhance),
+        lambda: _blend(_grey(image), image, enhance),
+        lambda: _blend(tf.reduce_mean(_grey(image)), image, enhance),
+        lambda: _blend(_smooth(image), image, enhance),
+        lambda: tf.floor(image / 2.0 ** shift) * 2.0 ** shift,
+        lambda: tf.where(image >= 255.0 * (1.0 - size), 255.0 - image, image),
+        lambda: tf.where(high > low, (image - low) * 255.0 / tf.maximum(high - low, 1e-3), image),
+        lambda: _equalize(image),
+    ]
+    return tf.ensure_shape(tf.switch_case(op, branches), image.shape)
+
+
+def _smooth(image: tf.Tensor) -> tf.Tensor:
+    """PIL's SMOOTH filter (3x3, centre weight 5), the border pixels kept: the 'sharpness' op's degenerate."""
+    tf = tensorflow()
+    kernel = tf.constant([[1.0, 1.0, 1.0], [1.0, 5.0, 1.0], [1.0, 1.0, 1.0]]) / 13.0
+    channels = image.shape[-1]
+    kernel = tf.tile(kernel[:, :, None, None], [1, 1, channels, 1])  # [3, 3, C, 1] depthwise
+    smooth = tf.nn.depthwise_conv2d(image[None], kernel, [1, 1, 1, 1], "VALID")[0]  # [H-2, W-2, C]
+    return tf.pad(smooth, [[1, 1], [1, 1], [0, 0]]) + image - tf.pad(image[1:-1, 1:-1], [[1, 1], [1, 1], [0, 0]])
+
+
+def trivial_augment(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """One TrivialAugment op at a random strength. [H, W, C] in [0, 255] -> float32 [H, W, C] in [0, 255]."""
+    op, magnitude = trivial_augment_choice(seed)
+    return apply_trivial_augment_op(image, op, magnitude)
+
+
 def centre_crop(image: tf.Tensor, *, size: int) -> tf.Tensor:
     """The ImageNet evaluation view: the central square of CENTRE_CROP_FRACTION of the shorter side, resized to
     [size, size]. [H, W, C] -> float32 [size, size, C] in [0, 255]."""

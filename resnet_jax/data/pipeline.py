@@ -40,6 +40,7 @@ DEFAULT_IMAGE_SIZE = 224  # Side of the batches of data sets whose images vary i
 MAX_IN_MEMORY_BYTES = 4 * 2**30  # Larger TFDS train splits are streamed from disk instead.
 SHUFFLE_BUFFER = 16_384  # Examples, for streamed splits (in-memory ones are permuted whole).
 AUGMENTATIONS = ("none", "cifar", "imagenet")  # What train_batches' augment= takes; see augment.py.
+AUTO_AUGMENTATIONS = ("none", "trivialaugment")  # What train_batches' auto_augment= takes.
 STATS_EXAMPLES = 1_000  # Streamed sets missing from NORMALISATION are normalised with these examples' stats.
 
 
@@ -142,12 +143,15 @@ def load(name: str, *, data_dir=None, manual_dir=None, path=None, split_seed: in
 
 
 def train_batches(dataset: Dataset, *, batch_size: int, seed: int, augment: str, start_step: int = 0,
-                  process_index: int | None = None, process_count: int | None = None) -> Iterator[dict]:
+                  process_index: int | None = None, process_count: int | None = None, cutout: int = 0,
+                  auto_augment: str = "none") -> Iterator[dict]:
     """Returns an endless iterator of train batches from step `start_step` on; the module docstring gives the order.
 
     Args:
       batch_size: examples per batch on this process.
       augment: "none", "cifar" (pad 4, random crop, flip) or "imagenet" (Inception crop, flip).
+      cutout: side of the square Cutout zeroes in each normalised image; 0 is off.
+      auto_augment: "none" or "trivialaugment" (one random op at a random magnitude, after `augment`).
       process_index, process_count: this process's shard (jax.process_index() and jax.process_count() if None).
     Yields:
       {"image": float32 [batch_size, H, W, C] normalised, "label": int32 [batch_size]}.
@@ -155,6 +159,8 @@ def train_batches(dataset: Dataset, *, batch_size: int, seed: int, augment: str,
     _check_batch_size(batch_size)
     if augment not in AUGMENTATIONS:
         raise ValueError(f"augment={augment!r} is not one of {AUGMENTATIONS}")
+    if auto_augment not in AUTO_AUGMENTATIONS:
+        raise ValueError(f"auto_augment={auto_augment!r} is not one of {AUTO_AUGMENTATIONS}")
     if start_step < 0:
         raise ValueError(f"start_step={start_step} must be >= 0")
     shard = _shard(process_index, process_count)
@@ -163,10 +169,11 @@ def train_batches(dataset: Dataset, *, batch_size: int, seed: int, augment: str,
         raise ValueError(f"batch_size={batch_size} on each of {shard[1]} processes exceeds the "
                          f"{dataset.info.num_train} train examples of {dataset.info.name}: use a smaller batch")
     return _train_stream(dataset, batch_size=batch_size, seed=seed, augment=augment, start_step=start_step,
-                         shard=shard, steps_per_epoch=steps_per_epoch)
+                         shard=shard, steps_per_epoch=steps_per_epoch, cutout=cutout, auto_augment=auto_augment)
 
 
-def _train_stream(dataset: Dataset, *, batch_size, seed, augment, start_step, shard, steps_per_epoch):
+def _train_stream(dataset: Dataset, *, batch_size, seed, augment, start_step, shard, steps_per_epoch, cutout,
+                  auto_augment):
     tf = tensorflow()
     from resnet_jax.data import augment as augment_lib
     size = dataset.info.image_shape[0]
@@ -192,7 +199,14 @@ def _train_stream(dataset: Dataset, *, batch_size, seed, augment, start_step, sh
             image, label = example
             example_seed = tf.random.experimental.stateless_fold_in(
                 tf.random.experimental.stateless_fold_in(base_seed, shard[0]), position)
-            image = augment_lib.normalise(view(image, example_seed), dataset.info.mean, dataset.info.std)
+            view_seed, auto_seed, cutout_seed = tf.unstack(
+                tf.random.experimental.stateless_split(example_seed, num=3))
+            image = view(image, view_seed if cutout or auto_augment != "none" else example_seed)
+            if auto_augment == "trivialaugment":
+                image = augment_lib.trivial_augment(tf.ensure_shape(image, dataset.info.image_shape), auto_seed)
+            image = augment_lib.normalise(image, dataset.info.mean, dataset.info.std)
+            if cutout:
+                image = augment_lib.cutout(image, cutout_seed, size=cutout)
             return {"image": image, "label": label}
 
         batches = (tf.data.Dataset.zip(positions, examples)

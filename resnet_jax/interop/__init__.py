@@ -191,6 +191,28 @@ def from_torchvision(state_dict: Mapping[str, Any], model: ResNet | None = None,
     return traverse_util.unflatten_dict(flat)
 
 
+ARCHITECTURE_FIELDS = ("widths", "stage_strides", "shortcut", "width_multiplier", "stem_features", "stem_kernel",
+                       "stem_stride", "stem_padding", "stem_pool", "padding", "stride_in_1x1", "bn_epsilon")
+
+
+def torchvision_mismatch(model: ResNet) -> str | None:
+    """Why torchvision's ResNet cannot load `model`'s weights or computes other logits with them; None when
+    `model` is one of torchvision's ResNets (any class count)."""
+    depth = next((d for d, (block, stages) in IMAGENET_STAGES.items()
+                  if block == model.block and tuple(stages) == tuple(model.stage_sizes)), None)
+    if depth is None:
+        return f"{model.block} blocks {tuple(model.stage_sizes)} per stage are none of torchvision's ResNets"
+    reference = get_model(f"resnet{depth}", num_classes=model.num_classes)
+
+    def value(module, field):
+        item = getattr(module, field)
+        return tuple(item) if isinstance(item, (list, tuple)) else item
+
+    different = [f"{field}={value(model, field)!r} (resnet{depth}: {value(reference, field)!r})"
+                 for field in ARCHITECTURE_FIELDS if value(model, field) != value(reference, field)]
+    return ", ".join(different) or None
+
+
 def to_torchvision(variables: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """{'params', 'batch_stats'} -> a torchvision state dict of numpy arrays (for `load_state_dict(strict=True)`).
 
@@ -206,9 +228,42 @@ def to_torchvision(variables: Mapping[str, Any]) -> dict[str, np.ndarray]:
     return state_dict
 
 
+def num_classes_of(arrays: Mapping[str, Any]) -> int | None:
+    """The classes a weight file's classifier has (either format), or None when it has none."""
+    if "fc.weight" in arrays:
+        return int(np.shape(arrays["fc.weight"])[0])
+    if "params/head/kernel" in arrays:
+        return int(np.shape(arrays["params/head/kernel"])[-1])
+    return None
+
+
+def variables_for(arrays: Mapping[str, Any], model: ResNet, *, in_channels: int = 3) -> Variables:
+    """Weights of either format (torchvision keys, or ours flattened) -> {'params', 'batch_stats'} of numpy for
+    `model` on images of `in_channels`; StateDictError names any missing, unexpected or misshapen key."""
+    if not is_flax_format(arrays):
+        arrays = flatten_variables(from_torchvision(arrays, model))
+    expected = flatten_variables(abstract_variables(model, in_channels))
+    missing = [key for key in expected if key not in arrays]
+    if missing:
+        shown = ", ".join(f"{k!r} (shape {tuple(expected[k].shape)})" for k in missing[:5])
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise StateDictError(f"Missing key(s) in the weights for the model: {shown}{more}.")
+    unexpected = [key for key in arrays if key not in expected]
+    if unexpected:
+        more = f" and {len(unexpected) - 5} more" if len(unexpected) > 5 else ""
+        raise StateDictError(f"Unexpected key(s) in the weights for the model: "
+                             f"{', '.join(map(repr, unexpected[:5]))}{more}.")
+    for key, leaf in expected.items():
+        if np.shape(arrays[key]) != tuple(leaf.shape):
+            raise StateDictError(f"Shape mismatch for {key!r}: expected {tuple(leaf.shape)}, found "
+                                 f"{np.shape(arrays[key])}.")
+    return unflatten_variables({key: _to_numpy(arrays[key]).astype(leaf.dtype) for key, leaf in expected.items()})
+
+
 def flatten_variables(variables: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """{'params': {'stem_conv': {'kernel': a}}} -> {'params/stem_conv/kernel': a} (numpy)."""
-    return {k: np.asarray(v) for k, v in traverse_util.flatten_dict(dict(variables), sep="/").items()}
+    return {k: v if isinstance(v, jax.ShapeDtypeStruct) else np.asarray(v)
+            for k, v in traverse_util.flatten_dict(dict(variables), sep="/").items()}
 
 
 def unflatten_variables(arrays: Mapping[str, np.ndarray]) -> Variables:

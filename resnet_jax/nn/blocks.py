@@ -57,9 +57,12 @@ def shortcut_path(module: nn.Module, x: jax.Array, features: int, stride: int, k
 
 
 def add_shortcut(module: nn.Module, residual: jax.Array, shortcut: jax.Array | None) -> jax.Array:
-    """residual + shortcut, with a clear error when the two branches disagree in shape."""
+    """residual + shortcut, with a clear error when the two branches disagree in shape; the residual branch
+    goes through the block's drop-path (stochastic depth) when it has one."""
     if shortcut is None:
         return residual
+    if getattr(module, "drop_path", None) is not None:
+        residual = module.drop_path(name="drop_path")(residual)
     if residual.shape != shortcut.shape:
         raise ShapeError(f"Block '{'/'.join(module.path)}': residual branch {tuple(residual.shape)} and shortcut "
                          f"{tuple(shortcut.shape)} cannot be added; check the block's stride, padding and "
@@ -90,6 +93,7 @@ class Block(nn.Module):
     norm: ModuleDef = None
     act: Callable = nn.relu
     zero_init_last: bool = False
+    drop_path: ModuleDef = None  # stochastic depth on the residual branch (drop_path.DropPath partial), or None
     # Not fields: what the ResNet around a block needs to know of its kind.
     preactivation = False  # BN-ReLU before each conv: the ResNet then adds a final BN-ReLU before the pool
     layers = 2  # weighted layers per block, for the depth rule (6n+2 with 2, 9n+2 with 3)

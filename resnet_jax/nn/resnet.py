@@ -19,6 +19,7 @@ import jax.numpy as jnp
 
 from resnet_jax.nn.blocks import SHORTCUTS, Block, block_class
 from resnet_jax.nn.conv import Conv2D, ConvBackend, Padding
+from resnet_jax.nn.drop_path import DropPath, drop_path_rates
 from resnet_jax.nn.norm import BatchNorm
 from resnet_jax.nn.pool import GlobalAvgPool, MaxPool2D
 from resnet_jax.nn.shapes import ShapeError
@@ -47,6 +48,10 @@ class ResNet(nn.Module):
     padding: str = "symmetric"  # 'symmetric' | 'same', for every conv and pool
     stride_in_1x1: bool = False  # bottleneck stride on the first 1x1 (v1) instead of the 3x3 (v1.5)
     zero_init_last: bool = False  # zero scale of each block's last BN
+    drop_path_rate: float = 0.0  # stochastic depth of the last block; linear in depth before it (drop_path.py)
+    # Parts ('stem', 'stage1', ..., 'final_bn') whose BatchNorms normalise by their running statistics in training
+    # too, and leave them as they are (frozen parts when fine-tuning, like torchvision's FrozenBatchNorm2d).
+    frozen_norm: Sequence[str] = ()
     bn_momentum: float = 0.9  # running average decay (PyTorch's momentum=0.1)
     bn_epsilon: float = 1e-5
     axis_name: str | None = None  # pmap axis for cross-replica BatchNorm statistics
@@ -68,22 +73,29 @@ class ResNet(nn.Module):
                                  epsilon=self.bn_epsilon, dtype=self.dtype, axis_name=self.axis_name)
         block_cls = block_class(self.block)
         preact = block_cls.preactivation
+
+        def norm_of(part: str) -> Any:
+            return functools.partial(norm, use_running_average=True) if part in self.frozen_norm else norm
+
         widths = [max(1, int(round(w * self.width_multiplier))) for w in self.widths]
         stem_features = self.stem_features or widths[0]
         stem_padding = pad if self.stem_padding is None else self.stem_padding
 
         x = conv(stem_features, self.stem_kernel, self.stem_stride, padding=stem_padding, name="stem_conv")(x)
         if not preact or self.stem_pool:
-            x = norm(name="stem_bn")(x, relu=True)
+            x = norm_of("stem")(name="stem_bn")(x, relu=True)
         if self.stem_pool:
             x = MaxPool2D(3, 2, padding=pad, name="stem_pool")(x)
+        rates = iter(drop_path_rates(self.drop_path_rate, sum(self.stage_sizes)))
         for i, (size, width, stride) in enumerate(zip(self.stage_sizes, widths, self.stage_strides), start=1):
             for j in range(size):
                 extra = {"stride_in_1x1": self.stride_in_1x1} if hasattr(block_cls, "stride_in_1x1") else {}
-                x = block_cls(width, stride if j == 0 else 1, self.shortcut, conv, norm,
-                              zero_init_last=self.zero_init_last, name=block_name(i, j), **extra)(x)
+                rate = next(rates)
+                drop = functools.partial(DropPath, rate=rate, deterministic=not train) if rate > 0 else None
+                x = block_cls(width, stride if j == 0 else 1, self.shortcut, conv, norm_of(f"stage{i}"),
+                              zero_init_last=self.zero_init_last, drop_path=drop, name=block_name(i, j), **extra)(x)
         if preact:
-            x = norm(name="final_bn")(x, relu=True)
+            x = norm_of("final_bn")(name="final_bn")(x, relu=True)
         x = GlobalAvgPool(name="pool")(x)  # [N, H, W, C] -> [N, C]
         x = nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x)
         return x.astype(jnp.float32)
@@ -117,6 +129,10 @@ def validate(model: ResNet) -> None:
         raise ValueError(f"Unknown padding mode {model.padding!r}: use one of {sorted(PADDING_MODES)}.")
     if model.num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {model.num_classes}.")
+    if not 0 <= model.drop_path_rate < 1:
+        raise ValueError(f"drop_path_rate must lie in [0, 1), got {model.drop_path_rate}.")
+    if model.drop_path_rate > 0 and model.shortcut == "none":
+        raise ValueError("drop_path_rate > 0 drops residual branches; a plain network (shortcut='none') has none.")
     if model.width_multiplier <= 0:
         raise ValueError(f"width_multiplier must be > 0, got {model.width_multiplier}.")
     for name in ("stem_kernel", "stem_stride"):

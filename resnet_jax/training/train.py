@@ -23,7 +23,7 @@ from absl import logging
 from etils import epath
 from jax.experimental import multihost_utils
 
-from resnet_jax.training import checkpoint, metrics, optim, parallel, paths, signals
+from resnet_jax.training import checkpoint, finetune, metrics, mixing, optim, parallel, paths, signals
 
 Batch = dict  # {'image': float32 [N, H, W, C], 'label': int32 [N], eval also 'mask': bool [N]}
 
@@ -50,20 +50,45 @@ def create_train_state(model: nn.Module, tx: optax.GradientTransformation, rng: 
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float = 0.0) -> jax.Array:
-    """Per-example softmax cross-entropy [N], against one-hot labels smoothed by `label_smoothing`."""
-    targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), label_smoothing)
-    return optax.softmax_cross_entropy(logits, targets)
+    """Per-example softmax cross-entropy [N], against labels smoothed by `label_smoothing`: int [N] class
+    indices, or float [N, classes] target distributions (mixed labels)."""
+    targets = jax.nn.one_hot(labels, logits.shape[-1]) if labels.ndim == 1 else labels
+    return optax.softmax_cross_entropy(logits, optax.smooth_labels(targets, label_smoothing))
+
+
+class Recipe(NamedTuple):
+    """What a train step does beyond the plain update (each off by default)."""
+
+    label_smoothing: float = 0.0
+    ema_decay: float = 0.0  # decay of the weights' moving average; 0 keeps none
+    mixup: float = 0.0  # Beta(alpha, alpha) of mixup; 0 is off (mixing.py)
+    cutmix: float = 0.0  # Beta(alpha, alpha) of CutMix; 0 is off
+    frozen: tuple[str, ...] = ()  # parts whose BatchNorm statistics stay (finetune.py; the optimizer zeroes
+    # their updates)
 
 
 def train_step(state: TrainState, batch: Batch, *, apply_fn: Callable, optimizer: optim.Optimizer,
-               label_smoothing: float = 0.0, ema_decay: float = 0.0,
-               axis_name: str | None = None) -> tuple[TrainState, dict[str, jax.Array]]:
-    """One SGD update on `batch`; under pmap, gradients and metrics are averaged over `axis_name`."""
+               recipe: Recipe = Recipe(), axis_name: str | None = None, rng: jax.Array | None = None
+               ) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One SGD update on `batch`; under pmap, gradients and metrics are averaged over `axis_name`.
+
+    `recipe` adds label smoothing, the EMA, mixing and frozen parts; `rng` is the run's key for the steps,
+    folded with the step (and the device under pmap) for mixing and drop-path.
+    """
+    key = jax.random.fold_in(jax.random.key(0) if rng is None else rng, state.step)
+    if axis_name is not None:
+        key = jax.random.fold_in(key, jax.lax.axis_index(axis_name))
+    mix_key, drop_key = jax.random.split(key)
+    images, mixed = batch["image"], None
+    if recipe.mixup > 0 or recipe.cutmix > 0:
+        mixed = mixing.mix(mix_key, images, mixup_alpha=recipe.mixup, cutmix_alpha=recipe.cutmix)
+        images = mixed.images
 
     def loss_fn(params):
-        logits, updates = apply_fn({"params": params, "batch_stats": state.batch_stats}, batch["image"],
-                                   train=True, mutable=["batch_stats"])
-        loss = cross_entropy(logits, batch["label"], label_smoothing).mean()
+        logits, updates = apply_fn({"params": params, "batch_stats": state.batch_stats}, images,
+                                   train=True, mutable=["batch_stats"], rngs={"drop_path": drop_key})
+        labels = batch["label"] if mixed is None else mixing.mixed_targets(batch["label"], mixed, logits.shape[-1])
+        loss = cross_entropy(logits, labels, recipe.label_smoothing).mean()
         return loss, (logits, updates["batch_stats"])
 
     (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -71,14 +96,25 @@ def train_step(state: TrainState, batch: Batch, *, apply_fn: Callable, optimizer
         grads = jax.lax.pmean(grads, axis_name)
     updates, opt_state = optimizer.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
+    batch_stats = finetune.keep_frozen(state.batch_stats, batch_stats, recipe.frozen)
     ema = state.ema
     if ema is not None:
-        ema = optim.ema_update(ema, {"params": params, "batch_stats": batch_stats}, ema_decay)
+        ema = optim.ema_update(ema, {"params": params, "batch_stats": batch_stats}, recipe.ema_decay)
     metrics = {"loss": loss, "accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["label"]),
                "learning_rate": optimizer.learning_rate(state.step), "grad_norm": optax.tree.norm(grads)}
     if axis_name is not None:
         metrics = jax.lax.pmean(metrics, axis_name)
     return TrainState(state.step + 1, params, batch_stats, opt_state, ema), metrics
+
+
+def start_from(state: TrainState, variables: Any, tx: optax.GradientTransformation) -> TrainState:
+    """`state` (host, step 0) with `variables` laid over its parameters and statistics; optimizer state and EMA
+    start afresh from them."""
+    fresh = {"params": state.params, "batch_stats": state.batch_stats}
+    merged = finetune.overlay(fresh, {k: v for k, v in variables.items() if k in fresh})
+    ema = merged if state.ema is not None else None
+    return TrainState(state.step, merged["params"], merged["batch_stats"], jax.device_get(tx.init(merged["params"])),
+                      ema)
 
 
 def eval_step(state: TrainState, batch: Batch, *, apply_fn: Callable,
@@ -87,8 +123,10 @@ def eval_step(state: TrainState, batch: Batch, *, apply_fn: Callable,
     variables = state.ema if state.ema is not None else {"params": state.params, "batch_stats": state.batch_stats}
     logits = apply_fn(variables, batch["image"], train=False)
     mask = batch["mask"].astype(jnp.float32)
+    top5 = jax.lax.top_k(logits, min(5, logits.shape[-1]))[1]  # [N, 5] class indices, best first
     sums = {"loss": jnp.sum(cross_entropy(logits, batch["label"]) * mask),
-            "correct": jnp.sum((jnp.argmax(logits, -1) == batch["label"]) * mask), "count": jnp.sum(mask)}
+            "correct": jnp.sum((jnp.argmax(logits, -1) == batch["label"]) * mask),
+            "correct5": jnp.sum(jnp.any(top5 == batch["label"][:, None], axis=-1) * mask), "count": jnp.sum(mask)}
     if axis_name is not None:
         sums = jax.lax.psum(sums, axis_name)
     return sums
@@ -96,12 +134,13 @@ def eval_step(state: TrainState, batch: Batch, *, apply_fn: Callable,
 
 def evaluate(step_fn: Callable, state: Any, batches: Iterable[Batch], placement: parallel.Placement
              ) -> dict[str, float]:
-    """Mean loss and accuracy over one pass of `batches` (this process's rows of each global batch)."""
+    """Mean loss, accuracy and top-5 accuracy over one pass of `batches` (this process's rows of each global batch)."""
     totals = collections.Counter()
     for batch in batches:
         totals.update(placement.to_host(step_fn(state, placement.put_batch(batch))))
     count = max(float(totals["count"]), 1.0)
-    return {"eval/loss": float(totals["loss"]) / count, "eval/accuracy": float(totals["correct"]) / count}
+    return {"eval/loss": float(totals["loss"]) / count, "eval/accuracy": float(totals["correct"]) / count,
+            "eval/top5": float(totals["correct5"]) / count}
 
 
 def _prefetch(batches: Iterator[Batch], put: Callable, size: int = 2) -> Iterator[Any]:
@@ -161,11 +200,15 @@ class Loop(NamedTuple):
     keep_checkpoints: int = 3
 
 
-def train_and_evaluate(*, model: nn.Module, optimizer: optim.Optimizer, data: Input, loop: Loop, workdir: str | epath.Path,
-                       seed: int = 0, parallel_mode: str = "single", label_smoothing: float = 0.0,
-                       ema_decay: float = 0.0, stop_requested: Callable[[], str | None] = lambda: None
+def train_and_evaluate(*, model: nn.Module, optimizer: optim.Optimizer, data: Input, loop: Loop,
+                       workdir: str | epath.Path,
+                       seed: int = 0, parallel_mode: str = "single", recipe: Recipe = Recipe(),
+                       stop_requested: Callable[[], str | None] = lambda: None, init: Any = None
                        ) -> tuple[TrainState, dict[str, float]]:
     """Train for `loop.steps` updates, resuming from workdir's latest intact checkpoint if there is one.
+
+    Without a checkpoint the run starts from `init` ({'params', 'batch_stats'} to lay over the random
+    initialisation, e.g. all but the head) when given; `recipe` is what each step does beyond the update.
 
     `stop_requested()` names a signal once one asked the run to stop (signals.stop_requests): the loop then
     saves the step it finished and raises signals.Stopped.
@@ -175,17 +218,19 @@ def train_and_evaluate(*, model: nn.Module, optimizer: optim.Optimizer, data: In
     steps, eval_every, checkpoint_every, log_every = loop.steps, loop.eval_every, loop.checkpoint_every, loop.log_every
     placement = parallel.Placement(parallel_mode)
     model = placement.model(model)
-    fresh = create_train_state(model, optimizer.tx, jax.random.key(seed), image_shape=data.image_shape,
-                               ema=ema_decay > 0)
+    root = jax.random.key(seed)  # initialises the model; fold_in(root, 1) is the steps' key (mixing, drop-path)
+    fresh = create_train_state(model, optimizer.tx, root, image_shape=data.image_shape, ema=recipe.ema_decay > 0)
     checkpoints = checkpoint.Checkpoints(paths.run_path(workdir) / "checkpoints", keep=loop.keep_checkpoints)
     restored = checkpoints.restore_latest(target=jax.device_get(fresh))
     host_state = jax.device_get(fresh) if restored is None else restored
+    if restored is None and init is not None:
+        host_state = start_from(host_state, init, optimizer.tx)
     start = int(host_state.step)
     if start:
         logging.info("Resuming from the checkpoint at step %d in %s.", start, workdir)
     p_train = placement.compile(functools.partial(
-        train_step, apply_fn=model.apply, optimizer=optimizer, label_smoothing=label_smoothing,
-        ema_decay=ema_decay, axis_name=placement.axis_name), donate_state=True)
+        train_step, apply_fn=model.apply, optimizer=optimizer, recipe=recipe, rng=jax.random.fold_in(root, 1),
+        axis_name=placement.axis_name), donate_state=True)
     p_eval = placement.compile(functools.partial(eval_step, apply_fn=model.apply, axis_name=placement.axis_name),
                                donate_state=False)
     writer = metrics.MetricWriter(workdir, start_step=start, enabled=jax.process_index() == 0)
@@ -212,7 +257,7 @@ def train_and_evaluate(*, model: nn.Module, optimizer: optim.Optimizer, data: In
                 eval_metrics = evaluate(p_eval, state, data.eval_batches(), placement)
                 writer.write(step, eval_metrics)
                 _print(f"step {step}: eval loss {eval_metrics['eval/loss']:.4f}, "
-                       f"accuracy {eval_metrics['eval/accuracy']:.4f}")
+                       f"accuracy {eval_metrics['eval/accuracy']:.4f}, top-5 {eval_metrics['eval/top5']:.4f}")
             if save_due:
                 checkpoints.save(step, placement.to_host(state))
             if stopping is not None:
