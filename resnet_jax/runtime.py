@@ -28,14 +28,18 @@ def setup(*, keep_freed_memory: bool = True) -> None:
       turn it off (keep_freed_memory=False), since they measure it in subprocesses.
     - OMP_WAIT_POLICY=PASSIVE unless set: oneDNN's OpenMP threads otherwise spin after each call, taking the
       cores from XLA's threads that run the fusions between convolutions; libgomp reads it once, when it loads.
-    - TFDS never reaches for GCS to look up a data set (4.9.10 already has it off; older ones do not).
+    - TFDS, where installed, never reaches for GCS to look up a data set (4.9.10 already has it off; older
+      ones do not). Without TFDS (a GPU machine timing synthetic batches) there is nothing to turn off.
     TensorFlow itself is imported later, on first use, with its GPUs hidden (data/tensorflow_cpu.py).
     """
     xla_flags.set_defaults()
     if keep_freed_memory:
         host_memory.keep_freed_memory()
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from tensorflow_datasets.core.utils import gcs_utils  # cheap: TFDS imports TensorFlow only when used
+    try:
+        from tensorflow_datasets.core.utils import gcs_utils  # cheap: TFDS imports TensorFlow only when used
+    except ImportError:
+        return
     gcs_utils._is_gcs_disabled = True
 
 
