@@ -247,7 +247,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--torch-threads", type=int, default=os.cpu_count())
     p.add_argument("--no-torch", action="store_true")
     p.add_argument("--conv-impls", default="xla,onednn",
-                   help="the project's convolution paths to time, each a row (oneDNN: CPU, float32 only)")
+                   help="the project's convolution paths to time, each a row (oneDNN: CPU; bfloat16 only with "
+                        "bf16 units)")
     p.add_argument("--quick", action="store_true",
                    help="ResNet-20 float32 (unless --models/--dtypes say otherwise), 3 rounds of 2 steps, no matmul rate")
     args = p.parse_args(argv)
@@ -296,8 +297,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         size, batch_size, classes = case(name, on_gpu)
         batch_size = args.batch or batch_size
         for dtype in args.dtypes.split(","):
-            # oneDNN computes float32 only: a bfloat16 model would time XLA twice.
-            row_impls = [i for i in impls if i == "xla" or dtype == "float32"]
+            # oneDNN computes bfloat16 only on CPUs with bf16 units; elsewhere its row would time XLA twice.
+            row_impls = [i for i in impls if i == "xla" or dtype == "float32" or onednn.bf16_units()]
             jax_side = {impl: jax_runs(name, dtype, batch_size, size, classes, impl, kinds=kinds)
                         for impl in row_impls}
             facts = jax_side[row_impls[0]][1]

@@ -44,15 +44,18 @@ def setup(*, keep_freed_memory: bool = True) -> None:
 
 
 def conv_impl_for(conv_impl: str, *, parallel_mode: str, dtype: str) -> str:
-    """'auto' -> 'onednn' where it helps (a float32 run on the CPU, not SPMD-partitioned), else 'xla'.
+    """'auto' -> 'onednn' where it helps (a run on the CPU, not SPMD-partitioned, in float32, or in bfloat16 on
+    a CPU with bf16 units: `onednn.bf16_units()`), else 'xla'.
 
     Under parallel='sharding' XLA cannot split a custom call over devices and would gather the batch onto each.
+    Without bf16 units oneDNN has no fast bf16 kernels, and XLA's (bf16 through float32) is the faster.
     """
     if conv_impl not in CONV_IMPLS:
         raise ValueError(f"conv_impl={conv_impl!r}: use one of {CONV_IMPLS}")
     if conv_impl != "auto":
         return conv_impl
-    fits = jax.default_backend() == "cpu" and dtype == "float32" and parallel_mode != "sharding"
+    dtype_fits = dtype == "float32" or (dtype == "bfloat16" and onednn.bf16_units())
+    fits = jax.default_backend() == "cpu" and dtype_fits and parallel_mode != "sharding"
     return "onednn" if fits and onednn.available() else "xla"
 
 
