@@ -10,10 +10,12 @@ calling oneDNN for the forward pass, the data gradient and the weight gradient c
 `conv_backend` is a `resnet_jax.nn.conv.ConvBackend`: passed to `conv2d(..., backend=)` or a model's
 `conv_backend=`, it routes one-group float32 convolutions on the CPU here, and bfloat16 ones where the CPU has
 bf16 units (`bf16_units()`: AVX512-BF16 or AMX, where oneDNN has native bf16 kernels; XLA's computes bf16
-through float32), and keeps XLA's everywhere else (other dtypes, groups, GPU and TPU). A bfloat16 weight
-gradient is accumulated and returned by oneDNN in float32, then rounded to the kernel's bfloat16 as the VJP
-requires (XLA's bf16 convolution rounds it too). `conv` is differentiable once (custom VJP); forward-mode and
-second derivatives are not defined.
+through float32), and keeps XLA's everywhere else (other dtypes, groups, GPU and TPU). In bfloat16 the forward
+pass and the data gradient run oneDNN's bf16 kernels; the weight gradient runs its float32 kernel on the
+activations and output gradient widened to float32 (exact), so it accumulates in float32, and on AVX512-BF16
+it is 2x faster than oneDNN 3.2's bf16 weight-gradient kernel (docs/performance_notes.md); it is rounded to
+the kernel's bfloat16 once, as the VJP requires (XLA's bf16 convolution rounds it too). `conv` is
+differentiable once (custom VJP); forward-mode and second derivatives are not defined.
 
 The handlers (csrc/onednn_conv.cc) are compiled on first use with the system's C++ compiler against jaxlib's FFI
 headers and the oneDNN of the `onednn-cpu-gomp` and `onednn-devel-cpu-gomp` wheels (requirements.txt), into
@@ -42,7 +44,7 @@ from resnet_jax.nn.shapes import output_size
 
 SOURCE = Path(__file__).parent / "csrc" / "onednn_conv.cc"
 TARGETS = {"forward": "RjOnednnConvForward", "backward_data": "RjOnednnConvBackwardData",
-           "backward_weights": "RjOnednnConvBackwardWeights"}  # float32; + "Bf16": bfloat16 activations
+           "backward_weights": "RjOnednnConvBackwardWeights"}  # float32; forward and data gradient + "Bf16"
 DTYPES = {jnp.dtype(jnp.float32): "", jnp.dtype(jnp.bfloat16): "Bf16"}  # activation dtype -> symbol suffix
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of CPUs with native bf16 arithmetic
 RUNTIME, HEADERS = "onednn-cpu-gomp", "onednn-devel-cpu-gomp"
@@ -99,7 +101,8 @@ def _load() -> OneDnnUnavailable | None:
         library = ctypes.cdll.LoadLibrary(str(_build()))
     except (OneDnnUnavailable, OSError) as error:
         return error if isinstance(error, OneDnnUnavailable) else OneDnnUnavailable(str(error))
-    for symbol in (target + suffix for target in TARGETS.values() for suffix in DTYPES.values()):
+    bf16 = [TARGETS[name] + DTYPES[jnp.dtype(jnp.bfloat16)] for name in ("forward", "backward_data")]
+    for symbol in [*TARGETS.values(), *bf16]:
         jax.ffi.register_ffi_target(symbol, jax.ffi.pycapsule(getattr(library, symbol)), platform="cpu")
     return None
 
@@ -225,8 +228,9 @@ def _conv_forward(x, kernel, stride, padding, dilation):
 def _conv_backward(stride, padding, dilation, residuals, dy):
     x, ohwi = residuals
     dx = _call("backward_data", x.shape, x.dtype, dy, ohwi, stride=stride, padding=padding, dilation=dilation)
-    # float32 whatever x is: oneDNN accumulates the batch's contributions in float32 (rounded here, once)
-    dohwi = _call("backward_weights", ohwi.shape, jnp.float32, x, dy, stride=stride, padding=padding,
+    # float32 whatever x is (see the module docstring); XLA fuses the widening into the producers
+    x32, dy32 = x.astype(jnp.float32), dy.astype(jnp.float32)
+    dohwi = _call("backward_weights", ohwi.shape, jnp.float32, x32, dy32, stride=stride, padding=padding,
                   dilation=dilation)
     return dx, dohwi.transpose(1, 2, 3, 0).astype(ohwi.dtype)
 

@@ -1,8 +1,8 @@
 // 2-D convolution on the CPU through oneDNN, as XLA FFI handlers: forward, data gradient, weight gradient.
 //
-// Layouts: activations NHWC (the project's), kernels OHWI (K, KH, KW, C), one group. Types: float32 throughout,
-// or bfloat16 activations and kernels with a float32 weight gradient (oneDNN accumulates in float32 and the
-// handler returns it unrounded; AVX512-BF16 or AMX kernels where the CPU has them). oneDNN is told
+// Layouts: activations NHWC (the project's), kernels OHWI (K, KH, KW, C), one group. Types: float32, or for the
+// forward pass and the data gradient bfloat16 too (AVX512-BF16 or AMX kernels where the CPU has them; the
+// weight gradient of a bf16 convolution is computed in float32 from widened operands, see onednn.py). oneDNN is told
 // those layouts and picks its own for the kernel ("any"), which we reorder into and out of; the kernels are
 // small, the activations are not. OHWI rather than the project's HWIO because oneDNN 3.2 has fast reorders from
 // OHWI into some of its blocked layouts and only its generic one from HWIO (kernel reorders of a ResNet-20 step:
@@ -48,10 +48,7 @@ struct Geometry {
   }
   memory::desc image(tag format) const { return {{n, c, h, w}, data, format}; }
   memory::desc output(tag format) const { return {{n, k, oh, ow}, data, format}; }
-  // The kernel the forward and the data gradient read: the activations' type.
   memory::desc kernel(tag format) const { return {{k, c, kh, kw}, data, format}; }
-  // The weight gradient: float32 whatever the activations are.
-  memory::desc kernel_gradient(tag format) const { return {{k, c, kh, kw}, memory::data_type::f32, format}; }
   // oneDNN counts dilation from 0 (no gaps) where XLA counts from 1.
   memory::dims dilates() const { return {dilation[0] - 1, dilation[1] - 1}; }
 };
@@ -84,7 +81,7 @@ struct Plan {
 
 std::unique_ptr<Plan> MakePlan(const Geometry& g, Kind kind) {
   auto plan = std::make_unique<Plan>();
-  const memory::desc ohwi = kind == Kind::kBackwardWeights ? g.kernel_gradient(tag::ohwi) : g.kernel(tag::ohwi);
+  const memory::desc ohwi = g.kernel(tag::ohwi);
   auto forward = ForwardDesc(g);
   if (kind == Kind::kForward) {
     plan->conv = dnnl::convolution_forward(forward);
@@ -100,7 +97,7 @@ std::unique_ptr<Plan> MakePlan(const Geometry& g, Kind kind) {
     plan->kernel = pd.weights_desc();
   } else {
     dnnl::convolution_backward_weights::primitive_desc pd(
-        Engine(), dnnl::algorithm::convolution_direct, g.image(tag::nhwc), g.kernel_gradient(tag::any),
+        Engine(), dnnl::algorithm::convolution_direct, g.image(tag::nhwc), g.kernel(tag::any),
         g.output(tag::nhwc), {g.stride[0], g.stride[1]}, g.dilates(), {g.pad_lo[0], g.pad_lo[1]},
         {g.pad_hi[0], g.pad_hi[1]}, forward, UserScratchpad());
     plan->conv = dnnl::convolution_backward_weights(pd);
@@ -136,8 +133,8 @@ void ReorderAlone(const dnnl::reorder& reorder, dnnl::stream& stream, memory& fr
 
 std::array<int64_t, 2> Pair(ffi::Span<const int64_t> values) { return {values[0], values[1]}; }
 
-// Runs one convolution. image: NHWC input (or its gradient), kernel: OHWI (or its gradient, always f32),
-// output: NHWC; image and output (and the forward's and data gradient's kernel) of type `data`.
+// Runs one convolution. image: NHWC input (or its gradient), kernel: OHWI (or its gradient), output: NHWC, all
+// of type `data`.
 ffi::Error Run(Kind kind, memory::data_type data, void* image, void* kernel, void* output,
                ffi::Span<const int64_t> image_dims,
                ffi::Span<const int64_t> kernel_dims, ffi::Span<const int64_t> output_dims,
@@ -165,7 +162,7 @@ ffi::Error Run(Kind kind, memory::data_type data, void* image, void* kernel, voi
     memory scratchpad(plan.scratchpad, engine, scratch.data());
     memory image_mem(g.image(tag::nhwc), engine, image);
     memory output_mem(g.output(tag::nhwc), engine, output);
-    memory ohwi(kind == Kind::kBackwardWeights ? g.kernel_gradient(tag::ohwi) : g.kernel(tag::ohwi), engine, kernel);
+    memory ohwi(g.kernel(tag::ohwi), engine, kernel);
     memory kernel_mem = plan.reorder_kernel ? memory(plan.kernel, engine, blocked.data()) : ohwi;
     if (kind == Kind::kForward) {
       if (plan.reorder_kernel) ReorderAlone(plan.kernel_reorder, stream, ohwi, kernel_mem);
@@ -189,7 +186,7 @@ ffi::Error Run(Kind kind, memory::data_type data, void* image, void* kernel, voi
 
 using Ints = ffi::Span<const int64_t>;
 
-// The three handlers for one activation type T (F32 or BF16); the weight gradient is F32 for both.
+// The forward and data-gradient handlers for one type T (F32 or BF16); the weight gradient's for F32.
 template <ffi::DataType T>
 constexpr memory::data_type kData = T == ffi::DataType::BF16 ? memory::data_type::bf16 : memory::data_type::f32;
 
@@ -207,11 +204,10 @@ ffi::Error BackwardData(ffi::Buffer<T> dy, ffi::Buffer<T> kernel, ffi::ResultBuf
              dx->dimensions(), kernel.dimensions(), dy.dimensions(), stride, dilation, pad_lo, pad_hi);
 }
 
-template <ffi::DataType T>
-ffi::Error BackwardWeights(ffi::Buffer<T> x, ffi::Buffer<T> dy, ffi::ResultBuffer<ffi::F32> dkernel, Ints stride,
-                           Ints dilation, Ints pad_lo, Ints pad_hi) {
-  return Run(Kind::kBackwardWeights, kData<T>, x.untyped_data(), dkernel->untyped_data(), dy.untyped_data(),
-             x.dimensions(), dkernel->dimensions(), dy.dimensions(), stride, dilation, pad_lo, pad_hi);
+ffi::Error BackwardWeights(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> dy, ffi::ResultBuffer<ffi::F32> dkernel,
+                           Ints stride, Ints dilation, Ints pad_lo, Ints pad_hi) {
+  return Run(Kind::kBackwardWeights, memory::data_type::f32, x.untyped_data(), dkernel->untyped_data(),
+             dy.untyped_data(), x.dimensions(), dkernel->dimensions(), dy.dimensions(), stride, dilation, pad_lo, pad_hi);
 }
 
 }  // namespace
@@ -226,11 +222,9 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(RjOnednnConvForward, Forward<ffi::F32>,
                               ffi::Ffi::Bind().Arg<F32>().Arg<F32>().Ret<F32>() CONV_ATTRS);
 XLA_FFI_DEFINE_HANDLER_SYMBOL(RjOnednnConvBackwardData, BackwardData<ffi::F32>,
                               ffi::Ffi::Bind().Arg<F32>().Arg<F32>().Ret<F32>() CONV_ATTRS);
-XLA_FFI_DEFINE_HANDLER_SYMBOL(RjOnednnConvBackwardWeights, BackwardWeights<ffi::F32>,
+XLA_FFI_DEFINE_HANDLER_SYMBOL(RjOnednnConvBackwardWeights, BackwardWeights,
                               ffi::Ffi::Bind().Arg<F32>().Arg<F32>().Ret<F32>() CONV_ATTRS);
 XLA_FFI_DEFINE_HANDLER_SYMBOL(RjOnednnConvForwardBf16, Forward<ffi::BF16>,
                               ffi::Ffi::Bind().Arg<BF16>().Arg<BF16>().Ret<BF16>() CONV_ATTRS);
 XLA_FFI_DEFINE_HANDLER_SYMBOL(RjOnednnConvBackwardDataBf16, BackwardData<ffi::BF16>,
                               ffi::Ffi::Bind().Arg<BF16>().Arg<BF16>().Ret<BF16>() CONV_ATTRS);
-XLA_FFI_DEFINE_HANDLER_SYMBOL(RjOnednnConvBackwardWeightsBf16, BackwardWeights<ffi::BF16>,
-                              ffi::Ffi::Bind().Arg<BF16>().Arg<BF16>().Ret<F32>() CONV_ATTRS);
