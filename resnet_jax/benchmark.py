@@ -35,12 +35,6 @@ from resnet_jax.nn import models
 from resnet_jax.training import optim, parallel, train
 from resnet_jax.nn.trace import totals, trace
 
-try:
-    import torch
-    from resnet_jax.interop import torch_models as torch_reference
-except ImportError:  # the benchmark still times JAX alone
-    torch = None
-
 # (image size, batch on CPU, batch on GPU, classes) per model; other CIFAR depths use the CIFAR row.
 CASES = {"cifar": (32, 128, 512, 10), "resnet50": (224, 8, 256, 1000)}
 PARAMS = {"cifar_resnet20": 269_722, "cifar_resnet56": 853_018, "resnet50": 25_557_032}
@@ -48,6 +42,19 @@ PARAMS = {"cifar_resnet20": 269_722, "cifar_resnet56": 853_018, "resnet50": 25_5
 GPU_BF16_PEAK = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12, "A10": 125e12,
                  "V100": 125e12}
 TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def import_torch():
+    """PyTorch, or None where it is not installed (the benchmark then times JAX alone).
+
+    Imported on demand, not with this module: a process that times JAX alone never loads torch, whose CUDA
+    libraries, loaded first, could stand in for the ones jaxlib's GPU plugin was built against.
+    """
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
 
 
 class Window:
@@ -113,8 +120,12 @@ def case(name: str, on_gpu: bool) -> tuple[int, int, int]:
     return size, gpu_batch if on_gpu else cpu_batch, classes
 
 
-def jax_runs(name: str, dtype, batch_size: int, size: int, classes: int, conv_impl: str) -> tuple[dict, dict]:
-    """The project's compiled train and eval steps on one fixed batch, as `run(steps)` timers, and facts."""
+def jax_runs(name: str, dtype, batch_size: int, size: int, classes: int, conv_impl: str, *,
+             kinds: Sequence[str] = ("train", "eval")) -> tuple[dict, dict]:
+    """The project's compiled train and eval steps on one fixed batch, as `run(steps)` timers, and facts.
+
+    Only the steps in `kinds` are compiled and returned (the train step's facts are always measured).
+    """
     model = models.get_model(name, dtype=models.DTYPES[dtype], conv_backend=runtime.conv_backend(conv_impl))
     lr_fn = optim.learning_rate_schedule("constant", lr=0.1, total_steps=1)
     tx = optim.make_optimizer("sgd", lr_fn, momentum=0.9)
@@ -134,7 +145,9 @@ def jax_runs(name: str, dtype, batch_size: int, size: int, classes: int, conv_im
     memory = step.lower(state, batch).compile().memory_analysis()  # the call below reuses this compilation
     compile_seconds = time.perf_counter() - start
     holder = list(step(state, batch))  # [state, metrics]
-    jax.block_until_ready(evaluate(holder[0], batch))
+    jax.block_until_ready(holder)
+    if "eval" in kinds:
+        jax.block_until_ready(evaluate(holder[0], batch))
 
     def run_train(steps: int) -> None:
         for _ in range(steps):
@@ -149,14 +162,23 @@ def jax_runs(name: str, dtype, batch_size: int, size: int, classes: int, conv_im
     macs = totals(trace(model, (1, size, size, 3)))[1]
     xla_bytes = None if memory is None else (memory.argument_size_in_bytes + memory.output_size_in_bytes
                                              + memory.temp_size_in_bytes - memory.alias_size_in_bytes)
+    compiled = [f for kind, f in (("train", step), ("eval", evaluate)) if kind in kinds]
     facts = {"params": n_params, "macs": macs, "compile_s": compile_seconds, "xla_mb": xla_bytes and xla_bytes / 2**20,
-             "compilations": lambda: step._cache_size() + evaluate._cache_size()}  # 2 unless something retraced
-    return {"train": run_train, "eval": run_eval}, facts
+             "compilations": lambda: sum(f._cache_size() for f in compiled)}  # one each unless something retraced
+    runs = {"train": run_train, "eval": run_eval}
+    return {kind: runs[kind] for kind in kinds}, facts
 
 
 def torch_runs(name: str, dtype: str, batch_size: int, size: int, classes: int, channels_last: bool,
-               device: str) -> dict:
-    """PyTorch's train step (SGD momentum) and eval step; bfloat16 is autocast with float32 parameters."""
+               device: str, *, compiled: bool = False, kinds: Sequence[str] = ("train", "eval")) -> dict:
+    """PyTorch's train step (SGD momentum) and eval step; bfloat16 is autocast with float32 parameters.
+
+    `compiled`: the network through `torch.compile` (the first call of each kind compiles, in the warm-up).
+    Only the steps in `kinds` are warmed up and returned, so a compiled run compiles nothing it does not time.
+    """
+    import torch
+    from resnet_jax.interop import torch_models as torch_reference
+
     net = torch_reference.get_torch_model(name).to(device)
     n_params = torch_reference.num_params(net)
     assert n_params == PARAMS.get(name, n_params), f"{name}: torch twin has {n_params:,} parameters"
@@ -165,6 +187,7 @@ def torch_runs(name: str, dtype: str, batch_size: int, size: int, classes: int, 
     opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
     x = torch.randn(batch_size, 3, size, size, device=device).contiguous(memory_format=fmt)
     y = torch.randint(0, classes, (batch_size,), device=device)
+    forward = torch.compile(net) if compiled else net
     autocast = functools.partial(torch.autocast, device_type=device, dtype=torch.bfloat16,
                                  enabled=dtype == "bfloat16")
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
@@ -174,7 +197,7 @@ def torch_runs(name: str, dtype: str, batch_size: int, size: int, classes: int, 
         for _ in range(steps):
             opt.zero_grad(set_to_none=True)
             with autocast():
-                loss = torch.nn.functional.cross_entropy(net(x), y)
+                loss = torch.nn.functional.cross_entropy(forward(x), y)
             loss.backward()
             opt.step()
         sync()
@@ -183,11 +206,13 @@ def torch_runs(name: str, dtype: str, batch_size: int, size: int, classes: int, 
         net.eval()
         with torch.inference_mode(), autocast():
             for _ in range(steps):
-                net(x).float().argmax(-1)
+                forward(x).float().argmax(-1)
         sync()
 
-    run_train(2), run_eval(2)  # warm-up: oneDNN primitive caches, allocator
-    return {"train": run_train, "eval": run_eval, "params": n_params}
+    runs = {kind: run for kind, run in (("train", run_train), ("eval", run_eval)) if kind in kinds}
+    for run in runs.values():
+        run(2)  # warm-up: compilation, oneDNN primitive caches, allocator
+    return {**runs, "params": n_params}
 
 
 def matmul_rate(n: int = 2048, repeats: int = 5) -> dict[str, float]:
@@ -196,7 +221,8 @@ def matmul_rate(n: int = 2048, repeats: int = 5) -> dict[str, float]:
     dot = jax.jit(jnp.dot)
     dot(a, a).block_until_ready()
     runs = {"jax": lambda k: [dot(a, a).block_until_ready() for _ in range(k)]}
-    if torch is not None and jax.default_backend() == "cpu":
+    torch = import_torch() if jax.default_backend() == "cpu" else None
+    if torch is not None:
         t = torch.randn(n, n)
         runs["torch"] = lambda k: [torch.mm(t, t) for _ in range(k)]
     timed = interleaved(runs, steps=3, repeats=repeats, max_others=0.25, max_rounds=3 * repeats)
@@ -221,7 +247,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--torch-threads", type=int, default=os.cpu_count())
     p.add_argument("--no-torch", action="store_true")
     p.add_argument("--conv-impls", default="xla,onednn",
-                   help="the project's convolution paths to time, each a row (oneDNN: CPU, float32 only)")
+                   help="the project's convolution paths to time, each a row (oneDNN: CPU; bfloat16 only with "
+                        "bf16 units)")
     p.add_argument("--quick", action="store_true",
                    help="ResNet-20 float32 (unless --models/--dtypes say otherwise), 3 rounds of 2 steps, no matmul rate")
     args = p.parse_args(argv)
@@ -238,7 +265,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     keep = host_memory.keep_freed_memory()  # already set by setup (True if so); PyTorch's allocations share it
     args = parse_args(argv)
     on_gpu = jax.default_backend() == "gpu"
-    use_torch = torch is not None and not args.no_torch
+    torch = None if args.no_torch else import_torch()
+    use_torch = torch is not None
     device = "cuda" if on_gpu else "cpu"
     if use_torch and on_gpu and not torch.cuda.is_available():
         print("PyTorch has no CUDA here: timing JAX alone.")
@@ -249,7 +277,7 @@ def main(argv: Sequence[str] | None = None) -> None:
           f"XLA_FLAGS='{os.environ.get('XLA_FLAGS', '')}'")
     print(f"host memory: {'freed memory kept for reuse' if keep else 'glibc defaults'} (resnet_jax.host_memory)")
     print("torch: " + (f"{torch.__version__}, {torch.get_num_threads()} threads" if use_torch
-                       else "not installed" if torch is None else "off (--no-torch)"))
+                       else "off (--no-torch)" if args.no_torch else "not installed"))
     if on_gpu:
         peak = gpu_peak()
         print(f"GPU bf16 dense peak: {peak / 1e12:.0f} TFLOP/s" if peak else "GPU peak unknown: no MFU")
@@ -260,6 +288,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     impls = [i for i in args.conv_impls.split(",") if i != "onednn" or (not on_gpu and onednn.available())]
     if "onednn" in args.conv_impls.split(",") and "onednn" not in impls:
         print(f"conv impl onednn skipped: {'not on the GPU' if on_gpu else onednn.why_unavailable()}")
+    kinds = [kind for kind in ("train", "eval") if kind in args.kinds.split(",")]
     header = (f"{'model':16} {'dtype':8} {'batch':>5} {'step':5} {'conv':6} {'jax img/s':>10} {'torch NCHW':>10} "
               f"{'torch NHWC':>10} {'jax/NCHW':>8} {'jax/NHWC':>8} {'GFLOP/s':>8} {'%peak':>6} "
               f"{'compile s':>9} {'XLA MB':>7} {'clean':>5}")
@@ -268,18 +297,19 @@ def main(argv: Sequence[str] | None = None) -> None:
         size, batch_size, classes = case(name, on_gpu)
         batch_size = args.batch or batch_size
         for dtype in args.dtypes.split(","):
-            # oneDNN computes float32 only: a bfloat16 model would time XLA twice.
-            row_impls = [i for i in impls if i == "xla" or dtype == "float32"]
-            jax_side = {impl: jax_runs(name, dtype, batch_size, size, classes, impl) for impl in row_impls}
+            # oneDNN computes bfloat16 only on CPUs with bf16 units; elsewhere its row would time XLA twice.
+            row_impls = [i for i in impls if i == "xla" or dtype == "float32" or onednn.bf16_units()]
+            jax_side = {impl: jax_runs(name, dtype, batch_size, size, classes, impl, kinds=kinds)
+                        for impl in row_impls}
             facts = jax_side[row_impls[0]][1]
             assert facts["params"] == PARAMS.get(name, facts["params"]), f"{name}: {facts['params']:,} parameters"
             twins = {}
             if use_torch:
                 for label, cl in (("NCHW", False), ("NHWC", True)):
-                    twins[label] = torch_runs(name, dtype, batch_size, size, classes, cl, device)
+                    twins[label] = torch_runs(name, dtype, batch_size, size, classes, cl, device, kinds=kinds)
                     assert twins[label]["params"] == facts["params"], "PyTorch twin differs in parameters"
             for kind, flops_per_image in (("train", 6 * facts["macs"]), ("eval", 2 * facts["macs"])):
-                if kind not in args.kinds.split(","):
+                if kind not in kinds:
                     continue
                 timers = {**{impl: runs[kind] for impl, (runs, _) in jax_side.items()},
                           **{label: t[kind] for label, t in twins.items()}}
@@ -297,9 +327,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                           f"{rate / 1e9:8.1f} {pct} {impl_facts['compile_s']:9.1f} {mb} "
                           f"{timed.clean:2d}/{args.repeats}", flush=True)
             for impl, (_, impl_facts) in jax_side.items():
-                if impl_facts["compilations"]() != 2:
+                if impl_facts["compilations"]() != len(kinds):
                     print(f"WARNING: {name} {dtype} {impl}: the steps compiled {impl_facts['compilations']()} "
-                          f"times, not twice")
+                          f"times, not {len(kinds)}")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"process peak RSS {rss:.0f} MB. 'XLA MB': the train step's buffers from XLA's buffer assignment "
           f"(arguments + outputs + temporaries - donated). 'clean': rounds with other processes under "

@@ -28,27 +28,34 @@ def setup(*, keep_freed_memory: bool = True) -> None:
       turn it off (keep_freed_memory=False), since they measure it in subprocesses.
     - OMP_WAIT_POLICY=PASSIVE unless set: oneDNN's OpenMP threads otherwise spin after each call, taking the
       cores from XLA's threads that run the fusions between convolutions; libgomp reads it once, when it loads.
-    - TFDS never reaches for GCS to look up a data set (4.9.10 already has it off; older ones do not).
+    - TFDS, where installed, never reaches for GCS to look up a data set (4.9.10 already has it off; older
+      ones do not). Without TFDS (a GPU machine timing synthetic batches) there is nothing to turn off.
     TensorFlow itself is imported later, on first use, with its GPUs hidden (data/tensorflow_cpu.py).
     """
     xla_flags.set_defaults()
     if keep_freed_memory:
         host_memory.keep_freed_memory()
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from tensorflow_datasets.core.utils import gcs_utils  # cheap: TFDS imports TensorFlow only when used
+    try:
+        from tensorflow_datasets.core.utils import gcs_utils  # cheap: TFDS imports TensorFlow only when used
+    except ImportError:
+        return
     gcs_utils._is_gcs_disabled = True
 
 
 def conv_impl_for(conv_impl: str, *, parallel_mode: str, dtype: str) -> str:
-    """'auto' -> 'onednn' where it helps (a float32 run on the CPU, not SPMD-partitioned), else 'xla'.
+    """'auto' -> 'onednn' where it helps (a run on the CPU, not SPMD-partitioned, in float32, or in bfloat16 on
+    a CPU with bf16 units: `onednn.bf16_units()`), else 'xla'.
 
     Under parallel='sharding' XLA cannot split a custom call over devices and would gather the batch onto each.
+    Without bf16 units oneDNN has no fast bf16 kernels, and XLA's (bf16 through float32) is the faster.
     """
     if conv_impl not in CONV_IMPLS:
         raise ValueError(f"conv_impl={conv_impl!r}: use one of {CONV_IMPLS}")
     if conv_impl != "auto":
         return conv_impl
-    fits = jax.default_backend() == "cpu" and dtype == "float32" and parallel_mode != "sharding"
+    dtype_fits = dtype == "float32" or (dtype == "bfloat16" and onednn.bf16_units())
+    fits = jax.default_backend() == "cpu" and dtype_fits and parallel_mode != "sharding"
     return "onednn" if fits and onednn.available() else "xla"
 
 

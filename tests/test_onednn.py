@@ -1,5 +1,6 @@
 """oneDNN convolutions (conv2d backend=onednn.conv_backend) give XLA's numbers: forward against the float64 reference, gradients
-against XLA's, whole ResNets' train steps, and a clear error or a fallback where oneDNN cannot run."""
+against XLA's, whole ResNets' train steps, bfloat16 against float32 on every block kind, and a clear error or a
+fallback where oneDNN cannot run."""
 import functools
 
 import jax
@@ -12,7 +13,9 @@ from hypothesis import given, settings, strategies as st
 from resnet_jax import main, runtime
 from resnet_jax.cpu import onednn
 from resnet_jax.training import train
-from resnet_jax.nn.conv import conv2d
+from resnet_jax.nn import blocks
+from resnet_jax.nn.conv import Conv2D, conv2d
+from resnet_jax.nn.norm import BatchNorm
 from resnet_jax.nn.models import get_model
 from resnet_jax.nn.shapes import ShapeError, output_size, resolve_padding
 from test_conv import padding_forms, reference_conv2d
@@ -21,6 +24,22 @@ from tiny_run import load_config
 BACKENDS = {"xla": None, "onednn": onednn.conv_backend}
 
 needs_onednn = pytest.mark.skipif(not onednn.available(), reason=f"oneDNN unavailable: {onednn.why_unavailable()}")
+needs_bf16_units = pytest.mark.skipif(not (onednn.available() and onednn.bf16_units()),
+                                      reason="oneDNN bfloat16 needs a CPU with AVX512-BF16 or AMX")
+GRADIENT_CASES = [
+    ((4, 8, 8, 16), 3, 1, 1, 1),
+    ((4, 8, 8, 16), 3, 2, 1, 1),  # stride 2 on an even input: oneDNN's high padding is trimmed
+    ((2, 16, 16, 8), 1, 2, 0, 1),  # 1x1 stride-2 projection: the last row and column are never read
+    ((2, 32, 32, 3), 7, 2, 3, 1),  # the ImageNet stem
+    ((2, 9, 11, 4), 3, 1, (2, 0), 2),  # dilation and one-sided padding
+    ((2, 10, 10, 4), 3, 2, "SAME", 1),  # XLA's asymmetric (0, 1)
+]
+
+
+def relative_error(got, expected) -> float:
+    """|got - expected| / |expected| over a whole pytree (L2)."""
+    return float(optax.tree.norm(jax.tree.map(lambda a, b: a.astype(jnp.float32) - b, got, expected))
+                 / optax.tree.norm(expected))
 
 
 @needs_onednn
@@ -44,14 +63,7 @@ def test_onednn_conv2d_matches_numpy_reference(h, w, kernel, stride, dilation, p
 
 
 @needs_onednn
-@pytest.mark.parametrize("shape,kernel,stride,padding,dilation", [
-    ((4, 8, 8, 16), 3, 1, 1, 1),
-    ((4, 8, 8, 16), 3, 2, 1, 1),  # stride 2 on an even input: oneDNN's high padding is trimmed
-    ((2, 16, 16, 8), 1, 2, 0, 1),  # 1x1 stride-2 projection: the last row and column are never read
-    ((2, 32, 32, 3), 7, 2, 3, 1),  # the ImageNet stem
-    ((2, 9, 11, 4), 3, 1, (2, 0), 2),  # dilation and one-sided padding
-    ((2, 10, 10, 4), 3, 2, "SAME", 1),  # XLA's asymmetric (0, 1)
-])
+@pytest.mark.parametrize("shape,kernel,stride,padding,dilation", GRADIENT_CASES)
 def test_onednn_gradients_equal_xla(shape, kernel, stride, padding, dilation):
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.standard_normal(shape), jnp.float32)
@@ -100,9 +112,93 @@ def test_onednn_train_step_equals_xla(name, image_size, overrides):
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
 
 
-def test_bfloat16_and_grouped_convolutions_stay_with_xla():
+@needs_bf16_units
+@pytest.mark.parametrize("shape,kernel,stride,padding,dilation", GRADIENT_CASES)
+def test_onednn_bfloat16_values_and_gradients_match_float32(shape, kernel, stride, padding, dilation):
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal(shape), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((kernel, kernel, shape[-1], 6)), jnp.float32)
+    out_shape = jax.eval_shape(functools.partial(conv2d, stride=stride, padding=padding, dilation=dilation), x, w)
+    r = jnp.asarray(rng.standard_normal(out_shape.shape), jnp.float32)
+
+    def loss(x, w, impl, dtype):  # linear in y, so the gradients' errors are the convolutions' own
+        y = conv2d(x.astype(dtype), w.astype(dtype), stride=stride, padding=padding, dilation=dilation,
+                   backend=BACKENDS[impl])
+        return jnp.sum(y.astype(jnp.float32) * r), y
+
+    step = jax.jit(jax.value_and_grad(loss, argnums=(0, 1), has_aux=True), static_argnums=(2, 3))
+    (_, y32), grads32 = step(x, w, "xla", jnp.float32)
+    (_, y16), grads16 = step(x, w, "onednn", jnp.bfloat16)
+    hlo = step.lower(x, w, "onednn", jnp.bfloat16).as_text()
+    assert "@RjOnednnConvForwardBf16(" in hlo and "@RjOnednnConvBackwardDataBf16(" in hlo
+    assert "@RjOnednnConvBackwardWeights(" in hlo  # in float32, from the widened operands
+    assert y16.dtype == jnp.bfloat16 and [g.dtype for g in grads16] == [jnp.float32] * 2
+    # bfloat16 keeps 8 significant bits (relative rounding <= 2^-9 per input); sums of many products average it
+    assert relative_error(y16, y32) < 1e-2
+    for got, expected in zip(grads16, grads32):
+        assert relative_error(got, expected) < 1e-2
+
+
+def block_step(block_cls, shortcut, impl, dtype):
+    """Output, gradients (of the params and the input) and BatchNorm updates of one block in training mode."""
+    features = 16 if block_cls.expansion == 1 else 8  # shortcut 'A' may only widen
+    conv = functools.partial(Conv2D, padding="symmetric", dtype=dtype, backend=BACKENDS[impl])
+    norm = functools.partial(BatchNorm, use_running_average=False, dtype=dtype)
+    block = block_cls(features=features, stride=2, shortcut=shortcut, conv=conv, norm=norm)
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((16, 16, 16, 8)), jnp.float32)
+    variables = block_cls(features=features, stride=2, shortcut=shortcut, conv=functools.partial(
+        Conv2D, padding="symmetric"), norm=functools.partial(BatchNorm, use_running_average=False)).init(
+        jax.random.key(0), x)  # float32 parameters and statistics, the same for every dtype
+    r = jnp.asarray(rng.standard_normal((16, 8, 8, features * block_cls.expansion)), jnp.float32)
+
+    def loss(params, x):
+        y, updates = block.apply({"params": params, "batch_stats": variables["batch_stats"]}, x.astype(dtype),
+                                 mutable=["batch_stats"])
+        return jnp.sum(y.astype(jnp.float32) * r), (y, updates)
+
+    step = jax.jit(jax.value_and_grad(loss, argnums=(0, 1), has_aux=True))
+    (_, (y, updates)), grads = step(variables["params"], x)
+    return y, grads, updates, step.lower(variables["params"], x).as_text()
+
+
+@needs_bf16_units
+@pytest.mark.parametrize("block_cls,shortcut", [
+    (blocks.BasicBlock, "A"), (blocks.BasicBlock, "B"), (blocks.BottleneckBlock, "B"),
+    (blocks.PreActBasicBlock, "A"), (blocks.PreActBasicBlock, "B"), (blocks.PreActBottleneckBlock, "B")])
+def test_onednn_bfloat16_blocks_match_float32_as_closely_as_xla_bfloat16(block_cls, shortcut):
+    y32, grads32, stats32, _ = block_step(block_cls, shortcut, "xla", jnp.float32)
+    y_xla, grads_xla, stats_xla, _ = block_step(block_cls, shortcut, "xla", jnp.bfloat16)
+    y16, grads16, stats16, hlo = block_step(block_cls, shortcut, "onednn", jnp.bfloat16)
+    convs = hlo.count("RjOnednnConvForwardBf16")
+    assert convs == (2 if block_cls.expansion == 1 else 3) + (shortcut == "B")  # every conv, none left to XLA
+    assert hlo.count("@RjOnednnConvBackwardWeights(") == convs and "convolution(" not in hlo
+    assert {g.dtype for g in jax.tree.leaves(grads16)} == {jnp.dtype(jnp.float32)}  # params and input stay f32
+    assert {s.dtype for s in jax.tree.leaves(stats16)} == {jnp.dtype(jnp.float32)}
+    assert relative_error(y16, y32) < 1e-2 and relative_error(stats16, stats32) < 1e-3
+    # BatchNorm's backward pass (batch statistics of 8x8 maps) amplifies bf16 rounding to ~5% in XLA's bf16 too:
+    # oneDNN's may differ from float32 by about as much as XLA's does, not more.
+    for got, xla_bf16, expected in zip(grads16, grads_xla, grads32):
+        assert relative_error(got, expected) < 1.5 * relative_error(xla_bf16, expected) + 0.01
+
+
+def test_bf16_units_are_read_from_the_cpu_flags(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16\n\n")
+    assert onednn.bf16_units.__wrapped__(str(cpuinfo))
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 amx_tile amx_bf16\n")
+    assert onednn.bf16_units.__wrapped__(str(cpuinfo))
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f\n")
+    assert not onednn.bf16_units.__wrapped__(str(cpuinfo))
+    assert not onednn.bf16_units.__wrapped__(str(tmp_path / "absent"))
+
+
+def test_bfloat16_without_bf16_units_and_grouped_convolutions_stay_with_xla(monkeypatch):
     x, w = jnp.ones((1, 6, 6, 4), jnp.bfloat16), jnp.ones((3, 3, 4, 4), jnp.bfloat16)
+    assert onednn.supports(x, w, groups=1) == onednn.bf16_units()
+    monkeypatch.setattr(onednn, "bf16_units", lambda: False)
     assert not onednn.supports(x, w, groups=1)
+    assert not onednn.supports(x, w.astype(jnp.float32), groups=1)  # mixed dtypes
     assert not onednn.supports(x.astype(jnp.float32), w.astype(jnp.float32), groups=2)
     hlo = jax.jit(functools.partial(conv2d, padding=1, groups=2, backend=onednn.conv_backend)).lower(
         x.astype(jnp.float32), w[:, :, :2].astype(jnp.float32)).as_text()
@@ -124,9 +220,10 @@ def test_unavailable_onednn_is_a_clear_error_and_auto_falls_back(monkeypatch):
 
 
 @needs_onednn
-def test_auto_picks_onednn_for_float32_cpu_runs_outside_sharding():
+def test_auto_picks_onednn_for_cpu_runs_outside_sharding():
     assert runtime.conv_impl_for("auto", parallel_mode="single", dtype="float32") == "onednn"
     assert runtime.conv_impl_for("auto", parallel_mode="pmap", dtype="float32") == "onednn"
     assert runtime.conv_impl_for("auto", parallel_mode="sharding", dtype="float32") == "xla"
-    assert runtime.conv_impl_for("auto", parallel_mode="single", dtype="bfloat16") == "xla"
+    bf16 = "onednn" if onednn.bf16_units() else "xla"  # oneDNN's bf16 kernels pay only with bf16 units
+    assert runtime.conv_impl_for("auto", parallel_mode="single", dtype="bfloat16") == bf16
     assert runtime.conv_impl_for("xla", parallel_mode="single", dtype="float32") == "xla"

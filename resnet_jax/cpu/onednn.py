@@ -8,9 +8,14 @@
 XLA:CPU's own convolutions run ResNet train steps at about half PyTorch's speed (docs/performance_notes.md);
 calling oneDNN for the forward pass, the data gradient and the weight gradient closes most of that gap.
 `conv_backend` is a `resnet_jax.nn.conv.ConvBackend`: passed to `conv2d(..., backend=)` or a model's
-`conv_backend=`, it routes float32, one-group convolutions on the CPU here and keeps XLA's everywhere else
-(other dtypes, groups, GPU and TPU). `conv` is differentiable once (custom VJP);
-forward-mode and second derivatives are not defined.
+`conv_backend=`, it routes one-group float32 convolutions on the CPU here, and bfloat16 ones where the CPU has
+bf16 units (`bf16_units()`: AVX512-BF16 or AMX, where oneDNN has native bf16 kernels; XLA's computes bf16
+through float32), and keeps XLA's everywhere else (other dtypes, groups, GPU and TPU). In bfloat16 the forward
+pass and the data gradient run oneDNN's bf16 kernels; the weight gradient runs its float32 kernel on the
+activations and output gradient widened to float32 (exact), so it accumulates in float32, and on AVX512-BF16
+it is 2x faster than oneDNN 3.2's bf16 weight-gradient kernel (docs/performance_notes.md); it is rounded to
+the kernel's bfloat16 once, as the VJP requires (XLA's bf16 convolution rounds it too). `conv` is
+differentiable once (custom VJP); forward-mode and second derivatives are not defined.
 
 The handlers (csrc/onednn_conv.cc) are compiled on first use with the system's C++ compiler against jaxlib's FFI
 headers and the oneDNN of the `onednn-cpu-gomp` and `onednn-devel-cpu-gomp` wheels (requirements.txt), into
@@ -39,7 +44,9 @@ from resnet_jax.nn.shapes import output_size
 
 SOURCE = Path(__file__).parent / "csrc" / "onednn_conv.cc"
 TARGETS = {"forward": "RjOnednnConvForward", "backward_data": "RjOnednnConvBackwardData",
-           "backward_weights": "RjOnednnConvBackwardWeights"}
+           "backward_weights": "RjOnednnConvBackwardWeights"}  # float32; forward and data gradient + "Bf16"
+DTYPES = {jnp.dtype(jnp.float32): "", jnp.dtype(jnp.bfloat16): "Bf16"}  # activation dtype -> symbol suffix
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of CPUs with native bf16 arithmetic
 RUNTIME, HEADERS = "onednn-cpu-gomp", "onednn-devel-cpu-gomp"
 
 
@@ -94,7 +101,8 @@ def _load() -> OneDnnUnavailable | None:
         library = ctypes.cdll.LoadLibrary(str(_build()))
     except (OneDnnUnavailable, OSError) as error:
         return error if isinstance(error, OneDnnUnavailable) else OneDnnUnavailable(str(error))
-    for symbol in TARGETS.values():
+    bf16 = [TARGETS[name] + DTYPES[jnp.dtype(jnp.bfloat16)] for name in ("forward", "backward_data")]
+    for symbol in [*TARGETS.values(), *bf16]:
         jax.ffi.register_ffi_target(symbol, jax.ffi.pycapsule(getattr(library, symbol)), platform="cpu")
     return None
 
@@ -117,9 +125,25 @@ def require() -> None:
         raise OneDnnUnavailable(f"oneDNN convolutions cannot run: {error}. Use XLA's (train.conv_impl='xla').")
 
 
+@functools.cache
+def bf16_units(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether this CPU has native bf16 arithmetic (AVX512-BF16 or AMX-BF16), where oneDNN's bf16 kernels beat
+    XLA's; without, oneDNN would emulate bf16 or fall back to reference code."""
+    try:
+        with open(cpuinfo) as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return any(flag in flags for flag in BF16_FLAGS)
+
+
 def supports(x: jax.Array, kernel: jax.Array, groups: int) -> bool:
-    """Whether `conv` computes this convolution (float32, one group); others stay with XLA."""
-    return x.dtype == jnp.float32 and kernel.dtype == jnp.float32 and groups == 1
+    """Whether `conv_backend` sends this convolution to oneDNN: one group, float32, or bfloat16 on a CPU with
+    bf16 units (`bf16_units`); others stay with XLA."""
+    dtype = jnp.dtype(x.dtype)
+    if groups != 1 or kernel.dtype != dtype or dtype not in DTYPES:
+        return False
+    return dtype == jnp.float32 or bf16_units()
 
 
 def conv_backend(x: jax.Array, kernel: jax.Array, *, stride: tuple[int, int], padding: Sequence[tuple[int, int]],
@@ -143,14 +167,17 @@ def conv(x: jax.Array, kernel: jax.Array, *, stride: Sequence[int], padding: Seq
     """Cross-correlation like `lax.conv_general_dilated` with NHWC/HWIO/NHWC, computed by oneDNN on the CPU.
 
     Args:
-      x: float32 [N, H, W, C].
-      kernel: float32 [KH, KW, C, K].
+      x: [N, H, W, C], float32 or bfloat16.
+      kernel: [KH, KW, C, K], x's dtype.
       stride, dilation: (h, w) ints >= 1.
       padding: ((low_h, high_h), (low_w, high_w)), each >= 0.
     Returns:
-      float32 [N, H', W', K], H' = floor((H + low + high - dilation * (KH - 1) - 1) / stride) + 1.
+      [N, H', W', K] in x's dtype, H' = floor((H + low + high - dilation * (KH - 1) - 1) / stride) + 1.
     """
     require()
+    if jnp.dtype(x.dtype) not in DTYPES or kernel.dtype != x.dtype:
+        raise TypeError(f"onednn.conv takes float32 or bfloat16 x and a kernel of its dtype, got {x.dtype} and "
+                        f"{kernel.dtype}")
     stride, dilation = tuple(map(int, stride)), tuple(map(int, dilation))
     pads = tuple((int(lo), int(hi)) for lo, hi in padding)
     if min(min(p) for p in pads) < 0:
@@ -177,8 +204,10 @@ def _attributes(stride, padding, dilation) -> dict[str, np.ndarray]:
             "pad_hi": np.asarray([p[1] for p in padding], np.int64)}
 
 
-def _call(name: str, shape, *operands, stride, padding, dilation) -> jax.Array:
-    call = jax.ffi.ffi_call(TARGETS[name], jax.ShapeDtypeStruct(shape, jnp.float32), vmap_method="sequential")
+def _call(name: str, shape, dtype, *operands, stride, padding, dilation) -> jax.Array:
+    """One handler: TARGETS[name] for the operands' dtype, returning `dtype` [shape]."""
+    target = TARGETS[name] + DTYPES[jnp.dtype(operands[0].dtype)]
+    call = jax.ffi.ffi_call(target, jax.ShapeDtypeStruct(shape, dtype), vmap_method="sequential")
     return call(*operands, **_attributes(stride, padding, dilation))
 
 
@@ -192,15 +221,18 @@ def _conv_forward(x, kernel, stride, padding, dilation):
     kh, kw, _, k = kernel.shape
     out = [output_size(size, kk, s, p, d) for size, kk, s, d, p in zip((h, w), (kh, kw), stride, dilation, padding)]
     ohwi = kernel.transpose(3, 0, 1, 2)  # the handlers' kernel layout (see onednn_conv.cc); the data gradient reuses it
-    y = _call("forward", (n, *out, k), x, ohwi, stride=stride, padding=padding, dilation=dilation)
+    y = _call("forward", (n, *out, k), x.dtype, x, ohwi, stride=stride, padding=padding, dilation=dilation)
     return y, (x, ohwi)
 
 
 def _conv_backward(stride, padding, dilation, residuals, dy):
     x, ohwi = residuals
-    dx = _call("backward_data", x.shape, dy, ohwi, stride=stride, padding=padding, dilation=dilation)
-    dohwi = _call("backward_weights", ohwi.shape, x, dy, stride=stride, padding=padding, dilation=dilation)
-    return dx, dohwi.transpose(1, 2, 3, 0)
+    dx = _call("backward_data", x.shape, x.dtype, dy, ohwi, stride=stride, padding=padding, dilation=dilation)
+    # float32 whatever x is (see the module docstring); XLA fuses the widening into the producers
+    x32, dy32 = x.astype(jnp.float32), dy.astype(jnp.float32)
+    dohwi = _call("backward_weights", ohwi.shape, jnp.float32, x32, dy32, stride=stride, padding=padding,
+                  dilation=dilation)
+    return dx, dohwi.transpose(1, 2, 3, 0).astype(ohwi.dtype)
 
 
 _conv.defvjp(_conv_forward, _conv_backward)

@@ -1,6 +1,8 @@
 // 2-D convolution on the CPU through oneDNN, as XLA FFI handlers: forward, data gradient, weight gradient.
 //
-// Layouts: activations NHWC (the project's), kernels OHWI (K, KH, KW, C), float32, one group. oneDNN is told
+// Layouts: activations NHWC (the project's), kernels OHWI (K, KH, KW, C), one group. Types: float32, or for the
+// forward pass and the data gradient bfloat16 too (AVX512-BF16 or AMX kernels where the CPU has them; the
+// weight gradient of a bf16 convolution is computed in float32 from widened operands, see onednn.py). oneDNN is told
 // those layouts and picks its own for the kernel ("any"), which we reorder into and out of; the kernels are
 // small, the activations are not. OHWI rather than the project's HWIO because oneDNN 3.2 has fast reorders from
 // OHWI into some of its blocked layouts and only its generic one from HWIO (kernel reorders of a ResNet-20 step:
@@ -33,18 +35,20 @@ namespace {
 
 enum class Kind : int64_t { kForward = 0, kBackwardData = 1, kBackwardWeights = 2 };
 
-// Everything that defines one convolution: N, C, H, W, K, KH, KW, OH, OW, strides, dilations, pads.
+// Everything that defines one convolution: N, C, H, W, K, KH, KW, OH, OW, strides, dilations, pads, and the
+// type of the activations and their gradients (f32 or bf16).
 struct Geometry {
   int64_t n, c, h, w, k, kh, kw, oh, ow;
   std::array<int64_t, 2> stride, dilation, pad_lo, pad_hi;
+  memory::data_type data;
 
   std::vector<int64_t> key(Kind kind) const {
     return {static_cast<int64_t>(kind), n, c, h, w, k, kh, kw, oh, ow, stride[0], stride[1], dilation[0],
-            dilation[1], pad_lo[0], pad_lo[1], pad_hi[0], pad_hi[1]};
+            dilation[1], pad_lo[0], pad_lo[1], pad_hi[0], pad_hi[1], static_cast<int64_t>(data)};
   }
-  memory::desc image(tag format) const { return {{n, c, h, w}, memory::data_type::f32, format}; }
-  memory::desc output(tag format) const { return {{n, k, oh, ow}, memory::data_type::f32, format}; }
-  memory::desc kernel(tag format) const { return {{k, c, kh, kw}, memory::data_type::f32, format}; }
+  memory::desc image(tag format) const { return {{n, c, h, w}, data, format}; }
+  memory::desc output(tag format) const { return {{n, k, oh, ow}, data, format}; }
+  memory::desc kernel(tag format) const { return {{k, c, kh, kw}, data, format}; }
   // oneDNN counts dilation from 0 (no gaps) where XLA counts from 1.
   memory::dims dilates() const { return {dilation[0] - 1, dilation[1] - 1}; }
 };
@@ -129,8 +133,10 @@ void ReorderAlone(const dnnl::reorder& reorder, dnnl::stream& stream, memory& fr
 
 std::array<int64_t, 2> Pair(ffi::Span<const int64_t> values) { return {values[0], values[1]}; }
 
-// Runs one convolution. image: NHWC input (or its gradient), kernel: OHWI (or its gradient), output: NHWC.
-ffi::Error Run(Kind kind, float* image, float* kernel, float* output, ffi::Span<const int64_t> image_dims,
+// Runs one convolution. image: NHWC input (or its gradient), kernel: OHWI (or its gradient), output: NHWC, all
+// of type `data`.
+ffi::Error Run(Kind kind, memory::data_type data, void* image, void* kernel, void* output,
+               ffi::Span<const int64_t> image_dims,
                ffi::Span<const int64_t> kernel_dims, ffi::Span<const int64_t> output_dims,
                ffi::Span<const int64_t> stride, ffi::Span<const int64_t> dilation, ffi::Span<const int64_t> pad_lo,
                ffi::Span<const int64_t> pad_hi) {
@@ -140,7 +146,7 @@ ffi::Error Run(Kind kind, float* image, float* kernel, float* output, ffi::Span<
   }
   Geometry g{image_dims[0], image_dims[3], image_dims[1], image_dims[2], kernel_dims[0], kernel_dims[1],
              kernel_dims[2], output_dims[1], output_dims[2], Pair(stride), Pair(dilation), Pair(pad_lo),
-             Pair(pad_hi)};
+             Pair(pad_hi), data};
   if (kernel_dims[3] != g.c || output_dims[0] != g.n || output_dims[3] != g.k) {
     return ffi::Error::InvalidArgument("onednn conv: channels of image, kernel and output disagree");
   }
@@ -178,25 +184,30 @@ ffi::Error Run(Kind kind, float* image, float* kernel, float* output, ffi::Span<
   return ffi::Error::Success();
 }
 
-using F32 = ffi::Buffer<ffi::F32>;
 using Ints = ffi::Span<const int64_t>;
 
-ffi::Error Forward(F32 x, F32 kernel, ffi::ResultBuffer<ffi::F32> y, Ints stride, Ints dilation, Ints pad_lo,
-                   Ints pad_hi) {
-  return Run(Kind::kForward, x.typed_data(), kernel.typed_data(), y->typed_data(), x.dimensions(),
-             kernel.dimensions(), y->dimensions(), stride, dilation, pad_lo, pad_hi);
+// The forward and data-gradient handlers for one type T (F32 or BF16); the weight gradient's for F32.
+template <ffi::DataType T>
+constexpr memory::data_type kData = T == ffi::DataType::BF16 ? memory::data_type::bf16 : memory::data_type::f32;
+
+template <ffi::DataType T>
+ffi::Error Forward(ffi::Buffer<T> x, ffi::Buffer<T> kernel, ffi::ResultBuffer<T> y, Ints stride, Ints dilation,
+                   Ints pad_lo, Ints pad_hi) {
+  return Run(Kind::kForward, kData<T>, x.untyped_data(), kernel.untyped_data(), y->untyped_data(),
+             x.dimensions(), kernel.dimensions(), y->dimensions(), stride, dilation, pad_lo, pad_hi);
 }
 
-ffi::Error BackwardData(F32 dy, F32 kernel, ffi::ResultBuffer<ffi::F32> dx, Ints stride, Ints dilation,
-                        Ints pad_lo, Ints pad_hi) {
-  return Run(Kind::kBackwardData, dx->typed_data(), kernel.typed_data(), dy.typed_data(), dx->dimensions(),
-             kernel.dimensions(), dy.dimensions(), stride, dilation, pad_lo, pad_hi);
+template <ffi::DataType T>
+ffi::Error BackwardData(ffi::Buffer<T> dy, ffi::Buffer<T> kernel, ffi::ResultBuffer<T> dx, Ints stride,
+                        Ints dilation, Ints pad_lo, Ints pad_hi) {
+  return Run(Kind::kBackwardData, kData<T>, dx->untyped_data(), kernel.untyped_data(), dy.untyped_data(),
+             dx->dimensions(), kernel.dimensions(), dy.dimensions(), stride, dilation, pad_lo, pad_hi);
 }
 
-ffi::Error BackwardWeights(F32 x, F32 dy, ffi::ResultBuffer<ffi::F32> dkernel, Ints stride, Ints dilation,
-                           Ints pad_lo, Ints pad_hi) {
-  return Run(Kind::kBackwardWeights, x.typed_data(), dkernel->typed_data(), dy.typed_data(), x.dimensions(),
-             dkernel->dimensions(), dy.dimensions(), stride, dilation, pad_lo, pad_hi);
+ffi::Error BackwardWeights(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> dy, ffi::ResultBuffer<ffi::F32> dkernel,
+                           Ints stride, Ints dilation, Ints pad_lo, Ints pad_hi) {
+  return Run(Kind::kBackwardWeights, memory::data_type::f32, x.untyped_data(), dkernel->untyped_data(),
+             dy.untyped_data(), x.dimensions(), dkernel->dimensions(), dy.dimensions(), stride, dilation, pad_lo, pad_hi);
 }
 
 }  // namespace
@@ -204,9 +215,16 @@ ffi::Error BackwardWeights(F32 x, F32 dy, ffi::ResultBuffer<ffi::F32> dkernel, I
 #define CONV_ATTRS                                                                                   \
   .Attr<Ints>("stride").Attr<Ints>("dilation").Attr<Ints>("pad_lo").Attr<Ints>("pad_hi")
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(RjOnednnConvForward, Forward,
+using F32 = ffi::Buffer<ffi::F32>;
+using BF16 = ffi::Buffer<ffi::BF16>;
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(RjOnednnConvForward, Forward<ffi::F32>,
                               ffi::Ffi::Bind().Arg<F32>().Arg<F32>().Ret<F32>() CONV_ATTRS);
-XLA_FFI_DEFINE_HANDLER_SYMBOL(RjOnednnConvBackwardData, BackwardData,
+XLA_FFI_DEFINE_HANDLER_SYMBOL(RjOnednnConvBackwardData, BackwardData<ffi::F32>,
                               ffi::Ffi::Bind().Arg<F32>().Arg<F32>().Ret<F32>() CONV_ATTRS);
 XLA_FFI_DEFINE_HANDLER_SYMBOL(RjOnednnConvBackwardWeights, BackwardWeights,
                               ffi::Ffi::Bind().Arg<F32>().Arg<F32>().Ret<F32>() CONV_ATTRS);
+XLA_FFI_DEFINE_HANDLER_SYMBOL(RjOnednnConvForwardBf16, Forward<ffi::BF16>,
+                              ffi::Ffi::Bind().Arg<BF16>().Arg<BF16>().Ret<BF16>() CONV_ATTRS);
+XLA_FFI_DEFINE_HANDLER_SYMBOL(RjOnednnConvBackwardDataBf16, BackwardData<ffi::BF16>,
+                              ffi::Ffi::Bind().Arg<BF16>().Arg<BF16>().Ret<BF16>() CONV_ATTRS);
