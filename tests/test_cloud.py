@@ -92,6 +92,12 @@ def read_object(url: str, name: str) -> bytes:
         return response.read()
 
 
+def put_object(url: str, name: str, data: bytes) -> None:
+    query = urllib.parse.urlencode({"uploadType": "media", "name": name})
+    request = urllib.request.Request(f"{url}/upload/storage/v1/b/{BUCKET}/o?{query}", data=data, method="POST")
+    urllib.request.urlopen(request).close()
+
+
 def saved_checksum(read, step: int) -> str:
     """The SHA-256 over every array of a checkpoint, as the trainer stored it beside the checkpoint."""
     return json.loads(read(f"checkpoints/{step}/meta/metadata"))["sha256"]
@@ -102,15 +108,18 @@ def main_command(workdir: str, npz, **overrides) -> list[str]:
 
 
 def test_a_run_on_gs_killed_and_resumed_from_the_bucket_equals_a_local_run(gcs, tmp_path):
+    """Data, checkpoints and records in the bucket; the result bit-identical to the same run on local files."""
     npz = write_tiny_npz(tmp_path / "tiny.npz")
     local = tmp_path / "local"
     straight = subprocess.run(main_command(str(local), npz), cwd=REPO, capture_output=True, text=True, timeout=300,
                               env=command_env())
     assert straight.returncode == 0, straight.stderr[-2000:]
 
+    put_object(gcs, "data/tiny.npz", npz.read_bytes())  # the same data, read from the bucket
+    remote_npz = f"gs://{BUCKET}/data/tiny.npz"
     log = tmp_path / "killed.log"
     with open(log, "w") as stderr:
-        killed = subprocess.Popen(main_command(f"gs://{BUCKET}/run", npz), cwd=REPO, stdout=subprocess.PIPE,
+        killed = subprocess.Popen(main_command(f"gs://{BUCKET}/run", remote_npz), cwd=REPO, stdout=subprocess.PIPE,
                                   stderr=stderr, text=True, env=gcs_env(gcs))
     deadline = time.monotonic() + 240
     for line in killed.stdout:  # kill once step 4's checkpoint is committed: mid-run, maybe mid-save of the next
@@ -121,7 +130,7 @@ def test_a_run_on_gs_killed_and_resumed_from_the_bucket_equals_a_local_run(gcs, 
     assert killed.wait(timeout=30) == -signal.SIGKILL, log.read_text()[-2000:]
     assert "run/checkpoints/12/commit_success.txt" not in objects(gcs, "run/")  # killed before the end
 
-    resumed = subprocess.run(main_command(f"gs://{BUCKET}/run", npz), cwd=REPO, capture_output=True, text=True,
+    resumed = subprocess.run(main_command(f"gs://{BUCKET}/run", remote_npz), cwd=REPO, capture_output=True, text=True,
                              timeout=300, env=gcs_env(gcs))
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert re.search(r"Resuming from the checkpoint at step \d+ in gs://bucket/run", resumed.stderr)
@@ -144,12 +153,6 @@ def test_a_run_on_gs_killed_and_resumed_from_the_bucket_equals_a_local_run(gcs, 
     losses = [r["train/loss"] for r in rows if "train/loss" in r]
     assert losses == [json.loads(line)["train/loss"] for line in (local / "metrics.jsonl").read_text().splitlines()
                       if "train/loss" in line]
-
-
-def put_object(url: str, name: str, data: bytes) -> None:
-    query = urllib.parse.urlencode({"uploadType": "media", "name": name})
-    request = urllib.request.Request(f"{url}/upload/storage/v1/b/{BUCKET}/o?{query}", data=data, method="POST")
-    urllib.request.urlopen(request).close()
 
 
 def test_a_sweep_in_a_bucket_is_collected_into_tables_and_plots_there(gcs, tmp_path):

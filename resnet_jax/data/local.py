@@ -7,11 +7,13 @@ A source without an eval split (one .npz file, an image folder with only train/)
 class for eval, chosen by a seeded permutation, so the split is the same on every machine. `resnet_jax.data`
 turns these into batches.
 """
+import os
 import zipfile
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+from etils import epath
 
 DEFAULT_EVAL_FRACTION = 0.2
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
@@ -61,13 +63,13 @@ def _num_classes(train: Arrays, eval_arrays: Arrays) -> int:
     return int(max(train.labels.max(initial=0), eval_arrays.labels.max(initial=0))) + 1
 
 
-def _read_npz_file(file: Path) -> Arrays:
+def _read_npz_file(file: epath.Path) -> Arrays:
     if not file.is_file():
         raise FileNotFoundError(f"no file {file}: give path= a .npz file, or a directory holding train.npz and "
                                 "test.npz")
     how = "save it with np.savez(file, images=uint8 [N, H, W(, C)], labels=int [N])"
     try:
-        with np.load(file) as arrays:
+        with file.open("rb") as stream, np.load(stream) as arrays:
             missing = {"images", "labels"} - set(arrays.files)
             if missing:
                 raise ValueError(f"{file} lacks {sorted(missing)} (it has {arrays.files}); {how}")
@@ -81,11 +83,11 @@ def _read_npz_file(file: Path) -> Arrays:
 
 def read_npz(path, *, split_seed: int = 0, eval_fraction: float | None = None) -> LocalDataset:
     """Reads a .npz file with `images` and `labels` (eval split off by `split_seed`), or a directory holding
-    train.npz and test.npz."""
+    train.npz and test.npz. Local, or in a bucket (gs://...: etils.epath reads it)."""
     if path is None:
         raise ValueError("load('npz') needs path=: a .npz file with `images` and `labels`, or a directory "
                          "holding train.npz and test.npz")
-    path = Path(path).expanduser()
+    path = epath.Path(path if "://" in str(path) else os.path.expanduser(path))
     if path.is_dir():
         if eval_fraction is not None:
             raise ValueError(f"eval_fraction= is for a single .npz file; {path} has test.npz for eval")
