@@ -409,6 +409,13 @@ def test_docs_cloud_md_shows_what_the_dry_run_prints():
     printed = re.sub(r"\b[0-9a-f]{40}\b", "REVISION", out.stdout).replace(tempfile.gettempdir(), "/tmp")
     printed = re.sub(r"\b[0-9a-f]{12}\b", "REVISION", printed).replace(str(REPO), ".")
     assert expected == printed
+    # The README's Cloud TPU section: the same dry run, and each of its commands one that docs/cloud.md shows.
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Cloud TPU"):readme.index("## GPU")]
+    commands = re.search(r"```\n(.*?)```", section, re.S)[1].splitlines()
+    assert first[2:] in commands
+    shown = {line.removeprefix("$ ") for b in re.findall(r"```\n(.*?)```", text, re.S) for line in b.splitlines()}
+    assert [c for c in commands if c not in shown] == []
 
 
 def test_the_vm_side_scripts_run_in_bash_a_failed_point_does_not_stop_the_next(fake, tmp_path):
