@@ -205,7 +205,10 @@ def run(config: ml_collections.ConfigDict, workdir: str | epath.Path, stop_reque
     rows = check_model(model, dataset.info.image_shape, batch_size=device_batch,
                        dtype=t.dtype, allow_degenerate_maps=t.allow_degenerate_maps)
     optimizer = build.run_optimizer(config)
-    init = build.init_weights(config, model, in_channels=dataset.info.image_shape[-1])
+    # The weights are only the starting point: a run that has checkpoints resumes from them, and the weight file
+    # need not outlive its first checkpoint.
+    resuming = any(p.name.isdigit() for p in _children(paths.run_path(workdir) / "checkpoints"))
+    init = None if resuming else build.init_weights(config, model, in_channels=dataset.info.image_shape[-1])
     processes = jax.process_count()
 
     def train_batches(start_step: int):
@@ -226,6 +229,10 @@ def run(config: ml_collections.ConfigDict, workdir: str | epath.Path, stop_reque
             loop=train.Loop(t.steps, t.eval_every, t.checkpoint_every, t.log_every, t.keep_checkpoints),
             workdir=workdir, seed=t.seed, parallel_mode=t.parallel, recipe=build.recipe(config), init=init,
             stop_requested=stop_requested)
+
+
+def _children(folder: epath.Path) -> list[epath.Path]:
+    return list(folder.iterdir()) if folder.is_dir() else []
 
 
 def process_flags() -> dict:

@@ -133,7 +133,18 @@ def table_row(args: list[str], line: str, files: Path, workdir: Path | None = No
     return f"| `python -m {plain(' '.join(args))}` | `{plain(line)}` |"
 
 
-@pytest.mark.parametrize("extra,message", MAIN_CASES, ids=[" ".join(c[0])[-60:] for c in MAIN_CASES])
+# Cases that repeat a check another case already makes through the same line of validate_config (a field
+# of the same kind and rule): they run with -m slow, to keep the default run inside CI's budget.
+SAME_RULE = {"--config.train.eval_every=0", "--config.train.log_every=0", "--config.train.checkpoint_every=0",
+             "--config.train.keep_checkpoints=0", "--config.train.dtype=float16", "--config.train.conv_impl=cudnn",
+             "--config.data.eval_batch_size=-1", "--config.optim.schedule=linear", "--config.optim.lr=-1",
+             "--config.optim.beta2=1.5", "--config.optim.label_smoothing=1.0", "--config.optim.grad_clip=-1",
+             "--config.model.padding=full", "--config.model.stem_stride=0", "--config.data.mixup=-1"}
+
+
+@pytest.mark.parametrize("extra,message", [
+    pytest.param(e, m, marks=pytest.mark.slow) if e[0] in SAME_RULE else (e, m) for e, m in MAIN_CASES],
+    ids=[" ".join(c[0])[-60:] for c in MAIN_CASES])
 def test_a_bad_input_to_main_is_one_line_exit_2_and_nothing_written(extra, message, files, tmp_path):
     workdir = tmp_path / "run"
     args = main_args(extra, files, workdir)
@@ -200,6 +211,10 @@ def test_a_collapse_to_1x1_before_the_last_stage_is_a_visible_warning(files, tmp
     assert result.returncode == 0, result.stderr[-2000:]
     warnings = [line for line in own_lines(result.stderr) if line.startswith("warning: ")]
     assert len(warnings) == 1 and "'stage2_block0/conv1' reduces the feature map to 1x1" in warnings[0]
+
+
+@pytest.mark.slow  # a second run of the case above, with the flag that silences its warning
+def test_allow_degenerate_maps_silences_the_warning(files, tmp_path):
     quiet = command(*tiny_run(files, tmp_path / "quiet", "--config.train.steps=2",
                               "--config.model.stage_strides=(1,64,64)", "--config.train.allow_degenerate_maps=True"))
     assert quiet.returncode == 0 and not [l for l in own_lines(quiet.stderr) if l.startswith("warning: ")]

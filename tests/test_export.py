@@ -43,7 +43,7 @@ def test_checkpoint_exported_to_pth_loads_strictly_and_gives_the_same_logits(res
     assert relative_error(torch_logits(reference.eval(), x), ours) < 1e-4
 
 
-@pytest.mark.parametrize("suffix", [".npz", ".safetensors"])
+@pytest.mark.parametrize("suffix", [pytest.param(".npz", marks=pytest.mark.slow), ".safetensors"])
 def test_checkpoint_exported_to_our_format_round_trips(resnet18_run, tmp_path, suffix):
     from resnet_jax import convert
 
@@ -72,6 +72,7 @@ def test_a_model_torchvision_cannot_load_is_named_before_a_pth_export():
         "stem_stride=1 (resnet50: 2), stem_pool=False (resnet50: True)")
 
 
+@pytest.mark.slow  # overlaps a default test; kept out of CI's 10-minute budget
 def test_fine_tuning_starts_from_an_exported_pth(resnet18_run, tmp_path):
     from resnet_jax import convert
 

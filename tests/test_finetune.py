@@ -2,6 +2,7 @@
 stage 1 frozen; the loss falls, the frozen parts end equal to the input weights, and the run resumes from its own
 checkpoints, not from the weights again. Frozen parts' BatchNorms use their running statistics, as in evaluation."""
 import json
+import shutil
 
 import jax
 import numpy as np
@@ -34,7 +35,9 @@ def torchvision18(tmp_path_factory):
 def test_finetune_from_torchvision_weights_with_frozen_stages(torchvision18, tmp_path):
     root, loaded = torchvision18
     npz = write_tiny_npz(tmp_path / "tiny.npz")
-    config = tiny_config(npz, **FINETUNE, init__weights=str(root / "resnet18.pth"), init__reset_head=True,
+    weights = tmp_path / "resnet18.pth"
+    shutil.copy(root / "resnet18.pth", weights)
+    config = tiny_config(npz, **FINETUNE, init__weights=str(weights), init__reset_head=True,
                          init__frozen=("stem", "stage1"))
     main.validate_config(config, device_count=1, process_count=1)
     state, summary = main.run(config, str(tmp_path / "run"))
@@ -52,6 +55,7 @@ def test_finetune_from_torchvision_weights_with_frozen_stages(torchvision18, tmp
         assert all(moved)  # the trained parts did move
     assert state.params["head"]["kernel"].shape == (512, 4)
 
+    weights.unlink()  # the weights were only the starting point: the resumed run does not read them
     again_state, _ = main.run(config, str(tmp_path / "run"))  # resumes its own step 8, not the weights
     assert int(again_state.step) == 8
     assert jax.tree.all(jax.tree.map(np.array_equal, again_state.params, state.params))
@@ -107,6 +111,7 @@ def test_frozen_parameters_get_zero_updates_with_momentum_and_weight_decay():
     np.testing.assert_allclose(updates["stage1_block0"]["conv1"]["kernel"], -0.5 * 1.1 * 1.9)
 
 
+@pytest.mark.slow  # overlaps a default test; kept out of CI's 10-minute budget
 def test_frozen_parts_normalise_by_their_running_statistics_in_training():
     from resnet_jax.nn.models import get_model
 
@@ -124,6 +129,7 @@ def test_frozen_parts_normalise_by_their_running_statistics_in_training():
     np.testing.assert_allclose(train_logits, jax.jit(frozen.apply)(variables, x), rtol=1e-6)
 
 
+@pytest.mark.slow  # overlaps a default test; kept out of CI's 10-minute budget
 def test_finetune_from_another_runs_checkpoint(tmp_path):
     npz = write_tiny_npz(tmp_path / "tiny.npz")
     first, _ = main.run(tiny_config(npz, optim__ema=0.5), str(tmp_path / "first"))

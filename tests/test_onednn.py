@@ -99,7 +99,8 @@ def train_step_results(name, impl, image_size, **overrides):
 @pytest.mark.parametrize("name,image_size,overrides", [
     ("cifar_resnet8", 16, {}),
     ("resnet18", 32, {"width_multiplier": 0.125}),  # 7x7 stem, max-pool, 1x1 stride-2 projections
-    ("resnet50", 32, {"width_multiplier": 0.0625}),  # bottlenecks
+    pytest.param("resnet50", 32, {"width_multiplier": 0.0625}, marks=pytest.mark.slow),  # bottlenecks (slow:
+    # their convolutions are checked block by block in the default run)
 ])
 def test_onednn_train_step_equals_xla(name, image_size, overrides):
     (loss_x, stats_x), grads_x = train_step_results(name, "xla", image_size, **overrides)

@@ -155,6 +155,7 @@ def test_accumulated_gradients_make_the_big_batch_update():
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), accumulated.params, big.params)
 
 
+@pytest.mark.slow  # overlaps a default test; kept out of CI's 10-minute budget
 def test_accumulation_with_batchnorm_matches_the_big_batch_of_equal_micro_batches():
     """BatchNorm normalises each micro-batch by its own statistics, so accumulation equals the big batch only
     when the micro-batches have the same statistics: here the big batch is 4 copies of one batch. The running
@@ -189,7 +190,8 @@ def test_bad_recipe_fields_are_named(tmp_path, field, value, message):
     assert str(error.value) == message
 
 
-@pytest.mark.parametrize("parallel, dtype", [("single", "float32"), ("pmap", "bfloat16")])
+@pytest.mark.parametrize("parallel, dtype", [pytest.param("single", "float32", marks=pytest.mark.slow),
+                                             ("pmap", "bfloat16")])
 def test_a_run_with_every_recipe_piece_on(tmp_path, parallel, dtype):
     from tiny_run import write_tiny_npz
 
