@@ -17,7 +17,7 @@ from etils import epath
 
 from resnet_jax import cli, data, interop
 from resnet_jax.nn.models import DTYPES, get_model
-from resnet_jax.training import checkpoint, evaluation, finetune, optim, train
+from resnet_jax.training import checkpoint, evaluation, finetune, optim, paths, train
 
 
 def load_data(d: ml_collections.ConfigDict) -> data.Dataset:
@@ -125,6 +125,17 @@ def restore_checkpoint(workdir: epath.Path, step: int | None = None):
     finally:
         checkpoints.close()
     return config, model, state
+
+
+def load_params(workdir: str | epath.Path, step: int | None = None, *, raw: bool = False):
+    """(model, variables) of a trained run, for a notebook or your own code: the weights the run evaluates
+    (its EMA when it kept one, the trained ones with raw=True) at `step`, or its latest intact checkpoint.
+
+        model, variables = load_params("~/runs/cifar10_resnet20")
+        logits = model.apply(variables, images, train=False)    # images float32 [N, H, W, C], normalised
+    """
+    _, model, state = restore_checkpoint(paths.run_path(workdir), step)
+    return model, evaluation.variables_of(state, raw=raw)
 
 
 def restore_run(workdir: epath.Path, step: int | None = None):

@@ -90,3 +90,14 @@ def test_fine_tuning_starts_from_an_exported_pth(resnet18_run, tmp_path):
             same = all(np.array_equal(a, b) for a, b in zip(
                 jax.tree.leaves(getattr(state, collection)[module]), jax.tree.leaves(value)))
             assert same == (module != "head"), module
+
+
+def test_load_params_gives_the_model_and_the_weights_the_run_evaluates(resnet18_run):
+    model, variables = build.load_params(str(resnet18_run))  # latest step, EMA weights
+    _, _, state = build.restore_checkpoint(resnet18_run)
+    assert jax.tree.all(jax.tree.map(np.array_equal, variables, evaluation.variables_of(state, raw=False)))
+    x = np.random.default_rng(0).normal(size=(3, 8, 8, 3)).astype(np.float32)
+    assert model.apply(variables, x, train=False).shape == (3, 4)
+    _, raw = build.load_params(resnet18_run, step=2, raw=True)
+    assert jax.tree.all(jax.tree.map(np.array_equal, raw["params"], state.params))
+
