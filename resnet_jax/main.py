@@ -32,7 +32,7 @@ from resnet_jax.cpu import onednn
 from resnet_jax.nn import trace
 from resnet_jax.nn.models import DTYPES, get_model
 from resnet_jax.training import finetune, optim, parallel, paths, train
-from resnet_jax.training.checkpoint import CheckpointError
+from resnet_jax.training.checkpoint import CheckpointError, finished_steps
 from resnet_jax.training.lock import WorkdirBusy, workdir_lock
 from resnet_jax.training.signals import Stopped, stop_requests
 
@@ -207,7 +207,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | epath.Path, stop_reque
     optimizer = build.run_optimizer(config)
     # The weights are only the starting point: a run that has checkpoints resumes from them, and the weight file
     # need not outlive its first checkpoint.
-    resuming = any(p.name.isdigit() for p in _children(paths.run_path(workdir) / "checkpoints"))
+    resuming = bool(finished_steps(paths.run_path(workdir) / "checkpoints"))
     init = None if resuming else build.init_weights(config, model, in_channels=dataset.info.image_shape[-1])
     processes = jax.process_count()
 
@@ -229,10 +229,6 @@ def run(config: ml_collections.ConfigDict, workdir: str | epath.Path, stop_reque
             loop=train.Loop(t.steps, t.eval_every, t.checkpoint_every, t.log_every, t.keep_checkpoints),
             workdir=workdir, seed=t.seed, parallel_mode=t.parallel, recipe=build.recipe(config), init=init,
             stop_requested=stop_requested)
-
-
-def _children(folder: epath.Path) -> list[epath.Path]:
-    return list(folder.iterdir()) if folder.is_dir() else []
 
 
 def process_flags() -> dict:

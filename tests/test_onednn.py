@@ -62,12 +62,17 @@ def test_onednn_conv2d_matches_numpy_reference(h, w, kernel, stride, dilation, p
                                rtol=1e-4, atol=1e-4)
 
 
+def conv_inputs(rng, shape, kernel):
+    """Random float32 images `shape` [N, H, W, C] and weights [kernel, kernel, C, 6]."""
+    x = jnp.asarray(rng.standard_normal(shape), jnp.float32)
+    return x, jnp.asarray(rng.standard_normal((kernel, kernel, shape[-1], 6)), jnp.float32)
+
+
 @needs_onednn
 @pytest.mark.parametrize("shape,kernel,stride,padding,dilation", GRADIENT_CASES)
 def test_onednn_gradients_equal_xla(shape, kernel, stride, padding, dilation):
     rng = np.random.default_rng(0)
-    x = jnp.asarray(rng.standard_normal(shape), jnp.float32)
-    w = jnp.asarray(rng.standard_normal((kernel, kernel, shape[-1], 6)), jnp.float32)
+    x, w = conv_inputs(rng, shape, kernel)
 
     def loss(x, w, impl):
         y = conv2d(x, w, stride=stride, padding=padding, dilation=dilation, backend=BACKENDS[impl])
@@ -117,8 +122,7 @@ def test_onednn_train_step_equals_xla(name, image_size, overrides):
 @pytest.mark.parametrize("shape,kernel,stride,padding,dilation", GRADIENT_CASES)
 def test_onednn_bfloat16_values_and_gradients_match_float32(shape, kernel, stride, padding, dilation):
     rng = np.random.default_rng(0)
-    x = jnp.asarray(rng.standard_normal(shape), jnp.float32)
-    w = jnp.asarray(rng.standard_normal((kernel, kernel, shape[-1], 6)), jnp.float32)
+    x, w = conv_inputs(rng, shape, kernel)
     out_shape = jax.eval_shape(functools.partial(conv2d, stride=stride, padding=padding, dilation=dilation), x, w)
     r = jnp.asarray(rng.standard_normal(out_shape.shape), jnp.float32)
 

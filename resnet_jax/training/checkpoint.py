@@ -194,6 +194,19 @@ class Checkpoints:
             raise self._error(step, outcome[0])
 
 
+def finished_steps(directory: str | epath.Path) -> list[int]:
+    """The steps orbax lists as finished in `directory` (on gs://, only those with its commit marker); [] when
+    the folder does not exist. Only reads: nothing is created or cleaned up."""
+    directory = paths.run_path(directory)
+    if not directory.is_dir():
+        return []
+    manager = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(read_only=True))
+    try:
+        return list(manager.all_steps())
+    finally:
+        manager.close()
+
+
 def _which(step: int | None) -> str:
     return f"checkpoint of step {step}" if step is not None else "a checkpoint"
 
