@@ -21,6 +21,9 @@ def shared_data(name: str) -> str:
 
 def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
+    # The run's length, a reference so that the warmup below follows it: `--config.train.steps=30` alone is a
+    # proportionate short run. A config or override that sets optim.warmup_steps itself cuts the link.
+    steps = ml_collections.FieldReference(400)
     # Keyword arguments of resnet_jax.nn.models.get_model; num_classes comes from the data set.
     config.model = dict(name="cifar_resnet", depth=8, width_multiplier=1.0, shortcut="A", zero_init_last=False,
                         # Stochastic depth: the last block's drop rate, linear in depth before it (0 is off).
@@ -37,9 +40,9 @@ def get_config() -> ml_collections.ConfigDict:
                        # on picks one per batch), with the labels mixed alike.
                        mixup=0.0, cutmix=0.0)
     config.optim = dict(name="sgd", lr=0.2, momentum=0.9, nesterov=False, beta2=0.999, weight_decay=5e-4,
-                        exclude_bn_and_bias=False, schedule="cosine", warmup_steps=50, boundaries=(), scales=(),
+                        exclude_bn_and_bias=False, schedule="cosine", warmup_steps=steps // 8, boundaries=(), scales=(),
                         label_smoothing=0.0, grad_clip=0.0, ema=0.0)
-    config.train = dict(steps=400, eval_every=200, checkpoint_every=100, keep_checkpoints=3, log_every=20, seed=0,
+    config.train = dict(steps=steps, eval_every=200, checkpoint_every=100, keep_checkpoints=3, log_every=20, seed=0,
                         parallel="single", dtype="float32",
                         # A feature map at 1x1 before the last stage, or one that never shrinks, is a warning.
                         allow_degenerate_maps=False,

@@ -228,7 +228,18 @@ def run(config: ml_collections.ConfigDict, workdir: str | epath.Path, stop_reque
             data=train.Input(train_batches, eval_batches, dataset.info.image_shape, d.batch_size),
             loop=train.Loop(t.steps, t.eval_every, t.checkpoint_every, t.log_every, t.keep_checkpoints),
             workdir=workdir, seed=t.seed, parallel_mode=t.parallel, recipe=build.recipe(config), init=init,
-            stop_requested=stop_requested)
+            stop_requested=stop_requested, hparams=flat_fields(config))
+
+
+def flat_fields(config: ml_collections.ConfigDict) -> dict:
+    """The config as {'optim.lr': 0.1, ...}, one entry per field (what TensorBoard's HParams lists)."""
+    def walk(prefix, tree):
+        for key, value in tree.items():
+            if isinstance(value, dict):
+                yield from walk(f"{prefix}{key}.", value)
+            else:
+                yield f"{prefix}{key}", value
+    return dict(walk("", config.to_dict()))
 
 
 def process_flags() -> dict:

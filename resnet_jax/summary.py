@@ -2,16 +2,22 @@
 
     python -m resnet_jax.summary --model resnet50 --input 224
     python -m resnet_jax.summary --model cifar_resnet20 --input 32 --set stem_stride=2 --set padding=same
+    python -m resnet_jax.summary --config=configs/cifar10.py:resnet56_fast --config.model.depth=110
+
+With --config, the model is the one the trainer builds from that config (and its overrides), on its data set's
+image shape and class count.
 """
 from __future__ import annotations
 
-import argparse
 import ast
 import sys
 import warnings
 from typing import Sequence
 
-from resnet_jax.nn.models import get_model
+from absl import flags
+from ml_collections import config_flags
+
+from resnet_jax import cli
 from resnet_jax.nn.trace import LayerRow, totals, trace
 
 
@@ -51,42 +57,61 @@ def format_table(rows: Sequence[LayerRow], *, all_layers: bool = False) -> str:
                       f"{params / 1e6:.3f} M parameters, {macs / 1e9:.3f} GMACs ({2 * macs / 1e9:.3f} GFLOPs) per image"])
 
 
-def _parse_override(text: str) -> tuple[str, object]:
+def parse_override(text: str) -> tuple[str, object]:
+    """'stem_stride=2' -> ('stem_stride', 2); a value that is not a Python literal stays a string ('same')."""
     key, sep, value = text.partition("=")
-    if not sep:
-        raise argparse.ArgumentTypeError(f"--set wants FIELD=VALUE, got {text!r}")
+    if not sep or not key:
+        raise cli.UserError(f"--set={text}: wants FIELD=VALUE, e.g. --set=stem_stride=2")
     try:
         return key, ast.literal_eval(value)
     except (ValueError, SyntaxError):
         return key, value  # a bare string such as padding=same
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m resnet_jax.summary", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", help="registry name, e.g. resnet50, cifar_resnet56, cifar_plain20")
-    parser.add_argument("--input", type=int, default=None, help="input height = width (default 224, CIFAR 32)")
-    parser.add_argument("--channels", type=int, default=3)
-    parser.add_argument("--set", type=_parse_override, action="append", default=[], metavar="FIELD=VALUE",
-                        help="override a ResNet field (repeatable)")
-    parser.add_argument("--all", action="store_true", help="also list BatchNorm layers")
-    args = parser.parse_args(argv)
+def define_flags() -> None:
+    """The command's flags (defined when it runs, so that importing this module defines none)."""
+    flags.DEFINE_string("model", None, "Registry name, e.g. resnet50, cifar_resnet56, cifar_plain20.")
+    flags.DEFINE_integer("input", None, "Input height = width (default 224, or 32 for cifar_ names).")
+    flags.DEFINE_integer("channels", 3, "Input channels of --model.")
+    flags.DEFINE_multi_string("set", [], "FIELD=VALUE overriding a field of --model's ResNet (repeatable).")
+    flags.DEFINE_bool("all", False, "Also list the BatchNorm layers.")
+    config_flags.DEFINE_config_file("config", None, "Instead of --model: the model of a config file, on its data "
+                                    "set's image shape, with the trainer's --config.model.FIELD=VALUE overrides.",
+                                    lock_config=True)
 
-    if not args.model:
-        parser.error("give --model NAME")
-    size = args.input or (32 if args.model.startswith("cifar") else 224)
-    try:
-        model = get_model(args.model, **dict(args.set))
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            rows = trace(model, (1, size, size, args.channels))
-    except ValueError as error:  # ShapeError included: a bad configuration, said plainly
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(format_table(rows, all_layers=args.all))
+
+def model_and_shape(flag_values) -> tuple[object, tuple[int, int, int]]:
+    """The model to trace and its input [H, W, C], from --config (the run's model on its data) or --model."""
+    from resnet_jax.nn.models import get_model
+    if flag_values.config is not None:
+        if flag_values.model or flag_values.set:
+            raise cli.UserError("--config names the model: give either --config (with --config.model.FIELD=VALUE) "
+                                "or --model (with --set FIELD=VALUE)")
+        from resnet_jax import build
+        info = build.load_data(flag_values.config.data).info
+        shape = info.image_shape
+        if flag_values.input:
+            shape = (flag_values.input, flag_values.input, shape[-1])
+        return get_model(**flag_values.config.model, num_classes=info.num_classes), shape
+    if not flag_values.model:
+        raise cli.UserError("no model given (--model): name one, e.g. --model=resnet50, or give --config=FILE")
+    size = flag_values.input or (32 if flag_values.model.startswith("cifar") else 224)
+    return get_model(flag_values.model, **dict(map(parse_override, flag_values.set))), (size, size,
+                                                                                        flag_values.channels)
+
+
+def main(argv: Sequence[str]) -> None:
+    if len(argv) > 1:
+        raise cli.UserError(f"unexpected arguments {argv[1:]}: every input is a flag, see --help")
+    model, shape = model_and_shape(flags.FLAGS)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rows = trace(model, (1, *shape))
+    print(format_table(rows, all_layers=flags.FLAGS.all))
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    define_flags()
+    cli.run_absl(main, user_errors=(ValueError,))  # ShapeError included: a model its input cannot build

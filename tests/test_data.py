@@ -68,6 +68,16 @@ def row_keys(images):
     return [image.tobytes() for image in images]
 
 
+def test_pipelines_leave_no_autograph_files_in_the_temp_folder(shapes_small, tmp_path, monkeypatch):
+    """tf.data traces our functions as written: autograph's conversion would leave a generated .py file in the
+    temp folder for each function of each epoch's pipeline."""
+    import tempfile
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    take(train(shapes_small, auto_augment="trivialaugment", cutout=8), 2)
+    take(data.eval_batches(shapes_small, batch_size=BATCH, process_index=0, process_count=1), 1)
+    assert [p.name for p in tmp_path.iterdir()] == []
+
+
 def test_shapes32_builds_offline_into_data_dir(shapes_small, tmp_data_dir, offline):
     info = shapes_small.info
     assert (info.name, info.num_classes, info.image_shape) == ("shapes32/small", 10, (32, 32, 3))

@@ -107,7 +107,9 @@ def test_a_run_writes_metrics_events_config_checkpoints_and_resumes(tmp_path):
     assert [r["step"] for r in train_rows] == [2, 3, 4, 6]  # log_every=2, plus each checkpoint (3, 6)
     assert {"train/accuracy", "train/learning_rate", "train/images_per_second"} <= set(train_rows[0])
     assert [r["step"] for r in rows if "eval/accuracy" in r] == [3, 6]
-    assert list(workdir.glob("events.out.tfevents.*"))
+    events = list(workdir.glob("events.out.tfevents.*"))
+    assert events and event_texts(events[0])["config"].count("\n| ") >= 40  # a row per config field
+    assert "| optim.lr | 0.1 |" in event_texts(events[0])["config"]
     assert json.load(open(workdir / "config.json")) == json.loads(config.to_json())
     assert "git_revision" in json.load(open(workdir / "run.json"))
     assert checkpoint.Checkpoints(str(workdir / "checkpoints"), keep=3).steps() == [3, 6]
@@ -115,6 +117,29 @@ def test_a_run_writes_metrics_events_config_checkpoints_and_resumes(tmp_path):
     state, again = main.run(config, str(workdir))  # the same command again: nothing left to train
     assert int(state.step) == 6 and again["eval/accuracy"] == summary["eval/accuracy"]
     assert sum("train/loss" in json.loads(line) for line in open(workdir / "metrics.jsonl")) == len(train_rows)
+
+
+def event_texts(path) -> dict[str, str]:
+    """The text summaries of a TensorBoard event file, by tag (without TensorBoard's '/text_summary')."""
+    import tensorflow as tf
+    texts = {}
+    for record in tf.data.TFRecordDataset(str(path)).as_numpy_iterator():
+        for value in tf.compat.v1.Event.FromString(record).summary.value:
+            if value.metadata.plugin_data.plugin_name == "text":
+                texts[value.tag.removesuffix("/text_summary")] = tf.make_ndarray(value.tensor).item().decode()
+    return texts
+
+
+def test_one_override_makes_a_short_run_the_warmup_follows_the_steps(monkeypatch):
+    """`--config.train.steps=30` alone is a valid run: the default config's warmup is derived from the steps."""
+    with flagsaver.flagsaver():
+        argv = [__file__, f"--config={REPO / 'configs' / 'default.py'}", "--config.train.steps=30", "--workdir=/x"]
+        monkeypatch.setattr("sys.argv", argv)
+        main.FLAGS(argv)
+        config = main.FLAGS.config
+        assert (config.train.steps, config.optim.warmup_steps) == (30, 3)
+        main.validate_config(config, device_count=1, process_count=1)
+    assert load_config().optim.warmup_steps == 50  # an eighth of the default 400 steps
 
 
 def test_divergence_stops_the_run_and_names_the_step(tmp_path):

@@ -7,8 +7,9 @@ import pytest
 from resnet_jax.nn.conv import Conv2D
 from resnet_jax.nn.models import get_model
 from resnet_jax.nn.pool import MaxPool2D
-from resnet_jax.summary import main as summary_main
 from resnet_jax.nn.trace import empirical_receptive_field, feature_map_warnings, totals, trace
+from test_errors import command
+from tiny_run import REPO, write_tiny_npz
 
 
 def test_resnet50_trace_shapes_params_and_macs():
@@ -84,10 +85,13 @@ def test_warnings_for_collapsed_and_unshrunk_maps():
     assert feature_map_warnings(trace(get_model("cifar_resnet20"), (1, 32, 32, 3)), (32, 32)) == []
 
 
-def test_summary_command_prints_totals_and_fails_cleanly(capsys):
-    assert summary_main(["--model", "cifar_resnet20"]) == 0
-    out = capsys.readouterr().out
-    assert "stage3_block2/conv2" in out and "269,722" in out
-    assert summary_main(["--model", "cifar_resnet20", "--input", "4", "--set", "stem_padding=0",
-                         "--set", "stem_kernel=7"]) == 2
-    assert "Layer 'stem_conv' collapses" in capsys.readouterr().err
+def test_summary_command_prints_totals_from_a_model_name_or_a_config(tmp_path):
+    out = command("resnet_jax.summary", "--model", "cifar_resnet20")
+    assert out.returncode == 0 and "stage3_block2/conv2" in out.stdout and "269,722" in out.stdout
+    # --config: the trainer's model from the config and its overrides, on the data set's shape and classes.
+    npz = write_tiny_npz(tmp_path / "tiny.npz")  # 8x8 images of 4 classes
+    out = command("resnet_jax.summary", f"--config={REPO}/configs/default.py", "--config.model.depth=110",
+                  "--config.data.name=npz", f"--config.data.path={npz}", "--config.data.eval_fraction=0.25")
+    by_name = command("resnet_jax.summary", "--model=cifar_resnet110", "--input=8", "--set=num_classes=4")
+    assert out.returncode == 0 and by_name.returncode == 0, out.stderr[-500:]
+    assert "8x8x3" in out.stdout and out.stdout.splitlines()[-2:] == by_name.stdout.splitlines()[-2:]

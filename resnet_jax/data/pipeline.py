@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow_datasets as tfds  # Cheap: TFDS imports TensorFlow only when first used.
 
 from resnet_jax.data import local, shapes32  # shapes32 registers its TFDS builder.
-from resnet_jax.data.tensorflow_cpu import tensorflow
+from resnet_jax.data.tensorflow_cpu import as_written, tensorflow
 
 # Per-channel (mean, std) of the train images scaled to [0, 1]; other data sets get theirs computed on load.
 NORMALISATION = {
@@ -73,8 +73,8 @@ class ArraySplit:
         if order_seed is not None:
             rows = np.random.default_rng(order_seed).permutation(rows)
         images, labels = tf.constant(self.images), tf.constant(self.labels)
-        return tf.data.Dataset.from_tensor_slices(rows[start:stop]).map(
-            lambda row: (tf.gather(images, row), tf.gather(labels, row)))
+        return tf.data.Dataset.from_tensor_slices(rows[start:stop]).map(as_written(
+            lambda row: (tf.gather(images, row), tf.gather(labels, row))))
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -99,7 +99,7 @@ class TfdsSplit:
             examples = examples.shuffle(SHUFFLE_BUFFER, seed=order_seed)
         examples = examples.take(-1 if stop is None else stop).skip(start)
         decode = self.builder.info.features["image"].decode_example
-        return examples.map(lambda ex: (decode(ex["image"]), tf.cast(ex["label"], tf.int32)))
+        return examples.map(as_written(lambda ex: (decode(ex["image"]), tf.cast(ex["label"], tf.int32))))
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -210,7 +210,7 @@ def _train_stream(dataset: Dataset, *, batch_size, seed, augment, start_step, sh
             return {"image": image, "label": label}
 
         batches = (tf.data.Dataset.zip(positions, examples)
-                   .map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
+                   .map(as_written(preprocess), num_parallel_calls=tf.data.AUTOTUNE)
                    .batch(batch_size, drop_remainder=True)
                    .prefetch(tf.data.AUTOTUNE))
         yield from batches.as_numpy_iterator()
@@ -247,7 +247,7 @@ def _eval_stream(dataset: Dataset, *, batch_size, shard, num_batches):
     padding = {"image": tf.zeros(info.image_shape, tf.float32), "label": tf.constant(0, tf.int32),
                "mask": tf.constant(False)}
     batches = (dataset.eval.read(shard)
-               .map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
+               .map(as_written(preprocess), num_parallel_calls=tf.data.AUTOTUNE)
                .concatenate(tf.data.Dataset.from_tensors(padding).repeat())
                .take(num_batches * batch_size)
                .batch(batch_size)
@@ -367,7 +367,7 @@ def _load_tfds(name: str, *, data_dir, manual_dir, image_size, in_memory) -> Dat
     if varying_size:
         h = w = image_size or DEFAULT_IMAGE_SIZE
     if normalisation is None:  # Estimated from the first examples: reading the whole split would take long.
-        first = TfdsSplit(builder, "train").read((0, 1), stop=STATS_EXAMPLES).map(lambda image, label: image)
+        first = TfdsSplit(builder, "train").read((0, 1), stop=STATS_EXAMPLES).map(as_written(lambda image, label: image))
         normalisation = _channel_stats(first.as_numpy_iterator())
     mean, std = normalisation
     info = DatasetInfo(name=name, num_classes=features["label"].num_classes, image_shape=(h, w, c),

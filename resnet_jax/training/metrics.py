@@ -11,7 +11,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 from absl import logging
 from etils import epath
@@ -31,7 +31,8 @@ class MetricWriter:
     the run writes metrics.jsonl only, and says so once.
     """
 
-    def __init__(self, workdir: str | epath.Path, *, start_step: int = 0, enabled: bool = True):
+    def __init__(self, workdir: str | epath.Path, *, start_step: int = 0, enabled: bool = True,
+                 hparams: Mapping[str, Any] | None = None):
         self.enabled = enabled
         if not enabled:
             return
@@ -43,6 +44,8 @@ class MetricWriter:
             (self._local / JSONL).write_bytes((self._workdir / JSONL).read_bytes())
         _truncate_after(self._local / JSONL, start_step)
         self._tb = _summary_writer(self._local, start_step)
+        if self._tb is not None and hparams:
+            _write_hparams(self._tb, hparams, start_step)
         self._jsonl = open(self._local / JSONL, "a")
         self._sync()
 
@@ -89,6 +92,18 @@ def _summary_writer(logdir: Path, start_step: int):
                         "(pip install tensorboardX to have them).")
         return None
     return SummaryWriter(logdir=str(logdir), purge_step=start_step)
+
+
+def _write_hparams(writer, hparams: Mapping[str, Any], step: int) -> None:
+    """The run's settings into its event file: TensorBoard's HParams dashboard (one row per run, beside its
+    eval metrics) and a 'config' text. Values that are not scalars (tuples, None) are shown as text."""
+    from tensorboardX.summary import hparams as hparams_summaries
+
+    values = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in hparams.items()}
+    for summary in hparams_summaries(values, {"eval/accuracy": 0.0, "eval/loss": 0.0, "train/loss": 0.0}):
+        writer.file_writer.add_summary(summary, global_step=step)
+    table = "\n".join(f"| {k} | {v} |" for k, v in values.items())
+    writer.add_text("config", "| field | value |\n|---|---|\n" + table, global_step=step)
 
 
 def _truncate_after(path: Path, step: int) -> None:

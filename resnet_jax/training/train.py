@@ -203,15 +203,16 @@ class Loop(NamedTuple):
 def train_and_evaluate(*, model: nn.Module, optimizer: optim.Optimizer, data: Input, loop: Loop,
                        workdir: str | epath.Path,
                        seed: int = 0, parallel_mode: str = "single", recipe: Recipe = Recipe(),
-                       stop_requested: Callable[[], str | None] = lambda: None, init: Any = None
-                       ) -> tuple[TrainState, dict[str, float]]:
+                       stop_requested: Callable[[], str | None] = lambda: None, init: Any = None,
+                       hparams: dict[str, Any] | None = None) -> tuple[TrainState, dict[str, float]]:
     """Train for `loop.steps` updates, resuming from workdir's latest intact checkpoint if there is one.
 
     Without a checkpoint the run starts from `init` ({'params', 'batch_stats'} to lay over the random
     initialisation, e.g. all but the head) when given; `recipe` is what each step does beyond the update.
 
     `stop_requested()` names a signal once one asked the run to stop (signals.stop_requests): the loop then
-    saves the step it finished and raises signals.Stopped.
+    saves the step it finished and raises signals.Stopped. `hparams` (flat name -> value) are recorded in the
+    TensorBoard events for the HParams dashboard.
 
     Returns the final state (host NumPy, one copy) and the last train and eval metrics.
     """
@@ -233,7 +234,8 @@ def train_and_evaluate(*, model: nn.Module, optimizer: optim.Optimizer, data: In
         axis_name=placement.axis_name), donate_state=True)
     p_eval = placement.compile(functools.partial(eval_step, apply_fn=model.apply, axis_name=placement.axis_name),
                                donate_state=False)
-    writer = metrics.MetricWriter(workdir, start_step=start, enabled=jax.process_index() == 0)
+    writer = metrics.MetricWriter(workdir, start_step=start, enabled=jax.process_index() == 0,
+                                  hparams=hparams)
     progress = metrics.Progress(total_steps=steps, batch_size=data.batch_size, start_step=start)
     state, pending, train_metrics, eval_metrics = placement.put_state(host_state), [], {}, {}
     try:
