@@ -14,6 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from experiments.results_io import plot_path, write_table  # noqa: E402
+from resnet_jax import cli  # noqa: E402
 from resnet_jax.nn.conv import Conv2D  # noqa: E402
 
 COMMAND = "python -m experiments.fc_vs_conv"
@@ -24,7 +25,8 @@ def count(module: nn.Module, input_shape) -> int:
     return sum(leaf.size for leaf in jax.tree.leaves(shapes))
 
 
-def main():
+def main(argv):
+    cli.no_arguments(argv)
     h = w = 224
     inputs = h * w * 3  # 150,528
     layers = [
@@ -58,4 +60,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    cli.run_absl(main)  # no flags of its own: --help only helps

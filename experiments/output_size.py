@@ -15,6 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from experiments.results_io import plot_path, write_table  # noqa: E402
+from resnet_jax import cli  # noqa: E402
 from resnet_jax.nn.conv import conv2d  # noqa: E402
 from resnet_jax.nn.shapes import ShapeError, output_size  # noqa: E402
 
@@ -22,7 +23,8 @@ COMMAND = "python -m experiments.output_size"
 SIZES, KERNELS, STRIDES, PADDINGS = (7, 32, 224), (1, 3, 5, 7), (1, 2, 3), (0, 1, 2, 3, "SAME", "VALID")
 
 
-def main():
+def main(argv):
+    cli.no_arguments(argv)
     rows, mismatches = [], 0
     for n in SIZES:
         x = jnp.ones((1, n, n, 1))
@@ -60,4 +62,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    cli.run_absl(main)  # no flags of its own: --help only helps

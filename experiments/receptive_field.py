@@ -16,6 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from experiments.results_io import plot_path, write_table  # noqa: E402
+from resnet_jax import cli  # noqa: E402
 from resnet_jax.nn.conv import Conv2D  # noqa: E402
 from resnet_jax.nn.trace import empirical_receptive_field, trace  # noqa: E402
 
@@ -39,7 +40,8 @@ class ConvStack(nn.Module):
         return x
 
 
-def main():
+def main(argv):
+    cli.no_arguments(argv)
     rows, curves = [], {}
     for scheme, stride_of in SCHEMES.items():
         strides = tuple(stride_of(i) for i in range(MAX_DEPTH))
@@ -78,4 +80,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    cli.run_absl(main)  # no flags of its own: --help only helps

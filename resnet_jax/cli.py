@@ -17,6 +17,7 @@ from typing import Callable, NoReturn, Sequence
 
 USAGE, FAILURE, INTERRUPTED = 2, 1, 3  # exit statuses: bad input, failed run, stopped by a signal (resumable)
 VERBOSE_ENV = "RESNET_JAX_VERBOSE"
+HELP_FLAGS = ("-h", "-?", "--help", "--helpshort", "--helpfull", "--helpxml")
 
 
 class UserError(ValueError):
@@ -98,7 +99,11 @@ def parse_absl_flags(argv: Sequence[str]) -> list[str]:
     from absl import flags
     argv = [a for a in argv if a != "--verbose"]
     try:
-        rest = flags.FLAGS(argv)
+        try:
+            rest = flags.FLAGS(argv)
+        except SystemExit as done:  # absl prints --help and exits 1; a help that helped is a success
+            asked = any(a.split("=")[0] in HELP_FLAGS for a in argv[1:])
+            raise SystemExit(0 if asked and done.code == 1 else done.code) from None
         _check_config_file(argv)
         return rest
     except flags.UnrecognizedFlagError as error:
@@ -160,6 +165,12 @@ def hide_closed_loop_noise() -> None:
     sys.excepthook = lambda t, v, tb: None if noise(v) else default_hook(t, v, tb)
     threading.excepthook = lambda args: None if noise(args.exc_value) else default_thread_hook(args)
     sys.unraisablehook = lambda args: None if noise(args.exc_value) else default_unraisable(args)
+
+
+def no_arguments(argv: Sequence[str]) -> None:
+    """For a command whose inputs are all flags: anything left after them is a mistake."""
+    if len(argv) > 1:
+        raise UserError(f"unexpected arguments {list(argv[1:])}: this command takes flags only, see --help")
 
 
 def run_absl(main: Callable[[list[str]], None], *, user_errors: tuple[type[BaseException], ...] = ()) -> None:

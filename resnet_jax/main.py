@@ -37,13 +37,17 @@ from resnet_jax.training.lock import WorkdirBusy, workdir_lock
 from resnet_jax.training.signals import Stopped, stop_requests
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/default.py or configs/cifar10.py:resnet56.",
+config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/default.py or configs/cifar10.py:resnet56; "
+                                "any field is overridden with --config.GROUP.FIELD=VALUE, and --print_config lists "
+                                "them all with their values.",
                                 lock_config=True)
 flags.DEFINE_string("workdir", None, "Where checkpoints, metrics and the config of the run are written.")
 flags.DEFINE_string("coordinator_address", None,
                     "host:port of process 0, for multi-process training (default: $JAX_COORDINATOR_ADDRESS).")
 flags.DEFINE_integer("num_processes", None, "Processes in the run (default: $JAX_NUM_PROCESSES, else 1).")
 flags.DEFINE_integer("process_id", None, "This process's index (default: $JAX_PROCESS_ID, else 0).")
+flags.DEFINE_bool("print_config", False, "Print the resolved config (the file with every --config.FIELD override) "
+                  "and check it, then exit; nothing trains, --workdir is not needed.")
 flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() even without the flags above, letting "
                   "JAX detect the cluster (Cloud TPU pod slices, Slurm, Open MPI).")
 
@@ -263,6 +267,10 @@ class _QuietOrbax(pylogging.Filter):
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if FLAGS.config is not None and FLAGS.print_config:
+        print(FLAGS.config, end="", flush=True)
+        validate_config(FLAGS.config, device_count=jax.device_count(), process_count=1)
+        return
     if FLAGS.config is None or FLAGS.workdir is None:
         raise app.UsageError("--config and --workdir are required.")
     runtime.setup()  # before the first computation creates the backend and its threads

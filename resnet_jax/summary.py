@@ -101,8 +101,7 @@ def model_and_shape(flag_values) -> tuple[object, tuple[int, int, int]]:
 
 
 def main(argv: Sequence[str]) -> None:
-    if len(argv) > 1:
-        raise cli.UserError(f"unexpected arguments {argv[1:]}: every input is a flag, see --help")
+    cli.no_arguments(argv)
     model, shape = model_and_shape(flags.FLAGS)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -23,7 +23,7 @@ from etils import epath
 
 from resnet_jax import cli
 from resnet_jax.sweeps import tpu
-from resnet_jax.sweeps.grid import expand, load_function, point_command, point_name
+from resnet_jax.sweeps.grid import expand, load_function, point_command, point_config, point_name
 from resnet_jax.sweeps.launch import run_local
 from resnet_jax.sweeps.results import collect
 
@@ -48,15 +48,23 @@ flags.DEFINE_string("status_file", None, "Local copy of the TPU sweep's status, 
 flags.DEFINE_string("repo_dir", "~/resnet_jax", "Where the code is unpacked on the TPU VMs.")
 flags.DEFINE_bool("dry_run", False, "Print the commands instead of running them.")
 flags.DEFINE_bool("collect", False, "Only collect finished points into a table and plots.")
+flags.DEFINE_bool("print_config", False, "Print each point's resolved config (the base config with the point's "
+                  "overrides) and exit; nothing runs, --workdir is not needed.")
 
 
 def main(argv: Sequence[str]) -> None:
-    del argv
-    for name in ("config", "sweep", "workdir"):
+    cli.no_arguments(argv)
+    for name in ("config", "sweep") + (() if FLAGS.print_config else ("workdir",)):
         if not getattr(FLAGS, name):
             raise app.UsageError(f"--{name} is required.")
     get_sweep, arg = load_function(FLAGS.sweep, "get_sweep")
     points = expand(get_sweep(arg))
+    if FLAGS.print_config:
+        get_config, config_arg = load_function(FLAGS.config, "get_config")
+        base = get_config(config_arg) if config_arg is not None else get_config()
+        for point in points:
+            print(f"# {point_name(point)}\n{point_config(base, point)}")
+        return
     workdir = epath.Path(FLAGS.workdir)
     if FLAGS.collect:
         collect(workdir, points)

@@ -6,6 +6,7 @@ into a list of points, each a dict of config overrides.
 """
 from __future__ import annotations
 
+import copy
 import importlib.util
 import itertools
 import re
@@ -40,6 +41,26 @@ def expand(sweep: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]]) -> 
     if not points:
         raise ValueError("The sweep has no points.")
     return points
+
+
+def point_config(config, point: Mapping[str, Any]):
+    """A copy of the (locked) ConfigDict with the point's overrides set, as the point's run resolves them; a
+    field the config lacks raises ValueError naming it."""
+    config = copy.deepcopy(config)  # references kept: a derived field (the warmup) follows the point's steps
+    config.lock()
+    for key, value in point.items():
+        *groups, field = key.split(".")
+        node = config
+        try:
+            for group in groups:
+                node = node[group]
+            if field not in node:
+                raise KeyError(field)
+            node[field] = value
+        except (KeyError, AttributeError, TypeError) as error:
+            raise ValueError(f"sweep point {dict(point)}: config.{key} cannot be set ({error}); the sweep's "
+                             f"fields must be the config's") from None
+    return config
 
 
 def point_name(point: Mapping[str, Any]) -> str:
