@@ -6,6 +6,7 @@ import pytest
 
 from resnet_jax.nn.models import get_model
 from resnet_jax.nn.shapes import ShapeError
+from tiny_run import REPO
 
 
 def param_count(model, size):
@@ -157,3 +158,25 @@ def test_a_plain_net_refuses_shortcuts():
         get_model("plain50", shortcut="B")
     assert get_model("cifar_plain20", shortcut="none").shortcut == "none"
     assert get_model("cifar_plain", depth=20).shortcut == "none"
+
+
+def test_the_readmes_own_block_example_builds_a_resnet_with_that_block():
+    """README "Your own block": a Block subclass passed as block= is used in every stage, as written there."""
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Your own block"):]
+    start = section.index("```python\n") + len("```python\n")
+    example = section[start:section.index("\n```", start)]
+    namespace = {}
+    exec(compile(example, "README.md", "exec"), namespace)
+    model = namespace["model"]
+    variables = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3))))
+    blocks = [name for name in variables["params"] if name.startswith("stage")]
+    assert len(blocks) == 9 and all(set(variables["params"][b]) == {"conv1", "conv2"} for b in blocks)
+    # ResNet-20's parameters less its blocks' BatchNorm (scale and bias of each block's two BNs).
+    ours = jax.eval_shape(lambda: get_model("cifar_resnet20").init(jax.random.key(0), jnp.zeros((1, 32, 32, 3))))
+    bn = sum(leaf.size for b in blocks for name, sub in ours["params"][b].items() if name.startswith("bn")
+             for leaf in jax.tree.leaves(sub))
+    count = lambda v: sum(leaf.size for leaf in jax.tree.leaves(v["params"]))  # noqa: E731
+    assert count(variables) == count(ours) - bn == 269_722 - bn
+    assert model.apply(jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), variables), jnp.zeros((2, 32, 32, 3)),
+                       train=False, mutable=False).shape == (2, 10)
