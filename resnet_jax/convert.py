@@ -5,6 +5,7 @@
     python -m resnet_jax.convert resnet50.pth --image cat.jpg --labels imagenet_classes.txt   # top-5
     python -m resnet_jax.convert DIR/checkpoints/7800 out.pth          # a run's checkpoint -> torchvision
     python -m resnet_jax.convert DIR/checkpoints/7800 out.npz          # ... -> ours (.npz/.safetensors)
+    python -m resnet_jax.convert resnet18.pth --image cat.jpg --config=configs/imagenet.py:resnet18  # its model
 
 A weight file's format is read from its keys ('conv1.weight' or 'params/stem_conv/kernel'); the output is the
 other one. A run's checkpoint (or a workdir: its latest) is exported with the model of the run's config.json,
@@ -14,7 +15,6 @@ trained with (metadata 'padding').
 """
 from __future__ import annotations
 
-import argparse
 import json
 import warnings
 from pathlib import Path
@@ -22,6 +22,8 @@ from typing import Sequence
 
 import jax
 import numpy as np
+from absl import flags
+from ml_collections import config_flags
 
 from resnet_jax import build, cli, interop
 from resnet_jax.data.pipeline import NORMALISATION
@@ -58,23 +60,18 @@ def top_k(logits: np.ndarray, k: int = 5) -> list[tuple[int, float]]:
     return [(int(i), float(probs[i])) for i in best]
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m resnet_jax.convert", description=__doc__.split("\n")[0])
-    parser.add_argument("input", help="weight file (.pth/.pt/.bin, .safetensors, .npz), or a run's checkpoint "
-                                      "WORKDIR/checkpoints/STEP (or a WORKDIR: its latest)")
-    parser.add_argument("output", nargs="?", help="where to write the other format (.npz, .safetensors, .pth)")
-    parser.add_argument("--depth", type=int, help="ResNet depth; inferred from the keys when left out")
-    parser.add_argument("--padding", default=interop.TORCHVISION_PADDING, choices=sorted(PADDING_MODES),
-                        help="padding of the model used for --image (torchvision weights need 'symmetric')")
-    parser.add_argument("--raw", action="store_true", help="a checkpoint's trained weights, not its EMA")
-    parser.add_argument("--torchvision", action="store_true",
-                        help="export a checkpoint with torchvision's keys whatever the output's suffix")
-    parser.add_argument("--image", help="print the top-5 classes of this image")
-    parser.add_argument("--labels", help="text file with one class name per line")
-    args = parser.parse_args(argv)
-    if args.output is None and args.image is None:
-        parser.error("give an output file, --image, or both.")
-    return args
+def define_flags() -> None:
+    """The command's flags (defined when it runs, so that importing this module defines none)."""
+    flags.DEFINE_integer("depth", None, "ResNet depth of a torchvision file; inferred from the keys when left out.")
+    flags.DEFINE_enum("padding", interop.TORCHVISION_PADDING, sorted(PADDING_MODES),
+                      "Padding of the model used for --image (torchvision weights need 'symmetric').")
+    config_flags.DEFINE_config_file("config", None, "Instead of --depth/--padding: the model of a config file "
+                                    "(e.g. configs/imagenet.py:resnet18, with --config.model.FIELD=VALUE "
+                                    "overrides), the class count taken from the weights.", lock_config=True)
+    flags.DEFINE_bool("raw", False, "A checkpoint's trained weights, not its EMA.")
+    flags.DEFINE_bool("torchvision", False, "Export a checkpoint with torchvision's keys whatever the output's suffix.")
+    flags.DEFINE_string("image", None, "Print the top-5 classes of this image.")
+    flags.DEFINE_string("labels", None, "Text file with one class name per line, for --image.")
 
 
 def export_checkpoint(path: Path, output: str, *, raw: bool, torchvision: bool) -> None:
@@ -98,15 +95,30 @@ def export_checkpoint(path: Path, output: str, *, raw: bool, torchvision: bool) 
     print(f"wrote {output}")
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    args = parse_args(argv)
-    if Path(args.input).is_dir() or Path(args.input).parent.name == "checkpoints":
-        if args.image or not args.output:
-            raise cli.UserError(f"{args.input}: a checkpoint is exported to a file; classify an image with the "
+def main(argv: Sequence[str]) -> None:
+    """INPUT [OUTPUT] and the flags above."""
+    if not 2 <= len(argv) <= 3:
+        raise cli.UserError("give INPUT [OUTPUT]: a weight file or a run's checkpoint, and where to write the other "
+                            "format (see --help)")
+    f = flags.FLAGS
+    convert(argv[1], argv[2] if len(argv) == 3 else None, depth=f.depth, padding=f.padding, config=f.config,
+            raw=f.raw, torchvision=f.torchvision, image=f.image, labels=f.labels)
+
+
+def convert(source: str, output: str | None = None, *, depth: int | None = None,
+            padding: str = interop.TORCHVISION_PADDING, config=None, raw: bool = False, torchvision: bool = False,
+            image: str | None = None, labels: str | None = None) -> None:
+    """`source` (a weight file, a checkpoint or a workdir) to `output` in the other format, and/or the top-5
+    classes of `image`; the model is ResNet-`depth` with `padding`, or `config.model` when a config is given."""
+    if output is None and image is None:
+        raise cli.UserError("give an OUTPUT file, --image, or both")
+    if Path(source).is_dir() or Path(source).parent.name == "checkpoints":
+        if image or not output:
+            raise cli.UserError(f"{source}: a checkpoint is exported to a file; classify an image with the "
                                 f"exported file")
-        export_checkpoint(Path(args.input), args.output, raw=args.raw, torchvision=args.torchvision)
+        export_checkpoint(Path(source), output, raw=raw, torchvision=torchvision)
         return
-    arrays, metadata = interop.load_arrays(args.input)
+    arrays, metadata = interop.load_arrays(source)
     from_flax = interop.is_flax_format(arrays)
     if from_flax:
         variables = interop.unflatten_variables(arrays)
@@ -114,27 +126,32 @@ def main(argv: Sequence[str] | None = None) -> None:
         trained_padding = metadata.get("padding", interop.TORCHVISION_PADDING)
     else:
         state_dict, trained_padding = arrays, interop.TORCHVISION_PADDING
-    depth = args.depth or interop.infer_depth(state_dict)
-    model = get_model(f"resnet{depth}", num_classes=state_dict["fc.weight"].shape[0], padding=args.padding)
+    num_classes = state_dict["fc.weight"].shape[0]
+    if config is not None:
+        model = get_model(**config.model, num_classes=num_classes)
+        depth, padding = config.model.depth, model.padding
+    else:
+        depth = depth or interop.infer_depth(state_dict)
+        model = get_model(f"resnet{depth}", num_classes=num_classes, padding=padding)
     if not from_flax:
         variables = interop.from_torchvision(state_dict, model, depth=depth)  # warns on padding='same'
-    elif args.image and trained_padding != args.padding:
-        warnings.warn(f"{args.input} records padding {trained_padding!r}, the model uses {args.padding!r}: "
+    elif image and trained_padding != padding:
+        warnings.warn(f"{source} records padding {trained_padding!r}, the model uses {padding!r}: "
                       f"the logits will differ.")
 
-    if args.output:
+    if output:
         if from_flax:
             if trained_padding != interop.TORCHVISION_PADDING:
-                warnings.warn(f"{args.input} records padding {trained_padding!r}; torchvision pads symmetrically, "
+                warnings.warn(f"{source} records padding {trained_padding!r}; torchvision pads symmetrically, "
                               f"so the exported model will compute different logits.")
-            interop.save_arrays(args.output, state_dict)
+            interop.save_arrays(output, state_dict)
         else:
-            interop.save_arrays(args.output, interop.flatten_variables(variables),
+            interop.save_arrays(output, interop.flatten_variables(variables),
                                 {"source": "torchvision", "depth": str(depth), "padding": trained_padding})
-        print(f"wrote {args.output}")
-    if args.image:
-        logits = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, preprocess(args.image))
-        names = Path(args.labels).read_text().splitlines() if args.labels else None
+        print(f"wrote {output}")
+    if image:
+        logits = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, preprocess(image))
+        names = Path(labels).read_text().splitlines() if labels else None
         for rank, (index, prob) in enumerate(top_k(np.asarray(logits)[0]), start=1):
             name = f"  {names[index]}" if names and index < len(names) else ""
             print(f"{rank}. class {index:4d}  p={prob:.4f}{name}")
@@ -142,4 +159,5 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 if __name__ == "__main__":
     # A missing file, or one whose keys or shapes do not fit the model (interop.StateDictError), is bad input.
-    cli.report_errors(main, user_errors=(ValueError, OSError))()
+    define_flags()
+    cli.run_absl(main, user_errors=(ValueError, OSError))

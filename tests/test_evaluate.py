@@ -44,7 +44,7 @@ def test_evaluate_weights_file_with_a_config_gives_the_runs_numbers(tmp_path):
     npz = write_tiny_npz(tmp_path / "tiny.npz")
     workdir = tmp_path / "run"
     _, summary = main.run(tiny_config(npz), str(workdir))
-    convert.main([str(workdir / "checkpoints" / "6"), str(tmp_path / "weights.safetensors")])
+    convert.convert(str(workdir / "checkpoints" / "6"), str(tmp_path / "weights.safetensors"))
     flags = [f for f in command_line(npz) if not f.startswith("--config.train.")]
     result = evaluate("--weights=" + str(tmp_path / "weights.safetensors"), *flags)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -47,7 +47,7 @@ def test_checkpoint_exported_to_pth_loads_strictly_and_gives_the_same_logits(res
 def test_checkpoint_exported_to_our_format_round_trips(resnet18_run, tmp_path, suffix):
     from resnet_jax import convert
 
-    convert.main([str(resnet18_run), str(tmp_path / f"run{suffix}"), "--raw"])  # a workdir: its latest
+    convert.convert(str(resnet18_run), str(tmp_path / f"run{suffix}"), raw=True)  # a workdir: its latest
     arrays, metadata = interop.load_arrays(tmp_path / f"run{suffix}")
     _, _, state = build.restore_checkpoint(resnet18_run)
     expected = interop.flatten_variables(evaluation.variables_of(state, raw=True))
@@ -76,7 +76,7 @@ def test_a_model_torchvision_cannot_load_is_named_before_a_pth_export():
 def test_fine_tuning_starts_from_an_exported_pth(resnet18_run, tmp_path):
     from resnet_jax import convert
 
-    convert.main([str(resnet18_run / "checkpoints" / "2"), str(tmp_path / "run.pth")])
+    convert.convert(str(resnet18_run / "checkpoints" / "2"), str(tmp_path / "run.pth"))
     npz = write_tiny_npz(tmp_path / "tiny.npz")
     config = tiny_config(npz, **RESNET18, init__weights=str(tmp_path / "run.pth"),
                          init__frozen=("stem", "stage1", "stage2", "stage3", "stage4"))

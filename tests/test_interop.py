@@ -12,6 +12,8 @@ import pytest
 
 from resnet_jax import convert, interop
 from resnet_jax.nn.models import IMAGENET_STAGES, get_model
+from test_errors import command
+from tiny_run import REPO
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
@@ -240,8 +242,12 @@ def test_convert_command_writes_our_format_and_prints_top5(tmp_path, state_dict1
     interop.save_arrays(tmp_path / "resnet18.pth", state_dict18)
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 240, 3), np.uint8)).save(tmp_path / "cat.png")
     (tmp_path / "labels.txt").write_text("\n".join(f"label{i}" for i in range(1000)))
-    convert.main([str(tmp_path / "resnet18.pth"), str(tmp_path / "resnet18.npz"), "--image", str(tmp_path / "cat.png"),
-                  "--labels", str(tmp_path / "labels.txt")])
+    convert.convert(str(tmp_path / "resnet18.pth"), str(tmp_path / "resnet18.npz"), image=str(tmp_path / "cat.png"),
+                    labels=str(tmp_path / "labels.txt"))
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 6 and lines[1].startswith("1. class") and "label" in lines[1]
     assert interop.load_arrays(tmp_path / "resnet18.npz")[1]["padding"] == "symmetric"
+    # The command line, with the model named by the trainer's config instead of the keys: the same top-5.
+    out = command("resnet_jax.convert", str(tmp_path / "resnet18.pth"), "--image", str(tmp_path / "cat.png"),
+                  f"--config={REPO}/configs/imagenet.py:resnet18", f"--labels={tmp_path / 'labels.txt'}")
+    assert out.returncode == 0 and out.stdout.splitlines() == lines[1:], out.stderr[-500:]
