@@ -31,6 +31,15 @@ def load_data(d: ml_collections.ConfigDict) -> data.Dataset:
         raise cli.UserError(f"config.data (name={d.name!r}, path={d.path!r}): {error}") from None
 
 
+def data_shape(d: ml_collections.ConfigDict) -> data.DataShape:
+    """The image shape and class count of the config's data set, from its info (no image read); errors as
+    load_data's."""
+    try:
+        return data.shape_of(d.name, data_dir=d.data_dir or None, path=d.path or None, image_size=d.image_size)
+    except (ValueError, FileNotFoundError, NotADirectoryError) as error:
+        raise cli.UserError(f"config.data (name={d.name!r}, path={d.path!r}): {error}") from None
+
+
 def optimizer(o: ml_collections.ConfigDict, *, steps: int, accumulate_steps: int = 1,
               frozen: tuple[str, ...] = ()) -> optim.Optimizer:
     """The optax update and its learning-rate schedule from config.optim, for a run of `steps` batches.

@@ -192,22 +192,25 @@ def git_revision() -> str | None:
 
 def run(config: ml_collections.ConfigDict, workdir: str | epath.Path, stop_requested=lambda: None
         ) -> tuple[train.TrainState, dict[str, float]]:
-    """Load the data, build the model and check its shapes from a validated config (nothing written yet), then
-    take the workdir's lock, write the run's records into it, and train."""
+    """Build the model and check its shapes against the data set's info, then load the data (nothing written
+    yet, nothing compiled), then take the workdir's lock, write the run's records into it, and train."""
     d, t = config.data, config.train
-    dataset = build.load_data(d)
-    logging.info("Data: %s", dataset.info)
+    shape = build.data_shape(d)  # the image shape and class count, before any image is read
     conv_impl = runtime.conv_impl_for(t.conv_impl, parallel_mode=t.parallel, dtype=t.dtype)
     reason = onednn.why_unavailable() if conv_impl == "xla" and jax.default_backend() == "cpu" else None
     why = f" (oneDNN unavailable: {reason})" if reason else ""
     logging.info("Convolutions: %s%s", conv_impl, why)
-    model = get_model(**config.model, num_classes=dataset.info.num_classes, dtype=DTYPES[t.dtype],
+    model = get_model(**config.model, num_classes=shape.num_classes, dtype=DTYPES[t.dtype],
                       conv_backend=runtime.conv_backend(conv_impl), frozen_norm=tuple(config.init.frozen))
     # The batch one device holds: CPU devices share the host's memory, accelerators have their own.
     on_cpu = jax.default_backend() == "cpu"
     device_batch = d.batch_size // (jax.process_count() if on_cpu or t.parallel == "single" else jax.device_count())
-    rows = check_model(model, dataset.info.image_shape, batch_size=device_batch,
+    rows = check_model(model, shape.image_shape, batch_size=device_batch,
                        dtype=t.dtype, allow_degenerate_maps=t.allow_degenerate_maps)
+    dataset = build.load_data(d)
+    logging.info("Data: %s", dataset.info)
+    if (dataset.info.image_shape, dataset.info.num_classes) != shape:
+        raise RuntimeError(f"data.shape_of gave {shape}, but the loaded data set is {dataset.info}")
     optimizer = build.run_optimizer(config)
     # The weights are only the starting point: a run that has checkpoints resumes from them, and the weight file
     # need not outlive its first checkpoint.

@@ -8,6 +8,7 @@ import pytest
 
 from resnet_jax import data
 from resnet_jax.data import pipeline, shapes32
+from tiny_run import write_pixelless_npz
 
 BATCH = 256  # shapes32/small has 2,000 train images: 7 steps an epoch.
 
@@ -79,6 +80,7 @@ def test_pipelines_leave_no_autograph_files_in_the_temp_folder(shapes_small, tmp
 
 
 def test_shapes32_builds_offline_into_data_dir(shapes_small, tmp_data_dir, offline):
+    assert data.shape_of("shapes32/small", data_dir=tmp_data_dir) == ((32, 32, 3), 10)
     info = shapes_small.info
     assert (info.name, info.num_classes, info.image_shape) == ("shapes32/small", 10, (32, 32, 3))
     assert (info.num_train, info.num_eval) == (2000, 500)
@@ -224,6 +226,7 @@ def test_npz_file_is_split_per_class_by_the_seed(tmp_path):
     eval_rows, train_rows = set(row_keys(dataset.eval.images)), set(row_keys(dataset.train.images))
     assert not eval_rows & train_rows
     assert next(train(dataset, batch_size=16))["image"].shape == (16, 8, 8, 1)
+    assert data.shape_of("npz", path=tmp_path / "toy.npz") == ((8, 8, 1), 4)
 
 
 def test_npz_directory_uses_its_train_and_test_files(tmp_path):
@@ -231,6 +234,15 @@ def test_npz_directory_uses_its_train_and_test_files(tmp_path):
     write_npz(tmp_path / "test.npz", 10, shape=(6, 6, 3), seed=1)
     info = data.load("npz", path=tmp_path).info
     assert (info.name, info.image_shape, info.num_train, info.num_eval) == (tmp_path.name, (6, 6, 3), 40, 10)
+    assert data.shape_of("npz", path=tmp_path) == ((6, 6, 3), 4)
+
+
+def test_shape_of_reads_the_headers_not_the_pixels(tmp_path):
+    """The model is checked against shape_of before the data loads: it must work where the pixels cannot."""
+    path = write_pixelless_npz(tmp_path / "pixelless.npz", images_shape=(12, 9, 7, 3), num_classes=5)
+    assert data.shape_of("npz", path=path) == data.DataShape(image_shape=(9, 7, 3), num_classes=5)
+    with pytest.raises(ValueError, match="is not a readable .npz archive"):
+        data.load("npz", path=path)
 
 
 def test_image_folder(tmp_path):
@@ -246,6 +258,7 @@ def test_image_folder(tmp_path):
     assert (dataset.info.num_classes, dataset.info.image_shape) == (2, (5, 7, 3))
     assert (dataset.info.num_train, dataset.info.num_eval) == (12, 4)
     np.testing.assert_array_equal(dataset.eval.labels, [0, 0, 1, 1])
+    assert data.shape_of("image_folder", path=tmp_path) == ((5, 7, 3), 2)
 
 
 def test_mnist5k_splits_4000_1000(shared_data):
@@ -271,18 +284,21 @@ def test_tfds_mnist_prepares_offline_from_manual_dir(shared_data, tmp_path, offl
 
 
 def test_bad_input_says_what_to_fix(tmp_path, shapes_small):
-    with pytest.raises(ValueError, match="unknown data set 'cifar11'"):
-        data.load("cifar11", data_dir=tmp_path)
-    with pytest.raises(FileNotFoundError, match="no file"):
-        data.load("npz", path=tmp_path / "missing.npz")
-    with pytest.raises(ValueError, match="needs path="):
-        data.load("npz")
     np.savez(tmp_path / "wrong.npz", x=np.zeros((2, 4, 4), np.uint8), y=np.zeros(2))
-    with pytest.raises(ValueError, match=r"lacks \['images', 'labels'\]"):
-        data.load("npz", path=tmp_path / "wrong.npz")
     np.savez(tmp_path / "floats.npz", images=np.zeros((2, 4, 4)), labels=np.zeros(2, int))
-    with pytest.raises(ValueError, match="expected uint8"):
-        data.load("npz", path=tmp_path / "floats.npz")
+    for read in (data.load, data.shape_of):  # shape_of, which runs first, says what load would
+        with pytest.raises(ValueError, match="unknown data set 'cifar11'"):
+            read("cifar11", data_dir=tmp_path)
+        with pytest.raises(FileNotFoundError, match="no file"):
+            read("npz", path=tmp_path / "missing.npz")
+        with pytest.raises(ValueError, match="needs path="):
+            read("npz")
+        with pytest.raises(ValueError, match=r"lacks \['images', 'labels'\]"):
+            read("npz", path=tmp_path / "wrong.npz")
+        with pytest.raises(ValueError, match="expected uint8"):
+            read("npz", path=tmp_path / "floats.npz")
+        with pytest.raises(FileNotFoundError, match="image_folder expects"):
+            read("image_folder", path=tmp_path)
     with pytest.raises(FileNotFoundError, match="manual_dir="):
         data.load("mnist", data_dir=tmp_path)  # Not prepared there, and nothing downloads.
     with pytest.raises(FileNotFoundError, match="lacks .*train-images-idx3-ubyte.gz"):

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from absl.testing import flagsaver
 
-from resnet_jax import main
+from resnet_jax import build, cli, main
 from resnet_jax.training import checkpoint, metrics
-from tiny_run import REPO, load_config, tiny_config, write_tiny_npz
+from tiny_run import REPO, load_config, tiny_config, write_pixelless_npz, write_tiny_npz
 
 CONFIGS = [("default.py", None), ("mnist5k.py", None), ("imagenet.py", "resnet18"), ("imagenet.py", "resnet50"),
            ("imagenet.py", "resnet50,cosine,batch=1024"), ("cifar10.py", "resnet56,epochs=2"),
@@ -94,6 +94,48 @@ def test_command_line_overrides_and_misspelt_fields(monkeypatch):
         assert config.model.depth == 56 and config.optim.lr == 0.2 and config.train.parallel == "sharding"
     with flagsaver.flagsaver(), pytest.raises(Exception, match="lrr"):
         parse(f"--config={REPO / 'configs' / 'default.py'}", "--config.optim.lrr=0.2")
+
+
+@pytest.fixture
+def compilations():
+    """The XLA compilations made while the test runs."""
+    events = []
+
+    def listener(event, duration, **kwargs):
+        if event.endswith("backend_compile_duration"):
+            events.append(event)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    yield events
+    jax.monitoring.unregister_event_duration_listener(listener)
+
+
+@pytest.mark.parametrize("images,fields,message", [
+    # A 3x3 stem without padding on 2x2 images: the collapse names the layer and the formula.
+    ((2, 2, 3), {"model.stem_padding": 0}, r"config.model: Layer 'stem_conv' collapses its feature map to 0: "
+                                          r"input size 2, kernel 3.*output = floor\("),
+    # Activations far beyond the machine's memory: the error names the field's layer.
+    ((8, 8, 3), {"model.stem_padding": 20_000}, r"config.model: activations need about \d+ GiB .* 'stem_conv'"),
+])
+def test_a_bad_shape_fails_from_the_data_sets_info_before_any_data_is_read(
+        tmp_path, monkeypatch, compilations, images, fields, message):
+    """The data file's header is valid but its pixels are missing: only the shape error can be raised."""
+    loads = []
+    monkeypatch.setattr(build, "load_data", lambda d: loads.append(d))
+    config = tiny_config(write_pixelless_npz(tmp_path / "pixelless.npz", images_shape=(96, *images)), **fields)
+    with pytest.raises(cli.UserError, match=message):
+        main.run(config, str(tmp_path / "run"))
+    assert loads == [] and compilations == [] and not (tmp_path / "run").exists()
+
+
+def test_a_1x1_map_before_the_last_stage_warns_before_any_data_is_read(tmp_path, capsys, compilations):
+    npz = write_pixelless_npz(tmp_path / "pixelless.npz")  # 8x8 images, whose pixels np.load cannot read
+    config = tiny_config(npz, model__stage_strides=(1, 64, 64))
+    with pytest.raises(cli.UserError, match="pixelless.npz is not a readable .npz archive"):
+        main.run(config, str(tmp_path / "run"))  # the warning came first, from the header's shape
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 1 and "'stage2_block0/conv1' reduces the feature map to 1x1" in warnings[0]
+    assert compilations == []
 
 
 def test_a_run_writes_metrics_events_config_checkpoints_and_resumes(tmp_path):

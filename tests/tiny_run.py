@@ -18,6 +18,21 @@ def write_tiny_npz(path: Path) -> Path:
     return path
 
 
+def write_pixelless_npz(path: Path, images_shape=(96, 8, 8, 3), num_classes: int = 4) -> Path:
+    """A .npz whose images.npy member has a valid header but no pixels after it (np.load of it fails), and
+    whose labels are whole: what only a reader of headers can use."""
+    import io
+    import zipfile
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False, "shape": images_shape})
+    labels = io.BytesIO()
+    np.save(labels, np.arange(images_shape[0]) % num_classes)
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("images.npy", header.getvalue())  # the header (magic included), no pixels
+        archive.writestr("labels.npy", labels.getvalue())
+    return path
+
+
 def load_config(name: str = "default.py", arg: str | None = None):
     """configs/<name>'s get_config(arg), loaded from its file as the entry point does."""
     spec = importlib.util.spec_from_file_location(f"config_{name[:-3]}", REPO / "configs" / name)

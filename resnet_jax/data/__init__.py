@@ -9,7 +9,7 @@
 generates the embedded set, `augment.py` has the per-image TensorFlow preprocessing.
 """
 from resnet_jax.data.pipeline import (AUGMENTATIONS, AUTO_AUGMENTATIONS, NORMALISATION, Dataset, DatasetInfo,
-                                      eval_batches, load, train_batches)
+                                      DataShape, eval_batches, load, shape_of, train_batches)
 
-__all__ = ["AUGMENTATIONS", "AUTO_AUGMENTATIONS", "NORMALISATION", "Dataset", "DatasetInfo", "eval_batches", "load",
-           "train_batches"]
+__all__ = ["AUGMENTATIONS", "AUTO_AUGMENTATIONS", "NORMALISATION", "Dataset", "DatasetInfo", "DataShape",
+           "eval_batches", "load", "shape_of", "train_batches"]

@@ -6,7 +6,11 @@
 A source without an eval split (one .npz file, an image folder with only train/) keeps a fixed fraction of each
 class for eval, chosen by a seeded permutation, so the split is the same on every machine. `resnet_jax.data`
 turns these into batches.
+
+`npz_shape` and `image_folder_shape` tell the image shape and class count without reading the images (the
+.npz members' headers, one image's header), so a model can be checked against the data before it loads.
 """
+import contextlib
 import os
 import zipfile
 from pathlib import Path
@@ -32,17 +36,33 @@ class LocalDataset(NamedTuple):
     num_classes: int
 
 
+class DataShape(NamedTuple):
+    """What a model needs of a data set, known before its images are read."""
+    image_shape: tuple[int, int, int]  # (H, W, C) of the batches
+    num_classes: int
+
+
 def as_arrays(images: np.ndarray, labels: np.ndarray, source: str) -> Arrays:
     """Checks images uint8 [N, H, W] or [N, H, W, C] and integer labels [N]; gives grayscale a channel axis."""
-    if images.dtype != np.uint8 or images.ndim not in (3, 4):
-        raise ValueError(f"{source}: images are {images.dtype} {images.shape}; expected uint8 [N, H, W] or "
-                         "[N, H, W, C] (scale floats to 0..255 and cast to uint8)")
-    if labels.shape != images.shape[:1] or not np.issubdtype(labels.dtype, np.integer) or (labels < 0).any():
-        raise ValueError(f"{source}: labels are {labels.dtype} {labels.shape}; expected non-negative integers "
-                         f"[{len(images)}], one class index per image")
+    _check(images.dtype, images.shape, labels, source)
     if images.ndim == 3:
         images = images[..., None]  # [N, H, W] -> [N, H, W, 1]
     return Arrays(images, labels.astype(np.int32))
+
+
+def _check(dtype: np.dtype, shape: tuple[int, ...], labels: np.ndarray, source: str) -> None:
+    """Images of `dtype` and `shape` are uint8 [N, H, W(, C)] and `labels` non-negative integers [N]."""
+    if dtype != np.uint8 or len(shape) not in (3, 4):
+        raise ValueError(f"{source}: images are {dtype} {shape}; expected uint8 [N, H, W] or "
+                         "[N, H, W, C] (scale floats to 0..255 and cast to uint8)")
+    if labels.shape != shape[:1] or not np.issubdtype(labels.dtype, np.integer) or (labels < 0).any():
+        raise ValueError(f"{source}: labels are {labels.dtype} {labels.shape}; expected non-negative integers "
+                         f"[{shape[0]}], one class index per image")
+
+
+def _image_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """[N, H, W] or [N, H, W, C] -> (H, W, C)."""
+    return (*shape[1:3], shape[3] if len(shape) == 4 else 1)
 
 
 def split_off_eval(arrays: Arrays, eval_fraction: float | None, seed: int) -> tuple[Arrays, Arrays]:
@@ -63,7 +83,9 @@ def _num_classes(train: Arrays, eval_arrays: Arrays) -> int:
     return int(max(train.labels.max(initial=0), eval_arrays.labels.max(initial=0))) + 1
 
 
-def _read_npz_file(file: epath.Path) -> Arrays:
+@contextlib.contextmanager
+def _open_npz(file: epath.Path):
+    """The open archive (np.load's NpzFile) of a .npz holding `images` and `labels`; errors name the file."""
     if not file.is_file():
         raise FileNotFoundError(f"no file {file}: give path= a .npz file, or a directory holding train.npz and "
                                 "test.npz")
@@ -73,7 +95,7 @@ def _read_npz_file(file: epath.Path) -> Arrays:
             missing = {"images", "labels"} - set(arrays.files)
             if missing:
                 raise ValueError(f"{file} lacks {sorted(missing)} (it has {arrays.files}); {how}")
-            return as_arrays(arrays["images"], arrays["labels"], str(file))
+            yield arrays
     except (OSError, EOFError, zipfile.BadZipFile, ValueError) as error:
         if str(file) in str(error):
             raise
@@ -81,13 +103,36 @@ def _read_npz_file(file: epath.Path) -> Arrays:
         raise ValueError(f"{file} is not a readable .npz archive ({type(error).__name__}); {how}") from None
 
 
-def read_npz(path, *, split_seed: int = 0, eval_fraction: float | None = None) -> LocalDataset:
-    """Reads a .npz file with `images` and `labels` (eval split off by `split_seed`), or a directory holding
-    train.npz and test.npz. Local, or in a bucket (gs://...: etils.epath reads it)."""
+def _read_npz_file(file: epath.Path) -> Arrays:
+    with _open_npz(file) as arrays:
+        return as_arrays(arrays["images"], arrays["labels"], str(file))
+
+
+def _npz_file_shape(file: epath.Path) -> tuple[tuple[int, ...], np.ndarray]:
+    """The shape of the file's images, from the header of its images.npy member (the pixels are not read),
+    and its labels, checked as `as_arrays` checks them."""
+    with _open_npz(file) as arrays:
+        with arrays.zip.open("images.npy") as member:
+            version = np.lib.format.read_magic(member)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, _, dtype = read_header(member)
+        labels = arrays["labels"]  # [N] integers: small beside the images
+        _check(dtype, shape, labels, str(file))
+        return shape, labels
+
+
+def _npz_path(path) -> epath.Path:
     if path is None:
         raise ValueError("load('npz') needs path=: a .npz file with `images` and `labels`, or a directory "
                          "holding train.npz and test.npz")
-    path = epath.Path(path if "://" in str(path) else os.path.expanduser(path))
+    return epath.Path(path if "://" in str(path) else os.path.expanduser(path))
+
+
+def read_npz(path, *, split_seed: int = 0, eval_fraction: float | None = None) -> LocalDataset:
+    """Reads a .npz file with `images` and `labels` (eval split off by `split_seed`), or a directory holding
+    train.npz and test.npz. Local, or in a bucket (gs://...: etils.epath reads it)."""
+    path = _npz_path(path)
     if path.is_dir():
         if eval_fraction is not None:
             raise ValueError(f"eval_fraction= is for a single .npz file; {path} has test.npz for eval")
@@ -95,6 +140,14 @@ def read_npz(path, *, split_seed: int = 0, eval_fraction: float | None = None) -
     else:
         train, eval_arrays = split_off_eval(_read_npz_file(path), eval_fraction, split_seed)
     return LocalDataset(path.stem, train, eval_arrays, _num_classes(train, eval_arrays))
+
+
+def npz_shape(path) -> DataShape:
+    """What `read_npz(path)` would hold, from the archives' headers and labels, without reading the images."""
+    path = _npz_path(path)
+    files = [path / "train.npz", path / "test.npz"] if path.is_dir() else [path]
+    shapes, labels = zip(*map(_npz_file_shape, files))
+    return DataShape(_image_shape(shapes[0]), int(max(split.max(initial=0) for split in labels)) + 1)
 
 
 def _read_image(file: Path) -> np.ndarray:
@@ -125,16 +178,25 @@ def _read_image_dir(directory: Path, class_names: list[str]) -> Arrays:
     return Arrays(np.stack(images), np.asarray(labels, np.int32))
 
 
-def read_image_folder(path, *, split_seed: int = 0, eval_fraction: float | None = None) -> LocalDataset:
-    """Reads root/train/<label>/<image> and root/<one of EVAL_DIRS>/<label>/<image>; classes are the train
-    split's label directories, sorted. Without an eval directory, the eval split is split off the train one."""
+def _image_folder_root(path) -> Path:
     if path is None:
         raise ValueError("load('image_folder') needs path=: a directory root/train/<label>/<image>")
     root = Path(path).expanduser()
     if not (root / "train").is_dir():
         raise FileNotFoundError(f"no directory {root / 'train'}: image_folder expects root/train/<label>/<image> "
                                 "and, for eval, root/test/<label>/<image>")
-    class_names = sorted(d.name for d in (root / "train").iterdir() if d.is_dir())
+    return root
+
+
+def _class_names(root: Path) -> list[str]:
+    return sorted(d.name for d in (root / "train").iterdir() if d.is_dir())
+
+
+def read_image_folder(path, *, split_seed: int = 0, eval_fraction: float | None = None) -> LocalDataset:
+    """Reads root/train/<label>/<image> and root/<one of EVAL_DIRS>/<label>/<image>; classes are the train
+    split's label directories, sorted. Without an eval directory, the eval split is split off the train one."""
+    root = _image_folder_root(path)
+    class_names = _class_names(root)
     train = _read_image_dir(root / "train", class_names)
     eval_dir = next((root / name for name in EVAL_DIRS if (root / name).is_dir()), None)
     if eval_dir is None:
@@ -144,3 +206,19 @@ def read_image_folder(path, *, split_seed: int = 0, eval_fraction: float | None 
     else:
         eval_arrays = _read_image_dir(eval_dir, class_names)
     return LocalDataset(root.name, train, eval_arrays, len(class_names))
+
+
+def image_folder_shape(path) -> DataShape:
+    """What `read_image_folder(path)` would hold, from the class directories and the first train image's header
+    (its pixels are not decoded; `read_image_folder` checks that every image has that shape)."""
+    from PIL import Image
+    root = _image_folder_root(path)
+    class_names = _class_names(root)
+    first = next((file for name in class_names for file in sorted((root / "train" / name).iterdir())
+                  if file.suffix.lower() in IMAGE_SUFFIXES), None)
+    if first is None:
+        raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {root / 'train'}/<label>/")
+    with Image.open(first) as image:  # reads the header only
+        width, height = image.size
+        channels = 1 if image.mode == "L" else 3  # _read_image converts every other mode to RGB
+    return DataShape((height, width, channels), len(class_names))

@@ -2,6 +2,7 @@
 
     dataset = data.load("shapes32")   # or "cifar10", "mnist", ...; "npz" or "image_folder" with path=
     dataset.info                      # DatasetInfo(name, num_classes, image_shape, num_train, num_eval, ...)
+    data.shape_of("shapes32")         # DataShape(image_shape=(32, 32, 3), num_classes=10), nothing read
     for batch in data.train_batches(dataset, batch_size=128, seed=0, augment="cifar", start_step=0):
         batch["image"], batch["label"]  # float32 [N, H, W, C] normalised, int32 [N]
     for batch in data.eval_batches(dataset, batch_size=500):
@@ -26,6 +27,7 @@ import numpy as np
 import tensorflow_datasets as tfds  # Cheap: TFDS imports TensorFlow only when first used.
 
 from resnet_jax.data import local, shapes32  # shapes32 registers its TFDS builder.
+from resnet_jax.data.local import DataShape
 from resnet_jax.data.tensorflow_cpu import as_written, tensorflow
 
 # Per-channel (mean, std) of the train images scaled to [0, 1]; other data sets get theirs computed on load.
@@ -140,6 +142,27 @@ def load(name: str, *, data_dir=None, manual_dir=None, path=None, split_seed: in
         raise ValueError(f"eval_fraction= is for sources without an eval split; {name!r} has one")
     return _load_tfds(name, data_dir=data_dir, manual_dir=manual_dir, image_size=image_size,
                       in_memory=in_memory)
+
+
+def shape_of(name: str, *, data_dir=None, path=None, image_size: int | None = None) -> DataShape:
+    """The image shape of the batches and the class count that `load` with these arguments gives, from the
+    data set's info alone: TFDS's features, the .npz headers (and labels), an image folder's class directories
+    and first image header. No image is read and nothing is prepared, so a model can be checked first.
+
+    Raises what `load` raises for a wrong name, path or file.
+    """
+    if name == "npz":
+        return local.npz_shape(path)
+    if name == "image_folder":
+        return local.image_folder_shape(path)
+    features = _tfds_builder(name, data_dir=data_dir).info.features
+    h, w, c = features["image"].shape
+    if h is None or w is None:  # varying in size: cropped to image_size
+        h = w = image_size or DEFAULT_IMAGE_SIZE
+    elif image_size is not None and image_size != h:
+        raise ValueError(f"image_size={image_size} is for data sets of varying image size; {name!r} images are "
+                         f"{h}x{w}")
+    return DataShape((h, w, c), features["label"].num_classes)
 
 
 def train_batches(dataset: Dataset, *, batch_size: int, seed: int, augment: str, start_step: int = 0,
@@ -327,7 +350,8 @@ def _prepare_offline(builder: tfds.core.DatasetBuilder, manual_dir) -> None:
         config, manual_dir=manual_dir))
 
 
-def _load_tfds(name: str, *, data_dir, manual_dir, image_size, in_memory) -> Dataset:
+def _tfds_builder(name: str, *, data_dir) -> tfds.core.DatasetBuilder:
+    """The TFDS builder of an image classification set (its info is known before it is prepared)."""
     try:
         builder = tfds.builder(name, data_dir=data_dir)
     except tfds.core.registered.DatasetNotFoundError:
@@ -338,6 +362,12 @@ def _load_tfds(name: str, *, data_dir, manual_dir, image_size, in_memory) -> Dat
             and isinstance(features["label"], tfds.features.ClassLabel)):
         raise ValueError(f"TFDS data set {name!r} has features {sorted(features)}, not an 'image' and a "
                          "class 'label': it is not an image classification set")
+    return builder
+
+
+def _load_tfds(name: str, *, data_dir, manual_dir, image_size, in_memory) -> Dataset:
+    builder = _tfds_builder(name, data_dir=data_dir)
+    features = builder.info.features
     if not builder.is_prepared():
         _prepare_offline(builder, manual_dir)
         builder = tfds.builder(name, data_dir=data_dir)  # Reads the info of what is now prepared.

@@ -11,6 +11,8 @@ checkpoint whose files were damaged later fails that check (or fails to read) an
 """
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import os
 import threading
@@ -27,6 +29,7 @@ from resnet_jax.training import paths
 
 
 SAVE_TIMEOUT_SECONDS = 120  # the longest wait for pending writes: a save that takes longer has failed
+READ_DRAIN_SECONDS = 60  # the longest wait, after a read of a damaged checkpoint failed, for its other reads
 
 
 class CheckpointError(RuntimeError):
@@ -97,8 +100,7 @@ class Checkpoints:
         self._manager.wait_until_finished()
         if step not in self.steps():
             raise ValueError(f"no checkpoint of step {step} in {self.directory}; there are {self.steps()}")
-        state = self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))["state"]
-        meta = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+        state, meta = self._restore_state(step, target), self._restore_meta(step)
         if meta.get("sha256") != checksum(state):
             raise ValueError(f"checkpoint {step} in {self.directory} does not match the checksum saved with it")
         return state
@@ -113,7 +115,7 @@ class Checkpoints:
         steps, expected = sorted(self.steps(), reverse=True), structure(target)
         for step in steps:
             try:
-                meta = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+                meta = self._restore_meta(step)
                 saved = meta["structure"]
             except Exception as error:  # noqa: BLE001 -- any failure to read means: do not trust it
                 self._skip(step, error)
@@ -125,8 +127,7 @@ class Checkpoints:
                                  f"builds ({difference}): the model, optimizer or EMA setting changed. Use a new "
                                  f"workdir, or the config in the workdir's config.json.")
             try:
-                state = self._manager.restore(step, args=ocp.args.Composite(
-                    state=ocp.args.StandardRestore(target)))["state"]
+                state = self._restore_state(step, target)
                 if meta.get("sha256") != checksum(state):
                     raise ValueError("its arrays do not match the checksum saved with them")
                 return state
@@ -138,10 +139,20 @@ class Checkpoints:
                                f"to start over.")
         return None
 
+    def _restore_state(self, step: int, target: Any) -> Any:
+        with _reads_finish_before_loops_close():
+            return self._manager.restore(step, args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(target)))["state"]
+
+    def _restore_meta(self, step: int) -> dict:
+        with _reads_finish_before_loops_close():
+            return self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+
     def _skip(self, step: int, error: Exception) -> None:
-        """Warn, and move a damaged step out of orbax's view, so that a later save of that step can succeed."""
+        """Warn in one line, and move a damaged step out of orbax's view, so that a later save of that step can
+        succeed."""
         logging.warning("Checkpoint %d in %s is damaged or incomplete (%s: %s); skipping it.",
-                        step, self.directory, type(error).__name__, str(error)[:300])
+                        step, self.directory, type(error).__name__, " ".join(str(error).split())[:300])
         if jax.process_index() == 0:
             corrupt = self.directory / "corrupt"
             paths.make_dirs(corrupt)
@@ -205,6 +216,44 @@ def finished_steps(directory: str | epath.Path) -> list[int]:
         return list(manager.all_steps())
     finally:
         manager.close()
+
+
+class _FinishingEventLoop(asyncio.SelectorEventLoop):
+    """An event loop that, asked to close, first lets the tasks still running on it finish (at most
+    READ_DRAIN_SECONDS), and collects their errors."""
+
+    def close(self) -> None:
+        if not self.is_closed() and not self.is_running():
+            pending = asyncio.all_tasks(self)
+            if pending:
+                self.run_until_complete(asyncio.wait(pending, timeout=READ_DRAIN_SECONDS))
+                for task in pending:  # retrieved here, not logged as "Task exception was never retrieved"
+                    if task.done() and not task.cancelled():
+                        task.exception()
+        super().close()
+
+
+class _FinishingEventLoopPolicy(asyncio.DefaultEventLoopPolicy):
+    def new_event_loop(self) -> asyncio.AbstractEventLoop:
+        return _FinishingEventLoop()
+
+
+@contextlib.contextmanager
+def _reads_finish_before_loops_close():
+    """Within: the event loops orbax makes wait for their unfinished tasks before they close.
+
+    Orbax runs a restore in a fresh event loop and closes it as soon as the restore returns or raises. When one
+    array of a damaged checkpoint fails to read, asyncio.gather raises at once while the reads of the other
+    arrays are still running in TensorStore's threads; each of those later completes into the closed loop, and
+    TensorStore prints a `RuntimeError: Event loop is closed` traceback for it (dozens per damaged step, burying
+    the warning that says which checkpoint was skipped). A loop that drains its tasks first leaves none behind.
+    """
+    previous = asyncio.get_event_loop_policy()
+    asyncio.set_event_loop_policy(_FinishingEventLoopPolicy())
+    try:
+        yield
+    finally:
+        asyncio.set_event_loop_policy(previous)
 
 
 def _which(step: int | None) -> str:
