@@ -97,12 +97,12 @@ def describe_budget(configs: Sequence[Mapping[str, Any]], steps: Sequence[int], 
     return ", ".join(parts)
 
 
-def _log_tick(value: float, _) -> str:
-    """Plain numbers on a log axis (0.3, 2 rather than 3x10^-1, 2x10^0), only at 1, 2, 3 and 5 of each decade."""
+def _log_tick(value: float, mantissas: Sequence[int]) -> str:
+    """Plain numbers on a log axis (0.3, 2 rather than 3x10^-1, 2x10^0), at the given mantissas of each decade."""
     if value <= 0:
         return ""
     mantissa = round(value / 10 ** math.floor(math.log10(value)), 6)
-    return f"{value:g}" if mantissa in (1, 2, 3, 5) else ""
+    return f"{value:g}" if mantissa in mantissas else ""
 
 
 def _spread(values: Sequence[float]) -> tuple[float, float, float]:
@@ -132,8 +132,14 @@ def curves_figure(points: Sequence[Mapping[str, Any]], metrics: Sequence[Mapping
     ax.set_xlabel("training step")
     ax.set_ylabel("training loss (mean over each log window, log scale)" if metric == "train/loss" else metric)
     ax.set_yscale("log")
-    ax.yaxis.set_major_formatter(ticker.FuncFormatter(_log_tick))
-    ax.yaxis.set_minor_formatter(ticker.FuncFormatter(_log_tick))
+    low, high = ax.get_ylim()
+    mantissas = (1, 2, 3, 5)
+    if high / low < 10:  # under a decade, more ticks, each labelled
+        mantissas = (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 7, 8)
+        ax.yaxis.set_minor_locator(ticker.LogLocator(subs=mantissas))
+    tick = ticker.FuncFormatter(lambda value, _: _log_tick(value, mantissas))
+    ax.yaxis.set_major_formatter(tick)
+    ax.yaxis.set_minor_formatter(tick)
     ax.grid(True, which="both", alpha=0.2)
     ax.set_title(f"Training loss per step\n{budget}", fontsize=10)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
