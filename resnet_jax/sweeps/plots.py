@@ -56,7 +56,8 @@ def point_label(point: Mapping[str, Any]) -> str:
 
 def series_styles(n: int) -> list[dict[str, Any]]:
     """n distinct styles, no colour used twice: tab10 (solid) up to ten series; up to twenty, tab20's dark shades
-    solid, then its light shades dashed and thicker; past twenty, a colour map sampled n times, the line styles cycling."""
+    solid, then its light shades dashed and thicker; past twenty, a colour map sampled n times, line styles
+    cycling."""
     import matplotlib
 
     if n <= 10:
@@ -132,9 +133,9 @@ def curves_figure(points: Sequence[Mapping[str, Any]], metrics: Sequence[Mapping
     ax.set_xlabel("training step")
     ax.set_ylabel("training loss (mean over each log window, log scale)" if metric == "train/loss" else metric)
     ax.set_yscale("log")
-    low, high = ax.get_ylim()
+    bottom, top = ax.get_ylim()
     mantissas = (1, 2, 3, 5)
-    if high / low < 10:  # under a decade, more ticks, each labelled
+    if top / bottom < 10:  # under a decade, more ticks, each labelled
         mantissas = (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 7, 8)
         ax.yaxis.set_minor_locator(ticker.LogLocator(subs=mantissas))
     tick = ticker.FuncFormatter(lambda value, _: _log_tick(value, mantissas))

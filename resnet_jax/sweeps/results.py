@@ -3,7 +3,8 @@
 Reads each point's `metrics.jsonl` (the last row written for a step wins, so a resumed run counts once) and
 `model_summary.json` (parameters and MACs, written by the entry point). Writes, in the sweep directory:
 results.md, results.csv, curves.png (training loss per point) and, when a numeric axis varies, one plot of
-final metrics against it (plots.py draws them). The sweep directory may be local or gs:// (etils.epath): each file is written whole.
+final metrics against it (plots.py draws them). The sweep directory may be local or gs:// (etils.epath): each
+file is written whole.
 """
 from __future__ import annotations
 
