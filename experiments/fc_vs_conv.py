@@ -46,15 +46,19 @@ def main(argv):
     write_table("fc_vs_conv", ("layer", "input", "output", "parameters", "FC / this"), rows, command=COMMAND,
                 notes=f"A dense layer sees all {inputs:,} inputs with its own weight per input and unit; a conv "
                       f"shares one small kernel across every position, whatever the image size.")
-    fig, ax = plt.subplots(figsize=(7, 3.2))
-    ax.barh([r[0] for r in rows][::-1], [int(r[3].replace(",", "")) for r in rows][::-1], color="#4477aa")
+    fig, ax = plt.subplots(figsize=(8, 3.4))
+    counts = [int(r[3].replace(",", "")) for r in rows][::-1]  # the first row at the top
+    ax.barh([r[0] for r in rows][::-1], counts, color="#4477aa")
     ax.set_xscale("log")
-    ax.set_xlabel("parameters (log scale)")
-    ax.set_title("One layer on a 224x224x3 image")
-    for i, r in enumerate(rows[::-1]):
-        ax.text(int(r[3].replace(",", "")), i, " " + r[3], va="center", fontsize=8)
+    ax.set_xlim(1e2, 30 * max(counts))  # room for the count printed after each bar
+    ax.set_xlabel("trainable parameters (log scale)")
+    ax.set_ylabel("layer")
+    ax.set_title("Parameters of one layer on a 224x224x3 image: fully connected vs convolution", fontsize=10,
+                 loc="left", x=-0.45)
+    for i, (r, n) in enumerate(zip(rows[::-1], counts)):
+        ax.text(n, i, f" {r[3]} ({r[4]} fewer)" if r[4] != "1x" else f" {r[3]}", va="center", fontsize=8)
     fig.tight_layout()
-    fig.savefig(plot_path("fc_vs_conv"), dpi=120)
+    fig.savefig(plot_path("fc_vs_conv"), dpi=120, bbox_inches="tight")
     for row in rows:
         print(" | ".join(row))
 

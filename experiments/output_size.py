@@ -45,19 +45,24 @@ def main(argv):
     write_table("output_size", ("input", "kernel", "stride", "padding", "formula", "conv2d output", "agree"), rows,
                 command=COMMAND, notes=f"{len(rows) - mismatches}/{len(rows)} configurations agree. "
                                        "'SAME' gives ceil(n / s) whatever the kernel; p = (k-1)/2 keeps n at stride 1.")
-    fig, axes = plt.subplots(1, 3, figsize=(11, 3.4))
-    for ax, s in zip(axes, STRIDES):
-        grid = np.array([[output_size(32, k, s, p) if isinstance(p, str) or 32 + 2 * p >= k else 0
-                          for p in PADDINGS] for k in KERNELS])
-        ax.imshow(grid, cmap="viridis")
-        for (i, j), v in np.ndenumerate(grid):
-            ax.text(j, i, v, ha="center", va="center", color="white", fontsize=8)
+    grids = [np.array([[output_size(32, k, s, p) if isinstance(p, str) or 32 + 2 * p >= k else 0
+                        for p in PADDINGS] for k in KERNELS]) for s in STRIDES]
+    low, high = min(g.min() for g in grids), max(g.max() for g in grids)  # one colour scale for all panels
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), layout="constrained")
+    for ax, s, grid in zip(axes, STRIDES, grids):
+        image = ax.imshow(grid, cmap="viridis", vmin=low, vmax=high)
+        for (i, j), v in np.ndenumerate(grid):  # dark text on the light end of the colour map
+            ax.text(j, i, v, ha="center", va="center", fontsize=8,
+                    color="black" if v > low + 0.6 * (high - low) else "white")
         ax.set_xticks(range(len(PADDINGS)), [str(p) for p in PADDINGS], fontsize=8)
-        ax.set_yticks(range(len(KERNELS)), [f"k={k}" for k in KERNELS], fontsize=8)
-        ax.set_title(f"32-pixel input, stride {s}", fontsize=9)
-        ax.set_xlabel("padding")
-    fig.tight_layout()
-    fig.savefig(plot_path("output_size"), dpi=120)
+        ax.set_yticks(range(len(KERNELS)), [f"{k}x{k}" for k in KERNELS], fontsize=8)
+        ax.set_title(f"stride {s}", fontsize=9)
+    axes[0].set_ylabel("kernel size")
+    fig.supxlabel("padding (pixels on each side, or XLA's 'SAME' / 'VALID')", fontsize=10)
+    fig.suptitle("Output size of a conv on a 32x32 input, by kernel, stride and padding (each cell checked against "
+                 "conv2d)\npadding p: floor((32 + 2p - k) / s) + 1;  SAME: ceil(32 / s);  VALID: p = 0", fontsize=10)
+    fig.colorbar(image, ax=axes, label="output size (pixels)", shrink=0.8)
+    fig.savefig(plot_path("output_size"), dpi=120, bbox_inches="tight")
     print(f"{len(rows) - mismatches}/{len(rows)} agree")
 
 

@@ -105,28 +105,38 @@ def write(records: list[dict], command: str) -> None:
 
 
 def plot(workdirs: list[Path], records: list[dict]) -> None:
+    """Train and test error against iteration, one colour per (model, config): the mean over its seeds, a
+    min-max band where it has several, train error solid, test error dashed."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(10, 5))
-    for i, (workdir, r) in enumerate(zip(workdirs, records)):
+    groups: dict[tuple, list[dict]] = {}
+    for workdir, r in zip(workdirs, records):
         rows = read_metrics(workdir / "metrics.jsonl")
-        train_rows = [(s, rows[s]["train/accuracy"]) for s in sorted(rows) if "train/accuracy" in rows[s]]
-        test_rows = [(s, rows[s]["eval/accuracy"]) for s in sorted(rows) if "eval/accuracy" in rows[s]]
-        label = f"{'ResNet' if r['model'].startswith('resnet') else 'plain'}-{r['model'].lstrip('resnetplain')}, " \
-                f"seed {r['seed']}"
-        colour = f"C{i}"
-        ax.plot([s for s, _ in train_rows], [100 * (1 - a) for _, a in train_rows], colour, lw=0.8, alpha=0.6,
-                label=f"{label}: train (augmented batches)")
-        ax.plot([s for s, _ in test_rows], [100 * (1 - a) for _, a in test_rows], colour, ls="--", lw=1.5,
-                label=f"{label}: test (the weights it evaluates)")
+        groups.setdefault((r["model"], r["config"]), []).append(rows)
+    fig, ax = plt.subplots(figsize=(10, 5))
+    for i, ((model, config), runs) in enumerate(groups.items()):
+        name = f"{'ResNet' if model.startswith('resnet') else 'plain'}-{model.lstrip('resnetplain')}"
+        if len({c for _, c in groups}) > 1:
+            name += f" ({config.split(':')[-1]})"
+        for metric, what, style in (("train/accuracy", "train error (augmented batches)", dict(lw=0.8, alpha=0.8)),
+                                    ("eval/accuracy", "test error (the weights it evaluates)", dict(lw=1.6, ls="--"))):
+            steps = sorted(set.intersection(*({s for s, row in rows.items() if metric in row} for rows in runs)))
+            errors = np.array([[100 * (1 - rows[s][metric]) for s in steps] for rows in runs])  # [seeds, steps]
+            ax.plot(steps, errors.mean(0), color=f"C{i}", label=f"{name}: {what}", **style)
+            if len(runs) > 1:
+                ax.fill_between(steps, errors.min(0), errors.max(0), color=f"C{i}", alpha=0.2, lw=0)
     ax.axhline(PAPER_ERROR[20], color="grey", lw=0.8, ls=":", label="paper's ResNet-20 test error (8.75%)")
     ax.set_ylim(0, 40)
-    ax.set_xlabel("iterations (batch 128)")
-    ax.set_ylabel("error (%)")
-    seeds = len({r["seed"] for r in records})
-    ax.set_title(f"CIFAR-10, {records[0]['config']}, {records[0]['epochs']:g} epochs, {seeds} seed(s)")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    ax.set_xlabel("training iteration (batch 128)")
+    ax.set_ylabel("top-1 error (%)")
+    ax.grid(True, alpha=0.3)
+    seeds = sorted({len(runs) for runs in groups.values()})
+    spread = "mean and min-max band over " if max(seeds) > 1 else ""
+    ax.set_title(f"CIFAR-10 (10,000 test images), {', '.join(sorted({r['config'] for r in records}))}, "
+                 f"{records[0]['epochs']:g} epochs\n{spread}{'-'.join(map(str, seeds))} seed"
+                 f"{'s' if max(seeds) > 1 else ''} per model", fontsize=10)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     fig.tight_layout()
     fig.savefig(plot_path("paper_cifar10_curves"), dpi=120, bbox_inches="tight")
 

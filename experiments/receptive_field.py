@@ -11,6 +11,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -64,18 +65,22 @@ def main(argv):
     write_table("receptive_field", ("stack", "depth", "stride of layer", "RF analytic", "RF empirical", "agree"),
                 rows, command=COMMAND,
                 notes="n stride-1 3x3 convs see 2n+1 pixels; a stride multiplies what every later layer adds.")
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    fig, ax = plt.subplots(figsize=(8.5, 4.2))
     depths = range(1, MAX_DEPTH + 1)
     for (scheme, (analytic, empirical)), color in zip(curves.items(), ["#4477aa", "#ee6677", "#228833"]):
-        ax.plot(depths, analytic, "-", color=color, label=f"{scheme} (analytic)")
-        ax.plot(depths, empirical, "o", color=color, mfc="none", label=f"{scheme} (empirical)")
+        ax.plot(depths, analytic, "-", color=color, label=f"{scheme}: analytic (trace)")
+        ax.plot(depths, empirical, "o", color=color, mfc="none", label=f"{scheme}: empirical (gradient support)")
     ax.set_xlabel("number of 3x3 conv layers")
-    ax.set_ylabel("receptive field (pixels)")
+    ax.set_ylabel("receptive field (pixels, log scale)")
     ax.set_yscale("log", base=2)
-    ax.legend(fontsize=7)
-    ax.set_title("Receptive field of one output pixel")
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))  # 16, not 2^4
+    ax.set_xticks(depths)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    ax.set_title("Receptive field of one output pixel of a stack of 3x3 convs, by where the stride-2 layers are",
+                 fontsize=10, loc="left")
     fig.tight_layout()
-    fig.savefig(plot_path("receptive_field"), dpi=120)
+    fig.savefig(plot_path("receptive_field"), dpi=120, bbox_inches="tight")
     print(f"{sum(r[-1] == 'yes' for r in rows)}/{len(rows)} depths agree")
 
 

@@ -10,6 +10,7 @@ from ml_collections import config_flags
 
 from resnet_jax.sweeps.grid import expand, load_function, point_command, point_name
 from resnet_jax.sweeps import tpu
+from resnet_jax.sweeps.plots import describe_budget, point_label, series, series_styles
 from resnet_jax.sweeps.results import collect, read_metrics
 from tiny_run import REPO
 
@@ -93,6 +94,34 @@ def test_collect_reads_resumed_runs_once_and_writes_table_and_plots(tmp_path):
     assert table[0]["train/loss"] == pytest.approx(2.0 / 3) and table[0]["GMACs"] == 2.0
     assert (tmp_path / "results.md").read_text().count("\n") == 6
     assert (tmp_path / "curves.png").stat().st_size > 0 and (tmp_path / "vs_model_depth.png").exists()
+
+
+@pytest.mark.parametrize("point,label", [
+    ({"model.shortcut": "none", "model.depth": 20}, "plain-20"),
+    ({"model.shortcut": "A", "model.depth": 56}, "ResNet-56"),
+    ({"model.shortcut": "A", "model.zero_init_last": True, "model.depth": 56}, "ResNet-56, zero-init"),
+    ({"model.shortcut": "A", "model.zero_init_last": None, "model.depth": 56}, "ResNet-56"),  # a table's None
+    ({"model.shortcut": "B", "model.depth": 56}, "ResNet-56, projection shortcuts (B)"),
+    ({"model.shortcut": "none", "model.zero_init_last": None}, "plain"),
+    ({}, "baseline"),
+    ({"model.stem_stride": 2, "model.stem_pool": True}, "stem stride 2, stem max-pool"),
+    ({"model.padding": "same"}, "'same' padding"),
+    ({"model.stage_strides": (2, 2, 1)}, "stage strides 2/2/1"),
+    ({"model.depth": 20, "optim.lr": 0.05, "model.zero_init_last": False}, "depth 20, lr 0.05, no zero-init"),
+])
+def test_point_labels_are_what_a_reader_would_say(point, label):
+    assert point_label(point) == label
+
+
+def test_seeds_of_a_point_form_one_series_and_styles_never_repeat():
+    points = [{"model.depth": d, "train.seed": s} for d in (20, 56) for s in (0, 1, 2)]
+    assert series(points) == {"depth 20": [0, 1, 2], "depth 56": [3, 4, 5]}
+    for n in (3, 12, 25):
+        styles = series_styles(n)
+        assert len({str(s["color"]) for s in styles}) == n  # no colour used twice, past ten series too
+    assert describe_budget([{"data": {"name": "npz", "path": "/d/cifar10", "batch_size": 128}, "optim": {"lr": 0.1}}],
+                           [150, 150], [3, 3]) == "CIFAR-10, 150 steps of batch 128 (peak lr 0.1), 3 seeds per point"
+    assert describe_budget([{}], [300], [1]) == "300 steps, 1 seed per point"  # runs without a config.json
 
 
 def test_local_sweep_runs_each_point_skips_finished_and_resumes(tmp_path, capsys):

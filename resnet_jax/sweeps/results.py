@@ -3,7 +3,8 @@
 Reads each point's `metrics.jsonl` (the last row written for a step wins, so a resumed run counts once) and
 `model_summary.json` (parameters and MACs, written by the entry point). Writes, in the sweep directory:
 results.md, results.csv, curves.png (training loss per point) and, when a numeric axis varies, one plot of
-final metrics against it. The sweep directory may be local or gs:// (etils.epath): each file is written whole.
+final metrics against it (plots.py draws them). The sweep directory may be local or gs:// (etils.epath): each
+file is written whole.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any, Mapping, Sequence
 
 from etils import epath
 
+from resnet_jax.sweeps import plots
 from resnet_jax.sweeps.grid import STATUS_FILE, format_value, point_name
 
 METRICS = ("train/loss", "train/accuracy", "eval/loss", "eval/accuracy")
@@ -89,45 +91,31 @@ def collect(workdir: epath.Path, points: Sequence[Mapping[str, Any]]) -> list[di
 
 
 def plot(workdir: epath.Path, points: Sequence[Mapping[str, Any]], table: Sequence[Mapping[str, Any]]) -> None:
-    """curves.png: training loss against step for every point; vs_AXIS.png for a numeric varying axis."""
+    """curves.png: training loss against step for every point; vs_AXIS.png for a numeric varying axis. Labels,
+    title (data set, budget, seeds) and styles are plots.py's; the budget is read from each run's config.json."""
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for i, point in enumerate(points):
-        rows = read_metrics(workdir / point_name(point) / "metrics.jsonl")
-        steps = [s for s, r in rows.items() if "train/loss" in r]
-        if steps:  # the colour cycle has 10 colours: past them, another line style keeps every curve distinct
-            ax.plot(steps, [rows[s]["train/loss"] for s in steps], label=point_name(point), lw=1.2,
-                    linestyle=("-", "--", ":")[i // 10 % 3])
-    ax.set_xlabel("step")
-    ax.set_ylabel("training loss")
-    ax.set_yscale("log")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    save_figure(fig, workdir / "curves.png")
+    done = {row["point"] for row in table}
+    points = [p for p in points if point_name(p) in done]  # the points with metrics, in the sweep's order
+    configs = [read_config(workdir / point_name(p)) for p in points]
+    budget = plots.describe_budget(configs, [row["steps"] for row in table],
+                                   [len(members) for members in plots.series(points).values()])
+    metrics = [read_metrics(workdir / point_name(p) / "metrics.jsonl") for p in points]
+    save_figure(plots.curves_figure(points, metrics, budget), workdir / "curves.png")
 
     axes = list(dict.fromkeys(k for p in points for k in p if len({str(q.get(k)) for q in points}) > 1))
-    numeric = [k for k in axes if all(isinstance(p.get(k), (int, float)) for p in points)]
+    numeric = [k for k in axes if k not in plots.SEED_KEYS
+               and all(isinstance(p.get(k), (int, float)) and not isinstance(p.get(k), bool) for p in points)]
     for axis in numeric:
-        others = [k for k in axes if k != axis]
-        fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-        groups: dict[str, list] = {}
-        for row in table:
-            groups.setdefault(",".join(f"{k}={row[k]}" for k in others) or "all", []).append(row)
-        for label, rows in groups.items():
-            rows = sorted(rows, key=lambda r: r[axis])
-            for panel, metric in ((left, "train/loss"), (right, "eval/accuracy")):
-                xs = [r[axis] for r in rows if r[metric] is not None]
-                panel.plot(xs, [r[metric] for r in rows if r[metric] is not None], "o-", label=label)
-        for panel, metric in ((left, "final training loss"), (right, "final eval accuracy")):
-            panel.set_xlabel(axis)
-            panel.set_ylabel(metric)
-            panel.legend(fontsize=7)
-        fig.tight_layout()
-        save_figure(fig, workdir / f"vs_{axis.replace('.', '_')}.png")
+        save_figure(plots.versus_figure(axis, axes, table, budget), workdir / f"vs_{axis.replace('.', '_')}.png")
+
+
+def read_config(directory: epath.Path) -> dict[str, Any]:
+    """The run's config.json (written by the entry point), or {} where there is none."""
+    path = directory / "config.json"
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def save_figure(fig, path: epath.Path) -> None:
@@ -135,6 +123,6 @@ def save_figure(fig, path: epath.Path) -> None:
     import matplotlib.pyplot as plt
 
     png = io.BytesIO()
-    fig.savefig(png, format="png", dpi=120)
+    fig.savefig(png, format="png", dpi=120, bbox_inches="tight")  # keeps a legend outside the axes
     plt.close(fig)
     path.write_bytes(png.getvalue())
