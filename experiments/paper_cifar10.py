@@ -47,7 +47,9 @@ def record(workdir: Path) -> dict:
         variants["ema"] = evaluation.variables_of(state, raw=False)
     accuracy = {f"{name}{'_flip' if flip else ''}": test_accuracy(model, v, dataset, flip=flip)
                 for name, v in variants.items() for flip in (False, True)}
-    train_acc = [rows[s]["train/accuracy"] for s in sorted(rows) if "train/accuracy" in rows[s]]
+    steps_per_epoch = TRAIN_IMAGES // config.data.batch_size
+    last_epoch = [rows[s]["train/accuracy"] for s in sorted(rows) if "train/accuracy" in rows[s]
+                  and s > steps - steps_per_epoch]
     run_info = json.loads((workdir / "run.json").read_text())
     command = "python -m resnet_jax.main " + " ".join(shlex.quote(a) for a in run_info["command"][1:])
     params, _ = totals(trace(model, (1, *dataset.info.image_shape)))
@@ -55,10 +57,10 @@ def record(workdir: Path) -> dict:
     headline = accuracy.get("ema", accuracy["raw"])  # what the run itself evaluated every epoch
     return {
         "model": f"{kind}{config.model.depth}", "params": params, "config": _config_name(run_info["command"]),
-        "seed": config.train.seed, "epochs": round(steps / (TRAIN_IMAGES // config.data.batch_size), 2),
+        "seed": config.train.seed, "epochs": round(steps / steps_per_epoch, 2),
         "steps": steps, "test_accuracy": headline, "test_accuracy_all": accuracy,
-        # Train error of the last logged row: the mean over its 39 steps (augmented batches, running BN stats).
-        "final_train_error": 1 - float(np.mean(train_acc[-1:])),
+        # Train error over the last epoch's logged rows (augmented batches, the weights as they trained).
+        "final_train_error": 1 - float(np.mean(last_epoch)),
         "wall_minutes": round(_wall_seconds(workdir) / 60, 1), "git_revision": run_info.get("git_revision"),
         "command": command,
     }
@@ -100,13 +102,39 @@ def write(records: list[dict], command: str) -> None:
     for (model, config), accs in groups.items():
         lines.append(f"| {model} | `{config}` | {len(accs)} | {100 * np.mean(accs):.2f}% | "
                      f"{100 * min(accs):.2f}% - {100 * max(accs):.2f}% |")
-    lines += ["", "![curves](paper_cifar10_curves.png)", ""]
+    lines += ["", *degradation(records), "", "![curves](paper_cifar10_curves.png)", ""]
     (RESULTS / "paper_cifar10.md").write_text("\n".join(lines))
+
+
+def degradation(records: list[dict]) -> list[str]:
+    """The paper's Fig. 6 claims from the runs' seed means: (a) plain-56 trains to a higher error than plain-20
+    (depth degrades a plain net), (b) ResNet-56 to at most ResNet-20's (residual nets do not degrade)."""
+    means: dict[str, dict[str, float]] = {}
+    for model in dict.fromkeys(r["model"] for r in records):
+        runs = [r for r in records if r["model"] == model]
+        means[model] = {"train": 100 * float(np.mean([r["final_train_error"] for r in runs])),
+                        "test": 100 * (1 - float(np.mean([r["test_accuracy"] for r in runs]))), "seeds": len(runs)}
+    lines = ["Degradation (the paper's Fig. 6): final train error (the last epoch's augmented batches) and test "
+             "error, mean over seeds:", "", "| model | seeds | final train error | test error |", "|---|---|---|---|"]
+    lines += [f"| {m} | {v['seeds']} | {v['train']:.2f}% | {v['test']:.2f}% |" for m, v in means.items()]
+    lines.append("")
+    for label, shallow, deep, degrades in (("(a) plain-56 trains worse than plain-20", "plain20", "plain56", True),
+                                            ("(b) ResNet-56 trains at least as well as ResNet-20", "resnet20",
+                                             "resnet56", False)):
+        if shallow not in means or deep not in means:
+            lines.append(f"- {label}: not measured (no {deep if shallow in means else shallow} run given).")
+            continue
+        a, b = means[shallow]["train"], means[deep]["train"]
+        holds = b > a if degrades else b <= a
+        lines.append(f"- {label}: {'holds' if holds else 'does not hold'} ({shallow} {a:.2f}%, {deep} {b:.2f}% "
+                     "train error).")
+    return lines
 
 
 def plot(workdirs: list[Path], records: list[dict]) -> None:
     """Train and test error against iteration, one colour per (model, config): the mean over its seeds, a
-    min-max band where it has several, train error solid, test error dashed."""
+    min-max band where it has several, train error thin, test error dashed. Plain and residual nets side by side
+    when both were given, as in the paper's Fig. 6 (left: plain, middle: ResNet)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -114,29 +142,35 @@ def plot(workdirs: list[Path], records: list[dict]) -> None:
     for workdir, r in zip(workdirs, records):
         rows = read_metrics(workdir / "metrics.jsonl")
         groups.setdefault((r["model"], r["config"]), []).append(rows)
-    fig, ax = plt.subplots(figsize=(10, 5))
+    kinds = sorted({model.startswith("resnet") for model, _ in groups})  # False: plain, True: ResNet
+    fig, axes = plt.subplots(1, len(kinds), figsize=(7 * len(kinds) + 3, 5), sharey=True, squeeze=False)
+    panel = {kind: ax for kind, ax in zip(kinds, axes[0])}
+    several_configs = len({c for _, c in groups}) > 1
     for i, ((model, config), runs) in enumerate(groups.items()):
+        ax = panel[model.startswith("resnet")]
         name = f"{'ResNet' if model.startswith('resnet') else 'plain'}-{model.lstrip('resnetplain')}"
-        if len({c for _, c in groups}) > 1:
+        if several_configs:
             name += f" ({config.split(':')[-1]})"
-        for metric, what, style in (("train/accuracy", "train error (augmented batches)", dict(lw=0.8, alpha=0.8)),
-                                    ("eval/accuracy", "test error (the weights it evaluates)", dict(lw=1.6, ls="--"))):
+        for metric, what, style in (("train/accuracy", "train", dict(lw=0.8, alpha=0.8)),
+                                    ("eval/accuracy", "test", dict(lw=1.6, ls="--"))):
             steps = sorted(set.intersection(*({s for s, row in rows.items() if metric in row} for rows in runs)))
             errors = np.array([[100 * (1 - rows[s][metric]) for s in steps] for rows in runs])  # [seeds, steps]
-            ax.plot(steps, errors.mean(0), color=f"C{i}", label=f"{name}: {what}", **style)
+            ax.plot(steps, errors.mean(0), color=f"C{i}", label=f"{name}, {what} error", **style)
             if len(runs) > 1:
                 ax.fill_between(steps, errors.min(0), errors.max(0), color=f"C{i}", alpha=0.2, lw=0)
-    ax.axhline(PAPER_ERROR[20], color="grey", lw=0.8, ls=":", label="paper's ResNet-20 test error (8.75%)")
-    ax.set_ylim(0, 40)
-    ax.set_xlabel("training iteration (batch 128)")
-    ax.set_ylabel("top-1 error (%)")
-    ax.grid(True, alpha=0.3)
+    for kind, ax in panel.items():
+        ax.axhline(PAPER_ERROR[20], color="grey", lw=0.8, ls=":", label="paper's ResNet-20 test error (8.75%)")
+        ax.set_ylim(0, 40)
+        ax.set_xlabel("training iteration (batch 128)")
+        ax.grid(True, alpha=0.3)
+        ax.set_title("ResNet (option A shortcuts)" if kind else "plain (no shortcuts)", fontsize=10)
+        ax.legend(loc="upper right", fontsize=8, frameon=False)
+    axes[0][0].set_ylabel("top-1 error (%): train on augmented batches, test on 10,000 images")
     seeds = sorted({len(runs) for runs in groups.values()})
     spread = "mean and min-max band over " if max(seeds) > 1 else ""
-    ax.set_title(f"CIFAR-10 (10,000 test images), {', '.join(sorted({r['config'] for r in records}))}, "
-                 f"{records[0]['epochs']:g} epochs\n{spread}{'-'.join(map(str, seeds))} seed"
-                 f"{'s' if max(seeds) > 1 else ''} per model", fontsize=10)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    fig.suptitle(f"CIFAR-10, {', '.join(sorted({r['config'] for r in records}))}, {records[0]['epochs']:g} "
+                 f"epochs; {spread}{'-'.join(map(str, seeds))} seed{'s' if max(seeds) > 1 else ''} per model",
+                 fontsize=10)
     fig.tight_layout()
     fig.savefig(plot_path("paper_cifar10_curves"), dpi=120, bbox_inches="tight")
 

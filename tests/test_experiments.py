@@ -1,6 +1,7 @@
 """The experiment commands start (their flags parse), no experiment imports another, and each experiment's grid
 is its sweep file's, with the points (and so the workdir names) the published results were made with."""
 import ast
+import json
 import subprocess
 import sys
 
@@ -47,3 +48,42 @@ def test_stride_padding_points_change_one_thing_each_against_the_baseline():
     assert points[0] == {} and len(points) == 8
     assert {field for point in points for field in point} == {
         "model.stem_stride", "model.stem_pool", "model.stem_padding", "model.padding", "model.stage_strides"}
+
+
+def _paper_record(model, seed, train_error, test_accuracy):
+    return {"model": model, "params": 1, "config": "configs/cifar10.py:x_fast", "seed": seed, "epochs": 40.0,
+            "steps": 780, "test_accuracy": test_accuracy, "test_accuracy_all": {"raw": test_accuracy},
+            "final_train_error": train_error, "wall_minutes": 1.0, "git_revision": None, "command": "c"}
+
+
+def test_paper_cifar10_states_each_degradation_claim_from_the_seed_means():
+    from experiments.paper_cifar10 import degradation
+    records = [_paper_record("plain20", 0, 0.05, 0.90), _paper_record("plain56", 0, 0.13, 0.84),
+               _paper_record("resnet20", 0, 0.04, 0.917), _paper_record("resnet20", 1, 0.03, 0.913),
+               _paper_record("resnet56", 0, 0.036, 0.93)]
+    lines = degradation(records)
+    assert "| resnet20 | 2 | 3.50% | 8.50% |" in lines
+    assert any(line.startswith("- (a)") and "holds (plain20 5.00%, plain56 13.00%" in line for line in lines)
+    # 3.6% is above the two ResNet-20 seeds' mean of 3.5%: the claim is not made.
+    assert any(line.startswith("- (b)") and "does not hold (resnet20 3.50%, resnet56 3.60%" in line
+               for line in lines)
+    lines = degradation(records[:3])
+    assert any(line.startswith("- (b)") and "not measured (no resnet56 run" in line for line in lines)
+
+
+def test_paper_cifar10_plots_plain_and_residual_side_by_side(tmp_path, monkeypatch):
+    import matplotlib.image
+    from experiments import paper_cifar10
+    monkeypatch.setattr(paper_cifar10, "plot_path", lambda name: tmp_path / f"{name}.png")
+    workdirs, records = [], []
+    for model, seed in (("plain20", 0), ("resnet20", 0), ("resnet20", 1)):
+        workdir = tmp_path / f"{model}_{seed}"
+        workdir.mkdir()
+        rows = [{"step": s, "train/accuracy": 0.5 + s / 2000} for s in range(39, 781, 39)]
+        rows += [{"step": s, "eval/accuracy": 0.5 + s / 2500} for s in (390, 780)]
+        (workdir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        workdirs.append(workdir)
+        records.append(_paper_record(model, seed, 0.1, 0.8))
+    paper_cifar10.plot(workdirs, records)
+    height, width, _ = matplotlib.image.imread(tmp_path / "paper_cifar10_curves.png").shape
+    assert width > 2.5 * height  # two panels, plain and ResNet (one is 2:1)
