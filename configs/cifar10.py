@@ -14,7 +14,7 @@ name (resnet20_paper) names this recipe explicitly.
 
 ",epochs=N" is the short budget for a CPU: the same optimiser, data and augmentation, N epochs (390 steps of
 128 each) with a linear warmup over the first 5% of steps and a cosine decay to 0, evaluated every epoch.
-experiments/results/cifar10.md has what it reaches (ResNet-20, 2 epochs: see there; about 15 min here).
+experiments/results/cifar10.md has what it reaches (ResNet-20, 2 epochs) and the README its wall time.
 
 "_fast" after the name (resnet20_fast, plain56_fast, ...) is the CPU-budget recipe: the same architecture and
 data, 40 epochs (",epochs=N" for others) of Nesterov SGD with a 2-epoch warmup and a cosine decay, weight decay

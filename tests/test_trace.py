@@ -32,6 +32,20 @@ def test_trace_shows_the_padding_actually_applied():
     assert symmetric["stage2_block0/conv1"] == ((1, 1), (1, 1)) and same["stage2_block0/conv1"] == ((0, 1), (0, 1))
 
 
+@pytest.mark.parametrize("padding,size", [("VALID", 32), ("SYMMETRIC", 32), ("SYMMETRIC", 8)])
+def test_trace_flops_against_xla_cost_analysis(padding, size):
+    """The trace counts every window tap (2 FLOPs per MAC); XLA counts only the taps on the image, so the two
+    agree without padding and differ by exactly the padded taps with it (the trace module's docstring)."""
+    conv = Conv2D(16, 3, 1, padding=padding, use_bias=False)
+    x = jnp.zeros((1, size, size, 16))
+    variables = conv.init(jax.random.PRNGKey(0), x)
+    (row,) = trace(conv, x.shape)
+    xla = jax.jit(conv.apply).lower(variables, x).cost_analysis()["flops"]
+    valid_taps_per_axis = 3 * size - 2 if padding == "SYMMETRIC" else 3 * (size - 2)
+    assert xla == 2 * 16 * 16 * valid_taps_per_axis ** 2
+    assert (xla == 2 * row.macs) == (padding == "VALID")
+
+
 class ConvStack(nn.Module):
     """n convs with the given kernels, strides and dilations, ReLU-free so gradients never vanish."""
     kernels: tuple
