@@ -261,6 +261,41 @@ def test_image_folder(tmp_path):
     assert data.shape_of("image_folder", path=tmp_path) == ((5, 7, 3), 2)
 
 
+def test_image_folder_of_varying_sizes_streams_cropped_to_image_size(tmp_path):
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    sizes = iter([(20, 31), (40, 24), (17, 17), (64, 50), (33, 21), (25, 60)] * 4)
+    for split, n in (("train", 9), ("test", 3)):
+        for name in ("cat", "dog"):
+            (tmp_path / split / name).mkdir(parents=True)
+            for i in range(n):
+                pixels = rng.integers(0, 256, (*next(sizes), 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(tmp_path / split / name / f"{i}.{'png' if i % 2 else 'jpg'}")
+    with pytest.raises(ValueError, match="differ in shape .* set data.image_size"):
+        data.load("image_folder", path=tmp_path)
+    dataset = data.load("image_folder", path=tmp_path, image_size=16)
+    assert (dataset.info.num_classes, dataset.info.image_shape) == (2, (16, 16, 3))
+    assert (dataset.info.num_train, dataset.info.num_eval) == (18, 6)
+    assert data.shape_of("image_folder", path=tmp_path, image_size=16) == ((16, 16, 3), 2)
+    for augment in ("none", "cifar", "imagenet"):
+        first = next(data.train_batches(dataset, batch_size=6, seed=0, augment=augment))
+        assert first["image"].shape == (6, 16, 16, 3) and first["image"].dtype == np.float32
+    # The order is the seed's and resumes exactly: step 2 of a fresh stream equals a stream started at step 2.
+    stream = data.train_batches(dataset, batch_size=6, seed=3, augment="cifar")
+    batches = [next(stream) for _ in range(5)]  # 3 steps per epoch: into the second epoch
+    resumed = next(data.train_batches(dataset, batch_size=6, seed=3, augment="cifar", start_step=4))
+    np.testing.assert_array_equal(resumed["image"], batches[4]["image"])
+    np.testing.assert_array_equal(resumed["label"], batches[4]["label"])
+    assert sorted(np.concatenate([b["label"] for b in batches[:3]])) == [0] * 9 + [1] * 9  # each once an epoch
+    shown = [b for b in data.eval_batches(dataset, batch_size=4)]
+    labels = np.concatenate([b["label"][b["mask"]] for b in shown])
+    np.testing.assert_array_equal(labels, [0, 0, 0, 1, 1, 1])
+    # Two processes together see every train example once an epoch.
+    halves = [next(data.train_batches(dataset, batch_size=9, seed=0, augment="none", process_index=p,
+                                      process_count=2)) for p in (0, 1)]
+    assert sorted(np.concatenate([h["label"] for h in halves])) == [0] * 9 + [1] * 9
+
+
 def test_mnist5k_splits_4000_1000(shared_data):
     dataset = data.load("npz", path=shared_data / "mnist5k.npz")
     info = dataset.info

@@ -1,4 +1,5 @@
-"""Data sets from local files, read whole into memory: .npz arrays and folders of images.
+"""Data sets from local files, read whole into memory: .npz arrays and folders of images (or their file names,
+for a folder streamed by `resnet_jax.data`).
 
     arrays = local.read_npz("../shared/data/mnist5k.npz", split_seed=0)   # 4,000 train / 1,000 eval
     arrays.train.images, arrays.train.labels                              # uint8 [N, H, W, C], int32 [N]
@@ -159,23 +160,31 @@ def _read_image(file: Path) -> np.ndarray:
     return array[..., None] if array.ndim == 2 else array  # [H, W, C]
 
 
-def _read_image_dir(directory: Path, class_names: list[str]) -> Arrays:
+def _list_image_dir(directory: Path, class_names: list[str]) -> Arrays:
+    """The image files under directory/<label>/ (as `images`: str [N], sorted by label then name) and labels."""
     unknown = sorted({d.name for d in directory.iterdir() if d.is_dir()} - set(class_names))
     if unknown:
         raise ValueError(f"{directory} has classes {unknown} that the train split lacks")
-    images, labels = [], []
+    files, labels = [], []
     for label, class_name in enumerate(class_names):
-        for file in sorted((directory / class_name).iterdir()):
-            if file.suffix.lower() in IMAGE_SUFFIXES:
-                images.append(_read_image(file))
-                labels.append(label)
-    if not images:
+        if (directory / class_name).is_dir():
+            for file in sorted((directory / class_name).iterdir()):
+                if file.suffix.lower() in IMAGE_SUFFIXES:
+                    files.append(str(file))
+                    labels.append(label)
+    if not files:
         raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {directory}/<label>/")
+    return Arrays(np.asarray(files), np.asarray(labels, np.int32))
+
+
+def _read_image_dir(directory: Path, class_names: list[str]) -> Arrays:
+    files, labels = _list_image_dir(directory, class_names)
+    images = [_read_image(Path(file)) for file in files]
     shapes = sorted({image.shape for image in images})
     if len(shapes) > 1:
-        raise ValueError(f"images in {directory} differ in shape ({shapes[:3]}...): resize them to one "
-                         "(H, W, C), or prepare them as a TFDS data set, whose images may vary in size")
-    return Arrays(np.stack(images), np.asarray(labels, np.int32))
+        raise ValueError(f"images in {directory} differ in shape ({shapes[:3]}...): set data.image_size "
+                         "(image_size=) to stream them, cropped to that square, or resize them to one (H, W, C)")
+    return Arrays(np.stack(images), labels)
 
 
 def _image_folder_root(path) -> Path:
@@ -192,25 +201,33 @@ def _class_names(root: Path) -> list[str]:
     return sorted(d.name for d in (root / "train").iterdir() if d.is_dir())
 
 
-def read_image_folder(path, *, split_seed: int = 0, eval_fraction: float | None = None) -> LocalDataset:
+def read_image_folder(path, *, split_seed: int = 0, eval_fraction: float | None = None,
+                      read=_read_image_dir) -> LocalDataset:
     """Reads root/train/<label>/<image> and root/<one of EVAL_DIRS>/<label>/<image>; classes are the train
-    split's label directories, sorted. Without an eval directory, the eval split is split off the train one."""
+    split's label directories, sorted. Without an eval directory, the eval split is split off the train one.
+    `list_image_folder` gives the file names instead of the pixels."""
     root = _image_folder_root(path)
     class_names = _class_names(root)
-    train = _read_image_dir(root / "train", class_names)
+    train = read(root / "train", class_names)
     eval_dir = next((root / name for name in EVAL_DIRS if (root / name).is_dir()), None)
     if eval_dir is None:
         train, eval_arrays = split_off_eval(train, eval_fraction, split_seed)
     elif eval_fraction is not None:
         raise ValueError(f"eval_fraction= is for an image folder without eval split; {root} has {eval_dir.name}/")
     else:
-        eval_arrays = _read_image_dir(eval_dir, class_names)
+        eval_arrays = read(eval_dir, class_names)
     return LocalDataset(root.name, train, eval_arrays, len(class_names))
 
 
-def image_folder_shape(path) -> DataShape:
+def list_image_folder(path, *, split_seed: int = 0, eval_fraction: float | None = None) -> LocalDataset:
+    """The splits of `read_image_folder` as file names (`images`: str [N]) with their labels; nothing decoded."""
+    return read_image_folder(path, split_seed=split_seed, eval_fraction=eval_fraction, read=_list_image_dir)
+
+
+def image_folder_shape(path, image_size: int | None = None) -> DataShape:
     """What `read_image_folder(path)` would hold, from the class directories and the first train image's header
-    (its pixels are not decoded; `read_image_folder` checks that every image has that shape)."""
+    (its pixels are not decoded; `read_image_folder` checks that every image has that shape); with `image_size`,
+    the square that images of any size are cropped to."""
     from PIL import Image
     root = _image_folder_root(path)
     class_names = _class_names(root)
@@ -221,4 +238,6 @@ def image_folder_shape(path) -> DataShape:
     with Image.open(first) as image:  # reads the header only
         width, height = image.size
         channels = 1 if image.mode == "L" else 3  # _read_image converts every other mode to RGB
+    if image_size is not None:
+        height = width = image_size
     return DataShape((height, width, channels), len(class_names))

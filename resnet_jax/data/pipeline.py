@@ -80,6 +80,32 @@ class ArraySplit:
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
+class FileSplit:
+    """A split of image files streamed from disk, decoded as read: an image folder of varying image sizes."""
+    files: np.ndarray  # str [N]
+    labels: np.ndarray  # int32 [N]
+    channels: int  # what every image is decoded to (grey 1, else RGB 3)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def read(self, shard, *, order_seed=None, start=0, stop=None):
+        """Like ArraySplit.read (the same rows in the same order), each image decoded from its file."""
+        tf = tensorflow()
+        rows = np.arange(len(self))[shard[0]::shard[1]]
+        if order_seed is not None:
+            rows = np.random.default_rng(order_seed).permutation(rows)
+        rows = rows[start:stop]
+
+        def decode(file, label):
+            image = tf.io.decode_image(tf.io.read_file(file), channels=self.channels, expand_animations=False)
+            return tf.ensure_shape(image, (None, None, self.channels)), label
+
+        return (tf.data.Dataset.from_tensor_slices((self.files[rows], self.labels[rows]))
+                .map(as_written(decode), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
 class TfdsSplit:
     """A split streamed from prepared TFDS files: for data sets too large for memory, or of varying image size."""
     builder: tfds.core.DatasetBuilder
@@ -108,8 +134,8 @@ class TfdsSplit:
 class Dataset:
     """What `load` returns: the info and the two splits; `train_batches` and `eval_batches` read it."""
     info: DatasetInfo
-    train: ArraySplit | TfdsSplit
-    eval: ArraySplit | TfdsSplit
+    train: ArraySplit | TfdsSplit | FileSplit
+    eval: ArraySplit | TfdsSplit | FileSplit
     varying_size: bool = False  # Images differ in size: centre-cropped to info.image_shape unless augmented.
 
 
@@ -121,16 +147,21 @@ def load(name: str, *, data_dir=None, manual_dir=None, path=None, split_seed: in
     Args:
       name: "shapes32" (or "shapes32/small"), the project's generated set; "npz" with `path` a .npz file holding
         `images` uint8 [N, H, W] or [N, H, W, C] and `labels` [N], or a directory with train.npz and test.npz;
-        "image_folder" with `path` a directory root/train/<label>/<image>, plus root/test (or validation, val);
+        "image_folder" with `path` a directory root/train/<label>/<image>, plus root/test (or validation, val):
+        read into memory, or, with `image_size`, streamed from the files and cropped to that square (images of
+        any size);
         or any TFDS image classification name ("cifar10", "mnist", "imagenet2012", ...).
       data_dir: where TFDS data sets (shapes32 too) are prepared; TFDS's default, ~/tensorflow_datasets, if None.
       manual_dir: a directory with a TFDS data set's source files (for mnist the four official .gz archives),
         to prepare it offline into `data_dir` when it is not prepared yet.
       split_seed, eval_fraction: a source with no eval split (one .npz file, an image folder with only train/)
         keeps `eval_fraction` (0.2 when None) of each class for eval, chosen by `split_seed`.
-      image_size: side of the batches for data sets whose images vary in size (DEFAULT_IMAGE_SIZE when None).
+      image_size: side of the batches for data sets whose images vary in size (DEFAULT_IMAGE_SIZE when None);
+        for an image folder, the request to stream it (its images may then differ in size).
       in_memory: hold a TFDS data set in memory (True) or stream it from disk (False); None picks by size.
     """
+    if name == "image_folder" and image_size is not None:
+        return _stream_image_folder(path, split_seed=split_seed, eval_fraction=eval_fraction, size=image_size)
     if name in ("npz", "image_folder"):
         read = local.read_npz if name == "npz" else local.read_image_folder
         files = read(path, split_seed=split_seed, eval_fraction=eval_fraction)
@@ -154,7 +185,7 @@ def shape_of(name: str, *, data_dir=None, path=None, image_size: int | None = No
     if name == "npz":
         return local.npz_shape(path)
     if name == "image_folder":
-        return local.image_folder_shape(path)
+        return local.image_folder_shape(path, image_size)
     features = _tfds_builder(name, data_dir=data_dir).info.features
     h, w, c = features["image"].shape
     if h is None or w is None:  # varying in size: cropped to image_size
@@ -321,6 +352,20 @@ def _from_arrays(name: str, train: ArraySplit, eval_split: ArraySplit, num_class
     info = DatasetInfo(name=name, num_classes=num_classes, image_shape=tuple(train.images.shape[1:]),
                        num_train=len(train), num_eval=len(eval_split), mean=tuple(mean), std=tuple(std))
     return Dataset(info=info, train=train, eval=eval_split)
+
+
+def _stream_image_folder(path, *, split_seed, eval_fraction, size) -> Dataset:
+    """An image folder read from its files as batches are made, centre-cropped (or Inception-cropped) to size."""
+    if not isinstance(size, int) or size <= 0:
+        raise ValueError(f"image_size={size!r} must be a positive int (the side of the square batches)")
+    (_, _, channels), num_classes = local.image_folder_shape(path, size)
+    files = local.list_image_folder(path, split_seed=split_seed, eval_fraction=eval_fraction)
+    train, eval_split = (FileSplit(*split, channels=channels) for split in (files.train, files.eval))
+    first = train.read((0, 1), stop=STATS_EXAMPLES).map(as_written(lambda image, label: image))
+    mean, std = _channel_stats(first.as_numpy_iterator())
+    info = DatasetInfo(name=files.name, num_classes=num_classes, image_shape=(size, size, channels),
+                       num_train=len(train), num_eval=len(eval_split), mean=mean, std=std)
+    return Dataset(info=info, train=train, eval=eval_split, varying_size=True)
 
 
 def _prepare_offline(builder: tfds.core.DatasetBuilder, manual_dir) -> None:
