@@ -1,20 +1,26 @@
 """Input-pipeline throughput on CPU, in images/s: batches produced with nothing consuming them.
 
-    TF_CPP_MIN_LOG_LEVEL=2 python experiments/data_throughput.py            # shapes32, plus CIFAR-10 if present
-    TF_CPP_MIN_LOG_LEVEL=2 python experiments/data_throughput.py --steps 50 --batch_size 128
+    python -m experiments.data_throughput                            # shapes32, plus CIFAR-10 if present
+    python -m experiments.data_throughput --steps=50 --batch_size=128
 
 Measures the embedded shapes32 set (generated into --data_dir on first use) with the 'cifar' and 'imagenet'
 augmentations and eval batches, and the CIFAR-10 .npz files of ../shared/data when they are there. The first
 batches (pipeline start-up) are left out of the timing. Results are in docs/data.md.
 """
-import argparse
 import itertools
 import time
 from pathlib import Path
 
-from resnet_jax import data
+from absl import flags
+
+from resnet_jax import cli, data
 
 CIFAR10_NPZ = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10"
+
+flags.DEFINE_integer("batch_size", 256, "Examples per batch.")
+flags.DEFINE_integer("steps", 100, "Timed batches per measurement.")
+flags.DEFINE_string("data_dir", None, "Where shapes32 is cached (TFDS's default if unset).")
+FLAGS = flags.FLAGS
 
 
 def images_per_second(batches, steps: int, warmup: int = 5) -> float:
@@ -35,13 +41,9 @@ def measure(name: str, dataset: data.Dataset, *, batch_size: int, steps: int) ->
     print(f"  eval                     {rate:9.0f} images/s")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--batch_size", type=int, default=256)
-    parser.add_argument("--steps", type=int, default=100, help="timed batches per measurement")
-    parser.add_argument("--data_dir", default=None, help="where shapes32 is cached (TFDS's default if unset)")
-    args = parser.parse_args()
-
+def main(argv) -> None:
+    cli.no_arguments(argv)
+    args = FLAGS
     start = time.perf_counter()
     shapes = data.load("shapes32", data_dir=args.data_dir)
     print(f"load('shapes32'): {time.perf_counter() - start:.1f} s (generates and caches it the first time)")
@@ -56,4 +58,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run_absl(main)

@@ -19,7 +19,6 @@ settings: XLA:CPU flags, glibc malloc) nor the oneDNN path; `python -m resnet_ja
 """
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import math
@@ -28,7 +27,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from types import SimpleNamespace
 from typing import NamedTuple, Sequence
+
+from absl import flags
+
+from resnet_jax import cli
 
 
 class Case(NamedTuple):
@@ -71,7 +75,7 @@ def _save(path: str, record: dict) -> None:
     os.replace(path + ".tmp", path)
 
 
-def jax_side(args: argparse.Namespace) -> None:
+def jax_side(args: SimpleNamespace) -> None:
     """Our bf16 train steps, one row per case, written to args.side_out after each."""
     import jax
     from resnet_jax import benchmark
@@ -107,7 +111,7 @@ def jax_side(args: argparse.Namespace) -> None:
               f"{row['tflops']:6.1f} TFLOP/s, {mfu} (compile {facts['compile_s']:.0f} s)", flush=True)
 
 
-def torch_side(args: argparse.Namespace) -> None:
+def torch_side(args: SimpleNamespace) -> None:
     """PyTorch's twins, channels-last autocast bf16: eager rows, then torch.compile rows while time is left."""
     from resnet_jax import benchmark
 
@@ -152,8 +156,8 @@ def run_side(side: str, argv: Sequence[str], deadline: float) -> dict:
     """Run one side in a child process (this command's flags) until `deadline`; the rows it saved by then."""
     with tempfile.TemporaryDirectory() as scratch:
         path = os.path.join(scratch, f"{side}.json")
-        command = [sys.executable, "-m", "experiments.gpu_check", *argv, "--side", side, "--side-out", path,
-                   "--deadline", str(deadline)]
+        command = [sys.executable, "-m", "experiments.gpu_check", *argv, f"--side={side}", f"--side_out={path}",
+                   f"--deadline={deadline}"]
         timeout = max(10.0, deadline - time.time())
         try:
             status = subprocess.run(command, timeout=timeout).returncode
@@ -192,24 +196,26 @@ def print_summary(rows: list[dict]) -> None:
               f"{cell(r['jax_over_torch_compiled'], '12.2f')}")
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--out", default="gpu_check.json", help="where the JSON of the figures goes")
-    p.add_argument("--smoke", action="store_true",
-                   help="CPU, ResNet-8 for ResNet-50, batches of 4, one step a window, no torch.compile")
-    p.add_argument("--resnet50-batch", type=int, default=256)
-    p.add_argument("--resnet20-batch", type=int, default=512)
-    p.add_argument("--repeats", type=int, default=3, help="timed windows per row (median reported)")
-    p.add_argument("--window-s", type=float, default=2.0, help="seconds per timed window")
-    p.add_argument("--max-steps", type=int, default=200, help="most steps per window")
-    p.add_argument("--budget-s", type=float, default=450.0,
-                   help="wall-clock budget for both sides; torch.compile rows start only while it lasts")
-    p.add_argument("--torch-compile", action=argparse.BooleanOptionalAction, default=None,
-                   help="time torch.compile rows too (default: yes, but not with --smoke)")
-    p.add_argument("--side", choices=("jax", "torch"), help=argparse.SUPPRESS)  # a child process's part
-    p.add_argument("--side-out", help=argparse.SUPPRESS)
-    p.add_argument("--deadline", type=float, help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
+flags.DEFINE_string("out", "gpu_check.json", "Where the JSON of the figures goes.")
+flags.DEFINE_bool("smoke", False, "CPU, ResNet-8 for ResNet-50, batches of 4, one step a window, no torch.compile.")
+flags.DEFINE_integer("resnet50_batch", 256, "ResNet-50's batch.")
+flags.DEFINE_integer("resnet20_batch", 512, "ResNet-20's batch.")
+flags.DEFINE_integer("repeats", 3, "Timed windows per row (median reported).")
+flags.DEFINE_float("window_s", 2.0, "Seconds per timed window.")
+flags.DEFINE_integer("max_steps", 200, "Most steps per window.")
+flags.DEFINE_float("budget_s", 450.0, "Wall-clock budget for both sides; torch.compile rows start only while it lasts.")
+flags.DEFINE_bool("torch_compile", None, "Time torch.compile rows too (default: yes, but not with --smoke).")
+flags.DEFINE_enum("side", None, ("jax", "torch"), "Internal: the part a child process runs.")
+flags.DEFINE_string("side_out", None, "Internal: where a child process writes its rows.")
+flags.DEFINE_float("deadline", None, "Internal: the Unix time a child process stops starting rows.")
+FLAGS = flags.FLAGS
+
+
+def options() -> SimpleNamespace:
+    """The flags' values, with --smoke's settings applied."""
+    args = SimpleNamespace(**{name: FLAGS[name].value for name in (
+        "out", "smoke", "resnet50_batch", "resnet20_batch", "repeats", "window_s", "max_steps", "budget_s",
+        "torch_compile", "side", "side_out", "deadline")})
     if args.smoke:
         args.repeats, args.window_s, args.max_steps = 1, 0.0, 1
     if args.torch_compile is None:
@@ -217,14 +223,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = parse_args(argv)
+def main(argv: Sequence[str]) -> None:
+    cli.no_arguments(argv)
+    args = options()
+    argv = [a for a in sys.argv[1:] if not a.startswith(("--side", "--deadline"))]  # the flags, for the sides
     if args.smoke:
         os.environ["JAX_PLATFORMS"] = "cpu"  # read by the children: the smoke run never claims a GPU
     if args.side:
         (jax_side if args.side == "jax" else torch_side)(args)
-        return {}
+        return
     started = time.time()
     # Ours first, with at most 55% of the budget (compiling both steps takes XLA a minute or two on a GPU),
     # so PyTorch's eager rows always get their turn; the compiled ones take what is left.
@@ -239,8 +246,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
               "flops_per_image": "train: 6 x forward MACs (resnet_jax.nn.trace)"}
     _save(args.out, record)
     print(f"\n{record['device']}, {record['date']}, {record['wall_s']:.0f} s; figures in {args.out}")
-    return record
 
 
 if __name__ == "__main__":
-    main()
+    cli.run_absl(main)

@@ -5,10 +5,10 @@
     python -m resnet_jax.benchmark --models cifar_resnet20 --dtypes float32 --repeats 9
 
 The JAX side is `train.train_step` / `train.eval_step` compiled as `train_and_evaluate` compiles them
-(`parallel.Placement('single')`, state donated), once per convolution path (`--conv-impls`: XLA's kernels
+(`parallel.Placement('single')`, state donated), once per convolution path (`--conv_impls`: XLA's kernels
 and oneDNN's, a row each, timed in the same rounds); the PyTorch side is `torch_reference`'s twin of each model
 (same parameter count, asserted) with SGD momentum, in NCHW and channels-last memory formats. The timers take
-turns within each round, and a round counts only if other processes used less than --max-others cores
+turns within each round, and a round counts only if other processes used less than --max_others cores
 during it (a shared 2-core machine makes PyTorch's OpenMP threads up to 15x slower while anything else
 runs); rows print the median of the clean rounds, the ratio JAX/PyTorch being the median of per-round
 ratios. FLOP/s use the trace's MACs (FLOPs = 2 x MACs; a train step ~ 3 forward passes), against a measured
@@ -16,12 +16,10 @@ float32 matmul rate on CPU and a table of bf16 peaks on GPU (MFU). PyTorch is op
 """
 from __future__ import annotations
 
-import argparse
 import functools
 import os
 import resource
 import statistics
-import sys
 import time
 from typing import Callable, NamedTuple, Sequence
 
@@ -235,37 +233,57 @@ def gpu_peak(kind: str | None = None) -> float | None:
     return next((GPU_BF16_PEAK[key] for key in sorted(GPU_BF16_PEAK, key=len, reverse=True) if key in kind), None)
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--models", default=None, help="default: cifar_resnet20,cifar_resnet56,resnet50")
-    p.add_argument("--dtypes", default=None, help="default: float32,bfloat16")
-    p.add_argument("--kinds", default="train,eval", help="which steps to time")
-    p.add_argument("--batch", type=int, default=None, help="override every model's batch size")
-    p.add_argument("--repeats", type=int, default=5, help="clean rounds per row (median reported)")
-    p.add_argument("--steps", type=int, default=3, help="steps per timed window")
-    p.add_argument("--max-others", type=float, default=0.25, help="cores other processes may use in a round")
-    p.add_argument("--torch-threads", type=int, default=os.cpu_count())
-    p.add_argument("--no-torch", action="store_true")
-    p.add_argument("--conv-impls", default="xla,onednn",
-                   help="the project's convolution paths to time, each a row (oneDNN: CPU; bfloat16 only with "
-                        "bf16 units)")
-    p.add_argument("--quick", action="store_true",
-                   help="ResNet-20 float32 (unless --models/--dtypes say otherwise), 3 rounds of 2 steps, no matmul rate")
-    args = p.parse_args(argv)
-    if args.quick:
-        args.models, args.dtypes = args.models or "cifar_resnet20", args.dtypes or "float32"
-        args.repeats, args.steps = 3, 2
-    args.models = args.models or "cifar_resnet20,cifar_resnet56,resnet50"
-    args.dtypes = args.dtypes or "float32,bfloat16"
-    return args
+def define_flags() -> None:
+    """The command's flags (defined when it runs, so that importing this module defines none)."""
+    from absl import flags
+    flags.DEFINE_list("models", None, "Registry names to time (default: cifar_resnet20,cifar_resnet56,resnet50).")
+    flags.DEFINE_list("dtypes", None, "Computation dtypes (default: float32,bfloat16).")
+    flags.DEFINE_list("kinds", ["train", "eval"], "Which steps to time.")
+    flags.DEFINE_integer("batch", None, "Override every model's batch size.")
+    flags.DEFINE_integer("repeats", 5, "Clean rounds per row (the median is reported).")
+    flags.DEFINE_integer("steps", 3, "Steps per timed window.")
+    flags.DEFINE_float("max_others", 0.25, "Cores other processes may use in a round for it to count as clean.")
+    flags.DEFINE_integer("torch_threads", os.cpu_count(), "PyTorch's intra-op threads.")
+    flags.DEFINE_bool("torch", True, "Time PyTorch's twins too (--notorch: JAX alone).")
+    flags.DEFINE_list("conv_impls", ["xla", "onednn"], "The project's convolution paths to time, a row each "
+                      "(oneDNN: CPU; bfloat16 only with bf16 units).")
+    flags.DEFINE_bool("quick", False, "ResNet-20 float32 (unless --models/--dtypes say otherwise), 3 rounds of 2 "
+                      "steps, no matmul rate.")
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+class Options(NamedTuple):
+    models: list[str]
+    dtypes: list[str]
+    kinds: list[str]
+    batch: int | None
+    repeats: int
+    steps: int
+    max_others: float
+    torch_threads: int
+    torch: bool
+    conv_impls: list[str]
+    quick: bool
+
+
+def options() -> Options:
+    """The flags' values, with --quick's defaults applied."""
+    from absl import flags
+    f = flags.FLAGS
+    repeats, steps = (3, 2) if f.quick else (f.repeats, f.steps)
+    models = f.models or (["cifar_resnet20"] if f.quick else ["cifar_resnet20", "cifar_resnet56", "resnet50"])
+    dtypes = f.dtypes or (["float32"] if f.quick else ["float32", "bfloat16"])
+    return Options(models, dtypes, f.kinds, f.batch, repeats, steps, f.max_others, f.torch_threads, f.torch,
+                   f.conv_impls, f.quick)
+
+
+def main(argv: Sequence[str]) -> None:
+    from resnet_jax import cli
+    cli.no_arguments(argv)
     runtime.setup()  # before the first computation creates the backend and its threads
     keep = host_memory.keep_freed_memory()  # already set by setup (True if so); PyTorch's allocations share it
-    args = parse_args(argv)
+    args = options()
     on_gpu = jax.default_backend() == "gpu"
-    torch = None if args.no_torch else import_torch()
+    torch = import_torch() if args.torch else None
     use_torch = torch is not None
     device = "cuda" if on_gpu else "cpu"
     if use_torch and on_gpu and not torch.cuda.is_available():
@@ -277,7 +295,7 @@ def main(argv: Sequence[str] | None = None) -> None:
           f"XLA_FLAGS='{os.environ.get('XLA_FLAGS', '')}'")
     print(f"host memory: {'freed memory kept for reuse' if keep else 'glibc defaults'} (resnet_jax.host_memory)")
     print("torch: " + (f"{torch.__version__}, {torch.get_num_threads()} threads" if use_torch
-                       else "off (--no-torch)" if args.no_torch else "not installed"))
+                       else "off (--notorch)" if not args.torch else "not installed"))
     if on_gpu:
         peak = gpu_peak()
         print(f"GPU bf16 dense peak: {peak / 1e12:.0f} TFLOP/s" if peak else "GPU peak unknown: no MFU")
@@ -285,18 +303,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         peak = max(matmul_rate().values()) if not args.quick else None
         print(f"machine float32 matmul rate: {peak / 1e9:.0f} GFLOP/s (best of jnp.dot, torch.mm; 2048^3)"
               if peak else "matmul rate skipped (--quick)")
-    impls = [i for i in args.conv_impls.split(",") if i != "onednn" or (not on_gpu and onednn.available())]
-    if "onednn" in args.conv_impls.split(",") and "onednn" not in impls:
+    impls = [i for i in args.conv_impls if i != "onednn" or (not on_gpu and onednn.available())]
+    if "onednn" in args.conv_impls and "onednn" not in impls:
         print(f"conv impl onednn skipped: {'not on the GPU' if on_gpu else onednn.why_unavailable()}")
-    kinds = [kind for kind in ("train", "eval") if kind in args.kinds.split(",")]
+    kinds = [kind for kind in ("train", "eval") if kind in args.kinds]
     header = (f"{'model':16} {'dtype':8} {'batch':>5} {'step':5} {'conv':6} {'jax img/s':>10} {'torch NCHW':>10} "
               f"{'torch NHWC':>10} {'jax/NCHW':>8} {'jax/NHWC':>8} {'GFLOP/s':>8} {'%peak':>6} "
               f"{'compile s':>9} {'XLA MB':>7} {'clean':>5}")
     print(header, flush=True)
-    for name in args.models.split(","):
+    for name in args.models:
         size, batch_size, classes = case(name, on_gpu)
         batch_size = args.batch or batch_size
-        for dtype in args.dtypes.split(","):
+        for dtype in args.dtypes:
             # oneDNN computes bfloat16 only on CPUs with bf16 units; elsewhere its row would time XLA twice.
             row_impls = [i for i in impls if i == "xla" or dtype == "float32" or onednn.bf16_units()]
             jax_side = {impl: jax_runs(name, dtype, batch_size, size, classes, impl, kinds=kinds)
@@ -337,4 +355,6 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    from resnet_jax import cli
+    define_flags()
+    cli.run_absl(main)

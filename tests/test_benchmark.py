@@ -26,7 +26,7 @@ def test_quick_benchmark_prints_a_ratio_row():
     pytest.importorskip("torch")
     env = {**os.environ, "XLA_FLAGS": ""}  # not the test session's 8 fake devices
     command = [sys.executable, "-m", "resnet_jax.benchmark", "--quick", "--models", "cifar_resnet8", "--batch", "4",
-               "--kinds", "train", "--max-others", "64"]
+               "--kinds", "train", "--max_others", "64"]
     out = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, check=True).stdout
     kept = host_memory.wanted()  # the subprocess inherits this environment
     assert f"host memory: {'freed memory kept for reuse' if kept else 'glibc defaults'}" in out, out
@@ -83,7 +83,7 @@ def test_gpu_check_smoke_runs_on_cpu_without_tensorflow(tmp_path):
 def test_gpu_check_smoke_times_torch_compile_too(tmp_path):  # ~4 minutes: inductor compiles C++ on 2 cores
     pytest.importorskip("torch")
     out = tmp_path / "gpu_check.json"
-    command = [sys.executable, "-m", "experiments.gpu_check", "--smoke", "--torch-compile", "--out", str(out)]
+    command = [sys.executable, "-m", "experiments.gpu_check", "--smoke", "--torch_compile", "--out", str(out)]
     run = subprocess.run(command, capture_output=True, text=True, env=WITHOUT_TENSORFLOW, cwd=REPO, timeout=900)
     assert run.returncode == 0, run.stdout + run.stderr
     assert all(r["jax_over_torch_compiled"] > 0 for r in json.loads(out.read_text())["summary"])
