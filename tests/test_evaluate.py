@@ -63,3 +63,12 @@ def test_evaluate_weights_file_with_a_config_gives_the_runs_numbers(tmp_path):
                            f"for the model: ") and "/stage1_block1/" in line
     no_config = evaluate("--weights=" + str(tmp_path / "weights.safetensors"))
     assert no_config.returncode == 2 and "needs --config" in no_config.stderr.splitlines()[-1]
+
+
+def test_without_matplotlib_the_confusion_plot_is_skipped_with_a_warning(tmp_path, monkeypatch, caplog):
+    import sys
+    from resnet_jax.training import evaluation
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as where the [plots] extra is not installed
+    evaluation.plot_confusion(np.eye(3), tmp_path / "c.png", "t")
+    assert not (tmp_path / "c.png").exists()
+    assert "pip install -e .[plots]" in caplog.text

@@ -152,7 +152,7 @@ def npz_shape(path) -> DataShape:
 
 
 def _read_image(file: Path) -> np.ndarray:
-    from PIL import Image  # Pillow comes with matplotlib.
+    from PIL import Image
     with Image.open(file) as image:
         if image.mode not in ("L", "RGB"):
             image = image.convert("RGB")

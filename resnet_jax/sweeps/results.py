@@ -14,6 +14,7 @@ import json
 import statistics
 from typing import Any, Mapping, Sequence
 
+from absl import logging
 from etils import epath
 
 from resnet_jax.sweeps import plots
@@ -92,9 +93,14 @@ def collect(workdir: epath.Path, points: Sequence[Mapping[str, Any]]) -> list[di
 
 def plot(workdir: epath.Path, points: Sequence[Mapping[str, Any]], table: Sequence[Mapping[str, Any]]) -> None:
     """curves.png: training loss against step for every point; vs_AXIS.png for a numeric varying axis. Labels,
-    title (data set, budget, seeds) and styles are plots.py's; the budget is read from each run's config.json."""
-    import matplotlib
-
+    title (data set, budget, seeds) and styles are plots.py's; the budget is read from each run's config.json.
+    Without matplotlib (the [plots] extra) the tables stand alone, and one warning says so."""
+    try:
+        import matplotlib
+    except ImportError:
+        logging.warning("matplotlib is not installed: the plots of %s are not drawn (pip install -e .[plots])",
+                        workdir)
+        return
     matplotlib.use("Agg")
 
     done = {row["point"] for row in table}

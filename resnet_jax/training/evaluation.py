@@ -9,6 +9,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 from etils import epath
 
 from resnet_jax.training import train
@@ -53,7 +54,12 @@ def metrics(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> dict[st
 
 
 def plot_confusion(confusion: np.ndarray, path: Path, title: str, class_names: list[str] | None = None) -> None:
-    import matplotlib
+    """The confusion matrix as a PNG (row-normalised); skipped with a warning without matplotlib ([plots])."""
+    try:
+        import matplotlib
+    except ImportError:
+        logging.warning("matplotlib is not installed: %s is not drawn (pip install -e .[plots])", path)
+        return
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     n = len(confusion)
