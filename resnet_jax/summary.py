@@ -88,11 +88,10 @@ def model_and_shape(flag_values) -> tuple[object, tuple[int, int, int]]:
             raise cli.UserError("--config names the model: give either --config (with --config.model.FIELD=VALUE) "
                                 "or --model (with --set FIELD=VALUE)")
         from resnet_jax import build
-        info = build.load_data(flag_values.config.data).info
-        shape = info.image_shape
+        shape, num_classes = build.data_shape(flag_values.config.data)  # from the data set's info: nothing read
         if flag_values.input:
             shape = (flag_values.input, flag_values.input, shape[-1])
-        return get_model(**flag_values.config.model, num_classes=info.num_classes), shape
+        return get_model(**flag_values.config.model, num_classes=num_classes), shape
     if not flag_values.model:
         raise cli.UserError("no model given (--model): name one, e.g. --model=resnet50, or give --config=FILE")
     size = flag_values.input or (32 if flag_values.model.startswith("cifar") else 224)
