@@ -119,8 +119,11 @@ def test_onednn_train_step_equals_xla(name, image_size, overrides):
 
 
 @needs_bf16_units
+@pytest.mark.parametrize("wgrad", ["bf16", "f32"])
 @pytest.mark.parametrize("shape,kernel,stride,padding,dilation", GRADIENT_CASES)
-def test_onednn_bfloat16_values_and_gradients_match_float32(shape, kernel, stride, padding, dilation):
+def test_onednn_bfloat16_values_and_gradients_match_float32(shape, kernel, stride, padding, dilation, wgrad,
+                                                             monkeypatch):
+    monkeypatch.setenv("RESNET_JAX_BF16_WGRAD", wgrad)
     rng = np.random.default_rng(0)
     x, w = conv_inputs(rng, shape, kernel)
     out_shape = jax.eval_shape(functools.partial(conv2d, stride=stride, padding=padding, dilation=dilation), x, w)
@@ -136,7 +139,8 @@ def test_onednn_bfloat16_values_and_gradients_match_float32(shape, kernel, strid
     (_, y16), grads16 = step(x, w, "onednn", jnp.bfloat16)
     hlo = step.lower(x, w, "onednn", jnp.bfloat16).as_text()
     assert "@RjOnednnConvForwardBf16(" in hlo and "@RjOnednnConvBackwardDataBf16(" in hlo
-    assert "@RjOnednnConvBackwardWeights(" in hlo  # in float32, from the widened operands
+    # The weight gradient from the bf16 operands (the default) or from them widened to float32; float32 out.
+    assert f"@RjOnednnConvBackwardWeights{'Bf16' if wgrad == 'bf16' else ''}(" in hlo
     assert y16.dtype == jnp.bfloat16 and [g.dtype for g in grads16] == [jnp.float32] * 2
     # bfloat16 keeps 8 significant bits (relative rounding <= 2^-9 per input); sums of many products average it
     assert relative_error(y16, y32) < 1e-2
@@ -177,7 +181,7 @@ def test_onednn_bfloat16_blocks_match_float32_as_closely_as_xla_bfloat16(block_c
     y16, grads16, stats16, hlo = block_step(block_cls, shortcut, "onednn", jnp.bfloat16)
     convs = hlo.count("RjOnednnConvForwardBf16")
     assert convs == (2 if block_cls.expansion == 1 else 3) + (shortcut == "B")  # every conv, none left to XLA
-    assert hlo.count("@RjOnednnConvBackwardWeights(") == convs and "convolution(" not in hlo
+    assert hlo.count("@RjOnednnConvBackwardWeightsBf16(") == convs and "convolution(" not in hlo
     assert {g.dtype for g in jax.tree.leaves(grads16)} == {jnp.dtype(jnp.float32)}  # params and input stay f32
     assert {s.dtype for s in jax.tree.leaves(stats16)} == {jnp.dtype(jnp.float32)}
     assert relative_error(y16, y32) < 1e-2 and relative_error(stats16, stats32) < 1e-3

@@ -10,11 +10,11 @@ calling oneDNN for the forward pass, the data gradient and the weight gradient c
 `conv_backend` is a `resnet_jax.nn.conv.ConvBackend`: passed to `conv2d(..., backend=)` or a model's
 `conv_backend=`, it routes one-group float32 convolutions on the CPU here, and bfloat16 ones where the CPU has
 bf16 units (`bf16_units()`: AVX512-BF16 or AMX, where oneDNN has native bf16 kernels; XLA's computes bf16
-through float32), and keeps XLA's everywhere else (other dtypes, groups, GPU and TPU). In bfloat16 the forward
-pass and the data gradient run oneDNN's bf16 kernels; the weight gradient runs its float32 kernel on the
-activations and output gradient widened to float32 (exact), so it accumulates in float32, and on AVX512-BF16
-it is 2x faster than oneDNN 3.2's bf16 weight-gradient kernel (docs/performance_notes.md); it is rounded to
-the kernel's bfloat16 once, as the VJP requires (XLA's bf16 convolution rounds it too). `conv` is
+through float32), and keeps XLA's everywhere else (other dtypes, groups, GPU and TPU). In bfloat16 all three run
+oneDNN's bf16 kernels; the weight gradient accumulates and returns float32 and is rounded to the kernel's
+bfloat16 once, as the VJP requires (XLA's bf16 convolution rounds it too). `RESNET_JAX_BF16_WGRAD=f32` computes
+it instead with the float32 kernel on operands widened to float32 (exact; slower in quiet runs on AVX512-BF16,
+docs/performance_notes.md attempt 36). `conv` is
 differentiable once (custom VJP); forward-mode and second derivatives are not defined.
 
 The handlers (csrc/onednn_conv.cc) are compiled on first use with the system's C++ compiler against jaxlib's FFI
@@ -101,7 +101,7 @@ def _load() -> OneDnnUnavailable | None:
         library = ctypes.cdll.LoadLibrary(str(_build()))
     except (OneDnnUnavailable, OSError) as error:
         return error if isinstance(error, OneDnnUnavailable) else OneDnnUnavailable(str(error))
-    bf16 = [TARGETS[name] + DTYPES[jnp.dtype(jnp.bfloat16)] for name in ("forward", "backward_data")]
+    bf16 = [TARGETS[name] + DTYPES[jnp.dtype(jnp.bfloat16)] for name in TARGETS]
     for symbol in [*TARGETS.values(), *bf16]:
         jax.ffi.register_ffi_target(symbol, jax.ffi.pycapsule(getattr(library, symbol)), platform="cpu")
     return None
@@ -195,7 +195,8 @@ def conv(x: jax.Array, kernel: jax.Array, *, stride: Sequence[int], padding: Seq
         trimmed.append((lo, hi))
     if rows != [h, w]:
         x = x[:, :rows[0], :rows[1], :]
-    return _conv(x, kernel, stride, tuple(trimmed), dilation)
+    wgrad = bf16_weight_gradient() if x.dtype == jnp.bfloat16 else "f32"  # for _conv_backward
+    return _conv(x, kernel, stride, tuple(trimmed), dilation, wgrad)
 
 
 def _attributes(stride, padding, dilation) -> dict[str, np.ndarray]:
@@ -211,12 +212,12 @@ def _call(name: str, shape, dtype, *operands, stride, padding, dilation) -> jax.
     return call(*operands, **_attributes(stride, padding, dilation))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
-def _conv(x, kernel, stride, padding, dilation):
-    return _conv_forward(x, kernel, stride, padding, dilation)[0]
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
+def _conv(x, kernel, stride, padding, dilation, wgrad):
+    return _conv_forward(x, kernel, stride, padding, dilation, wgrad)[0]
 
 
-def _conv_forward(x, kernel, stride, padding, dilation):
+def _conv_forward(x, kernel, stride, padding, dilation, wgrad):
     n, h, w, c = x.shape
     kh, kw, _, k = kernel.shape
     out = [output_size(size, kk, s, p, d) for size, kk, s, d, p in zip((h, w), (kh, kw), stride, dilation, padding)]
@@ -225,12 +226,22 @@ def _conv_forward(x, kernel, stride, padding, dilation):
     return y, (x, ohwi)
 
 
-def _conv_backward(stride, padding, dilation, residuals, dy):
+def bf16_weight_gradient() -> str:
+    """How a bf16 convolution's weight gradient is computed, always accumulated and returned in float32: 'bf16'
+    (oneDNN's bf16 kernel on the bf16 operands, the default) or 'f32' (its float32 kernel on operands widened to
+    float32; attempt 34 of docs/performance_notes.md). From RESNET_JAX_BF16_WGRAD, read when a step is traced."""
+    mode = os.environ.get("RESNET_JAX_BF16_WGRAD", "bf16")
+    if mode not in ("bf16", "f32"):
+        raise ValueError(f"RESNET_JAX_BF16_WGRAD={mode!r}: use bf16 (the default) or f32")
+    return mode
+
+
+def _conv_backward(stride, padding, dilation, wgrad, residuals, dy):
     x, ohwi = residuals
     dx = _call("backward_data", x.shape, x.dtype, dy, ohwi, stride=stride, padding=padding, dilation=dilation)
-    # float32 whatever x is (see the module docstring); XLA fuses the widening into the producers
-    x32, dy32 = x.astype(jnp.float32), dy.astype(jnp.float32)
-    dohwi = _call("backward_weights", ohwi.shape, jnp.float32, x32, dy32, stride=stride, padding=padding,
+    if wgrad == "f32":  # XLA fuses the widening into the producers
+        x, dy = x.astype(jnp.float32), dy.astype(jnp.float32)
+    dohwi = _call("backward_weights", ohwi.shape, jnp.float32, x, dy, stride=stride, padding=padding,
                   dilation=dilation)
     return dx, dohwi.transpose(1, 2, 3, 0).astype(ohwi.dtype)
 

@@ -1,8 +1,8 @@
 // 2-D convolution on the CPU through oneDNN, as XLA FFI handlers: forward, data gradient, weight gradient.
 //
-// Layouts: activations NHWC (the project's), kernels OHWI (K, KH, KW, C), one group. Types: float32, or for the
-// forward pass and the data gradient bfloat16 too (AVX512-BF16 or AMX kernels where the CPU has them; the
-// weight gradient of a bf16 convolution is computed in float32 from widened operands, see onednn.py). oneDNN is told
+// Layouts: activations NHWC (the project's), kernels OHWI (K, KH, KW, C), one group. Types: float32, or bfloat16
+// (AVX512-BF16 or AMX kernels where the CPU has them); the weight gradient is accumulated and returned in float32
+// either way, from bf16 operands or (RESNET_JAX_BF16_WGRAD=f32, see onednn.py) from operands widened to float32. oneDNN is told
 // those layouts and picks its own for the kernel ("any"), which we reorder into and out of; the kernels are
 // small, the activations are not. OHWI rather than the project's HWIO because oneDNN 3.2 has fast reorders from
 // OHWI into some of its blocked layouts and only its generic one from HWIO (kernel reorders of a ResNet-20 step:
@@ -41,14 +41,17 @@ struct Geometry {
   int64_t n, c, h, w, k, kh, kw, oh, ow;
   std::array<int64_t, 2> stride, dilation, pad_lo, pad_hi;
   memory::data_type data;
+  memory::data_type weights_data;  // the kernel's (or its gradient's) type: `data`, or f32 for a bf16 weight gradient
 
   std::vector<int64_t> key(Kind kind) const {
     return {static_cast<int64_t>(kind), n, c, h, w, k, kh, kw, oh, ow, stride[0], stride[1], dilation[0],
-            dilation[1], pad_lo[0], pad_lo[1], pad_hi[0], pad_hi[1], static_cast<int64_t>(data)};
+            dilation[1], pad_lo[0], pad_lo[1], pad_hi[0], pad_hi[1], static_cast<int64_t>(data),
+            static_cast<int64_t>(weights_data)};
   }
   memory::desc image(tag format) const { return {{n, c, h, w}, data, format}; }
   memory::desc output(tag format) const { return {{n, k, oh, ow}, data, format}; }
-  memory::desc kernel(tag format) const { return {{k, c, kh, kw}, data, format}; }
+  memory::desc kernel(tag format) const { return {{k, c, kh, kw}, weights_data, format}; }
+  memory::desc forward_kernel(tag format) const { return {{k, c, kh, kw}, data, format}; }
   // oneDNN counts dilation from 0 (no gaps) where XLA counts from 1.
   memory::dims dilates() const { return {dilation[0] - 1, dilation[1] - 1}; }
 };
@@ -67,7 +70,7 @@ dnnl::primitive_attr UserScratchpad() {
 dnnl::convolution_forward::primitive_desc ForwardDesc(const Geometry& g) {
   return dnnl::convolution_forward::primitive_desc(
       Engine(), dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, g.image(tag::nhwc),
-      g.kernel(tag::any), g.output(tag::nhwc), {g.stride[0], g.stride[1]}, g.dilates(),
+      g.forward_kernel(tag::any), g.output(tag::nhwc), {g.stride[0], g.stride[1]}, g.dilates(),
       {g.pad_lo[0], g.pad_lo[1]}, {g.pad_hi[0], g.pad_hi[1]}, UserScratchpad());
 }
 
@@ -135,7 +138,8 @@ std::array<int64_t, 2> Pair(ffi::Span<const int64_t> values) { return {values[0]
 
 // Runs one convolution. image: NHWC input (or its gradient), kernel: OHWI (or its gradient), output: NHWC, all
 // of type `data`.
-ffi::Error Run(Kind kind, memory::data_type data, void* image, void* kernel, void* output,
+ffi::Error Run(Kind kind, memory::data_type data, memory::data_type weights_data, void* image, void* kernel,
+               void* output,
                ffi::Span<const int64_t> image_dims,
                ffi::Span<const int64_t> kernel_dims, ffi::Span<const int64_t> output_dims,
                ffi::Span<const int64_t> stride, ffi::Span<const int64_t> dilation, ffi::Span<const int64_t> pad_lo,
@@ -146,7 +150,7 @@ ffi::Error Run(Kind kind, memory::data_type data, void* image, void* kernel, voi
   }
   Geometry g{image_dims[0], image_dims[3], image_dims[1], image_dims[2], kernel_dims[0], kernel_dims[1],
              kernel_dims[2], output_dims[1], output_dims[2], Pair(stride), Pair(dilation), Pair(pad_lo),
-             Pair(pad_hi), data};
+             Pair(pad_hi), data, weights_data};
   if (kernel_dims[3] != g.c || output_dims[0] != g.n || output_dims[3] != g.k) {
     return ffi::Error::InvalidArgument("onednn conv: channels of image, kernel and output disagree");
   }
@@ -186,27 +190,29 @@ ffi::Error Run(Kind kind, memory::data_type data, void* image, void* kernel, voi
 
 using Ints = ffi::Span<const int64_t>;
 
-// The forward and data-gradient handlers for one type T (F32 or BF16); the weight gradient's for F32.
+// The handlers for one type T (F32 or BF16) of the activations and their gradients.
 template <ffi::DataType T>
 constexpr memory::data_type kData = T == ffi::DataType::BF16 ? memory::data_type::bf16 : memory::data_type::f32;
 
 template <ffi::DataType T>
 ffi::Error Forward(ffi::Buffer<T> x, ffi::Buffer<T> kernel, ffi::ResultBuffer<T> y, Ints stride, Ints dilation,
                    Ints pad_lo, Ints pad_hi) {
-  return Run(Kind::kForward, kData<T>, x.untyped_data(), kernel.untyped_data(), y->untyped_data(),
+  return Run(Kind::kForward, kData<T>, kData<T>, x.untyped_data(), kernel.untyped_data(), y->untyped_data(),
              x.dimensions(), kernel.dimensions(), y->dimensions(), stride, dilation, pad_lo, pad_hi);
 }
 
 template <ffi::DataType T>
 ffi::Error BackwardData(ffi::Buffer<T> dy, ffi::Buffer<T> kernel, ffi::ResultBuffer<T> dx, Ints stride,
                         Ints dilation, Ints pad_lo, Ints pad_hi) {
-  return Run(Kind::kBackwardData, kData<T>, dx->untyped_data(), kernel.untyped_data(), dy.untyped_data(),
+  return Run(Kind::kBackwardData, kData<T>, kData<T>, dx->untyped_data(), kernel.untyped_data(), dy.untyped_data(),
              dx->dimensions(), kernel.dimensions(), dy.dimensions(), stride, dilation, pad_lo, pad_hi);
 }
 
-ffi::Error BackwardWeights(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> dy, ffi::ResultBuffer<ffi::F32> dkernel,
+// The weight gradient from activations and output gradient of type T, always returned (and accumulated) in f32.
+template <ffi::DataType T>
+ffi::Error BackwardWeights(ffi::Buffer<T> x, ffi::Buffer<T> dy, ffi::ResultBuffer<ffi::F32> dkernel,
                            Ints stride, Ints dilation, Ints pad_lo, Ints pad_hi) {
-  return Run(Kind::kBackwardWeights, memory::data_type::f32, x.untyped_data(), dkernel->untyped_data(),
+  return Run(Kind::kBackwardWeights, kData<T>, memory::data_type::f32, x.untyped_data(), dkernel->untyped_data(),
              dy.untyped_data(), x.dimensions(), dkernel->dimensions(), dy.dimensions(), stride, dilation, pad_lo, pad_hi);
 }
 
@@ -222,8 +228,11 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(RjOnednnConvForward, Forward<ffi::F32>,
                               ffi::Ffi::Bind().Arg<F32>().Arg<F32>().Ret<F32>() CONV_ATTRS);
 XLA_FFI_DEFINE_HANDLER_SYMBOL(RjOnednnConvBackwardData, BackwardData<ffi::F32>,
                               ffi::Ffi::Bind().Arg<F32>().Arg<F32>().Ret<F32>() CONV_ATTRS);
-XLA_FFI_DEFINE_HANDLER_SYMBOL(RjOnednnConvBackwardWeights, BackwardWeights,
+XLA_FFI_DEFINE_HANDLER_SYMBOL(RjOnednnConvBackwardWeights, BackwardWeights<ffi::F32>,
                               ffi::Ffi::Bind().Arg<F32>().Arg<F32>().Ret<F32>() CONV_ATTRS);
+XLA_FFI_DEFINE_HANDLER_SYMBOL(RjOnednnConvBackwardWeightsBf16, BackwardWeights<ffi::BF16>,
+                              ffi::Ffi::Bind().Arg<BF16>().Arg<BF16>().Ret<F32>() CONV_ATTRS);
+
 XLA_FFI_DEFINE_HANDLER_SYMBOL(RjOnednnConvForwardBf16, Forward<ffi::BF16>,
                               ffi::Ffi::Bind().Arg<BF16>().Arg<BF16>().Ret<BF16>() CONV_ATTRS);
 XLA_FFI_DEFINE_HANDLER_SYMBOL(RjOnednnConvBackwardDataBf16, BackwardData<ffi::BF16>,
