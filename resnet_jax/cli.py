@@ -154,12 +154,14 @@ def _flag_error(text: str) -> str:
 
 def hide_closed_loop_noise() -> None:
     """Drop the "Event loop is closed" tracebacks that orbax's writer threads print when a save fails or a
-    damaged checkpoint is skipped (dozens of them, burying the one line that says what happened); any other
-    uncaught error prints as usual, and --verbose keeps these too."""
+    damaged checkpoint is skipped (dozens of them, burying the one line that says what happened), and the
+    "cannot schedule new futures after shutdown" one a thread may print as the interpreter exits after an error
+    line; any other uncaught error prints as usual, and --verbose keeps these too. Every absl command has it."""
     import threading
 
-    def noise(value) -> bool:
-        return isinstance(value, RuntimeError) and "Event loop is closed" in str(value) and not verbose()
+    def noise(value) -> bool:  # and, as the interpreter exits after an error, their "cannot schedule new futures"
+        return (isinstance(value, RuntimeError) and not verbose()
+                and any(text in str(value) for text in ("Event loop is closed", "schedule new futures after shutdown")))
 
     default_hook, default_thread_hook, default_unraisable = sys.excepthook, threading.excepthook, sys.unraisablehook
     sys.excepthook = lambda t, v, tb: None if noise(v) else default_hook(t, v, tb)
@@ -176,4 +178,5 @@ def no_arguments(argv: Sequence[str]) -> None:
 def run_absl(main: Callable[[list[str]], None], *, user_errors: tuple[type[BaseException], ...] = ()) -> None:
     """absl.app.run with one-line errors for the flags and for whatever `main` raises."""
     from absl import app
+    hide_closed_loop_noise()
     app.run(report_errors(main, user_errors=user_errors), flags_parser=parse_absl_flags)

@@ -277,7 +277,6 @@ def main(argv: list[str]) -> None:
     if FLAGS.config is None or FLAGS.workdir is None:
         raise app.UsageError("--config and --workdir are required.")
     runtime.setup()  # before the first computation creates the backend and its threads
-    cli.hide_closed_loop_noise()
     processes = process_flags()
     if processes["num_processes"] > 1:
         jax.distributed.initialize(**processes)

@@ -172,6 +172,7 @@ def test_a_sweep_in_a_bucket_is_collected_into_tables_and_plots_there(gcs, tmp_p
     assert "| 8 | 2 | 0.75 |" in table and "| 14 | 2 | 0.625 |" in table, table
 
 
+@pytest.mark.slow  # SIGTERM saving is tested locally (test_errors), resuming from gs:// in the test above
 def test_sigterm_on_gs_saves_the_step_exits_3_and_the_rerun_resumes(gcs, tmp_path):
     npz = write_tiny_npz(tmp_path / "tiny.npz")
     workdir = f"gs://{BUCKET}/preempted"

@@ -205,6 +205,7 @@ def tiny_run(files, workdir, *extra):
             *[a.format(tiny=files / "tiny.npz") for a in TINY if "train.steps" not in a], *extra]
 
 
+@pytest.mark.slow  # the default run has it in-process: tests/test_main.py, before any data is read
 def test_a_collapse_to_1x1_before_the_last_stage_is_a_visible_warning(files, tmp_path):
     args = tiny_run(files, tmp_path / "run", "--config.train.steps=2", "--config.model.stage_strides=(1,64,64)")
     result = command(*args)

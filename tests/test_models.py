@@ -88,7 +88,7 @@ def test_zero_init_last_makes_each_block_its_shortcut():
 
 @pytest.mark.parametrize("name,size,final_hw", [
     ("cifar_resnet20", 32, 8), ("cifar_preact_resnet20", 32, 8), ("cifar_plain20", 32, 8),
-    pytest.param("resnet18", 64, 2, marks=pytest.mark.slow), ("preact_resnet50", 64, 2),
+    pytest.param("resnet18", 64, 2, marks=pytest.mark.slow), pytest.param("preact_resnet50", 64, 2, marks=pytest.mark.slow),
 ])
 def test_forward_shapes(name, size, final_hw):
     model = get_model(name, num_classes=7)

@@ -103,7 +103,8 @@ def train_step_results(name, impl, image_size, **overrides):
 @needs_onednn
 @pytest.mark.parametrize("name,image_size,overrides", [
     ("cifar_resnet8", 16, {}),
-    ("resnet18", 32, {"width_multiplier": 0.125}),  # 7x7 stem, max-pool, 1x1 stride-2 projections
+    # 7x7 stem, max-pool, 1x1 stride-2 projections (slow: each convolution is in GRADIENT_CASES)
+    pytest.param("resnet18", 32, {"width_multiplier": 0.125}, marks=pytest.mark.slow),
     pytest.param("resnet50", 32, {"width_multiplier": 0.0625}, marks=pytest.mark.slow),  # bottlenecks (slow:
     # their convolutions are checked block by block in the default run)
 ])
