@@ -58,6 +58,12 @@ class DatasetInfo:
     std: tuple[float, ...] = (0.5,)
 
 
+def _stream_rows(length: int, shard, order_seed) -> np.ndarray:
+    """Rows p::P of a split of `length` examples (this process's shard), permuted by `order_seed` when given."""
+    rows = np.arange(length)[shard[0]::shard[1]]
+    return rows if order_seed is None else np.random.default_rng(order_seed).permutation(rows)
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class ArraySplit:
     """A split held in memory."""
@@ -71,11 +77,9 @@ class ArraySplit:
         """Examples [start, stop) of this process's stream as tf.data of (uint8 [H, W, C], int32 []): rows p::P
         of the split, permuted by `order_seed` when given."""
         tf = tensorflow()
-        rows = np.arange(len(self))[shard[0]::shard[1]]
-        if order_seed is not None:
-            rows = np.random.default_rng(order_seed).permutation(rows)
+        rows = _stream_rows(len(self), shard, order_seed)[start:stop]
         images, labels = tf.constant(self.images), tf.constant(self.labels)
-        return tf.data.Dataset.from_tensor_slices(rows[start:stop]).map(as_written(
+        return tf.data.Dataset.from_tensor_slices(rows).map(as_written(
             lambda row: (tf.gather(images, row), tf.gather(labels, row))))
 
 
@@ -92,10 +96,7 @@ class FileSplit:
     def read(self, shard, *, order_seed=None, start=0, stop=None):
         """Like ArraySplit.read (the same rows in the same order), each image decoded from its file."""
         tf = tensorflow()
-        rows = np.arange(len(self))[shard[0]::shard[1]]
-        if order_seed is not None:
-            rows = np.random.default_rng(order_seed).permutation(rows)
-        rows = rows[start:stop]
+        rows = _stream_rows(len(self), shard, order_seed)[start:stop]
 
         def decode(file, label):
             image = tf.io.decode_image(tf.io.read_file(file), channels=self.channels, expand_animations=False)
