@@ -139,7 +139,9 @@ SAME_RULE = {"--config.train.eval_every=0", "--config.train.log_every=0", "--con
              "--config.train.keep_checkpoints=0", "--config.train.dtype=float16", "--config.train.conv_impl=cudnn",
              "--config.data.eval_batch_size=-1", "--config.optim.schedule=linear", "--config.optim.lr=-1",
              "--config.optim.beta2=1.5", "--config.optim.label_smoothing=1.0", "--config.optim.grad_clip=-1",
-             "--config.model.padding=full", "--config.model.stem_stride=0", "--config.data.mixup=-1"}
+             "--config.model.padding=full", "--config.model.stem_stride=0", "--config.data.mixup=-1",
+             "--config.data.augment=mixup", "--config.optim.name=adam", "--config.data.auto_augment=randaugment",
+             "--config.model.shortcut=D", "--config.model.width_multiplier=0"}
 
 
 @pytest.mark.parametrize("extra,message", [
@@ -221,6 +223,38 @@ def test_allow_degenerate_maps_silences_the_warning(files, tmp_path):
     assert quiet.returncode == 0 and not [l for l in own_lines(quiet.stderr) if l.startswith("warning: ")]
 
 
+def test_while_a_run_trains_its_workdir_is_locked_and_a_stop_request_saves_its_step(tmp_path):
+    """The in-process twin of the test below (which starts the three processes, ~60 s): the lock is held while
+    the loop runs, a stop request saves the finished step and raises Stopped, and the lock is free after it."""
+    from resnet_jax import main
+    from resnet_jax.training.lock import WorkdirBusy, workdir_lock
+    from resnet_jax.training.signals import Stopped, stop_requests
+    from tiny_run import tiny_config, write_tiny_npz
+
+    workdir, refusals = tmp_path / "run", []
+
+    def stop_at_step_3():  # the loop asks once per step
+        try:
+            with workdir_lock(workdir):
+                pass
+        except WorkdirBusy as busy:
+            refusals.append(str(busy))
+        return "SIGTERM" if len(refusals) == 3 else None
+
+    config = tiny_config(write_tiny_npz(tmp_path / "tiny.npz"), train__steps=100, train__checkpoint_every=50)
+    with pytest.raises(Stopped, match="SIGTERM after step 3; the checkpoint of that step is saved"):
+        main.run(config, workdir, stop_at_step_3)
+    assert refusals and all(f"pid {os.getpid()}" in r and "another run is training there" in r for r in refusals)
+    assert "3" in os.listdir(workdir / "checkpoints")
+    with workdir_lock(workdir):  # released when the run stopped
+        pass
+    with stop_requests() as requested:  # the handler behind `requested`, as main installs it
+        assert requested() is None
+        signal.raise_signal(signal.SIGTERM)
+        assert requested() == "SIGTERM"
+
+
+@pytest.mark.slow  # its in-process twin above runs by default; this one adds the real processes and signal
 def test_a_second_run_on_a_workdir_is_refused_naming_the_first(files, tmp_path):
     workdir = tmp_path / "run"
     first = subprocess.Popen([sys.executable, "-m", *tiny_run(files, workdir, "--config.train.steps=100000")],

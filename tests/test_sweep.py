@@ -124,6 +124,30 @@ def test_seeds_of_a_point_form_one_series_and_styles_never_repeat():
     assert describe_budget([{}], [300], [1]) == "300 steps, 1 seed per point"  # runs without a config.json
 
 
+def test_local_sweep_skips_finished_points_stops_at_a_failed_one_and_reruns_it(tmp_path, monkeypatch, capsys):
+    """run_local's bookkeeping with a stand-in for each point's training command (the test below trains)."""
+    from resnet_jax.sweeps import launch
+
+    def stand_in(config, workdir, overrides, python):  # fails once on the second point, as an interrupted run
+        script = ("import pathlib, sys; d = pathlib.Path(sys.argv[1]); runs = d / 'runs'; "
+                  "runs.write_text(runs.read_text() + 'x' if runs.exists() else 'x'); "
+                  "sys.exit(1 if d.name.endswith('=A') and runs.read_text() == 'x' else 0)")
+        return [python, "-c", script, workdir]
+
+    monkeypatch.setattr(launch, "point_command", stand_in)
+    points = expand({"model.shortcut": ["none", "A"]})
+    with pytest.raises(SystemExit, match="Point model.shortcut=A failed \\(exit 1\\); fix it and run the same"):
+        launch.run_local("config.py", points, tmp_path)
+    assert json.loads((tmp_path / "model.shortcut=A" / "sweep_status.json").read_text())["status"] == "failed"
+    capsys.readouterr()
+    directories = launch.run_local("config.py", points, tmp_path)
+    assert "[1/2] model.shortcut=none: done, skipped" in capsys.readouterr().out
+    assert [(d / "runs").read_text() for d in directories] == ["x", "xx"]  # the first ran once, the second twice
+    statuses = [json.loads((d / "sweep_status.json").read_text()) for d in directories]
+    assert [s["status"] for s in statuses] == ["done", "done"] and statuses[1]["point"] == {"model.shortcut": "A"}
+
+
+@pytest.mark.slow  # three real trainings (~75 s); the test above checks the same bookkeeping in a second
 def test_local_sweep_runs_each_point_skips_finished_and_resumes(tmp_path, capsys):
     from resnet_jax.sweeps.launch import run_local
     from tests.tiny_run import REPO, TINY_OVERRIDES, write_tiny_npz
