@@ -87,3 +87,16 @@ def test_gpu_check_smoke_times_torch_compile_too(tmp_path):  # ~4 minutes: induc
     run = subprocess.run(command, capture_output=True, text=True, env=WITHOUT_TENSORFLOW, cwd=REPO, timeout=900)
     assert run.returncode == 0, run.stdout + run.stderr
     assert all(r["jax_over_torch_compiled"] > 0 for r in json.loads(out.read_text())["summary"])
+
+
+def test_the_cpu_is_named_with_the_flags_that_decide_the_kernels(tmp_path):
+    from resnet_jax.benchmark import cpu_description
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Platinum 8480+\ncpu family\t: 6\n"
+                       "model\t\t: 143\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n\n"
+                       "processor\t: 1\nmodel name\t: ignored\n")
+    assert cpu_description(str(cpuinfo)).startswith("Intel(R) Xeon(R) Platinum 8480+ (family 6, model 143), ")
+    assert cpu_description(str(cpuinfo)).endswith(" cores; avx2 avx512f avx512_bf16 amx_bf16")
+    cpuinfo.write_text("model name\t: AMD EPYC\ncpu family\t: 25\nmodel\t\t: 17\nflags\t\t: avx2 avx512f avx512_bf16\n")
+    assert cpu_description(str(cpuinfo)).endswith("; avx2 avx512f avx512_bf16, no amx_bf16")
+    assert "unreadable" in cpu_description(str(tmp_path / "missing"))
