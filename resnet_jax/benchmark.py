@@ -233,16 +233,13 @@ CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")  # what decides our k
 def cpu_description(cpuinfo: str = "/proc/cpuinfo") -> str:
     """The CPU a figure was measured on, as `lscpu` names it, with the flags that matter here: 'AMD EPYC (family
     25, model 17), 2 cores; avx2 avx512f avx512_bf16, no amx_bf16'."""
-    try:
-        with open(cpuinfo) as f:
-            fields = dict(line.split(":", 1) for line in f.read().split("\n\n")[0].splitlines() if ":" in line)
-    except OSError:
+    fields = onednn.cpu_fields(cpuinfo)
+    if not fields:
         return f"unknown ({cpuinfo} unreadable), {os.cpu_count()} cores"
-    fields = {k.strip(): v.strip() for k, v in fields.items()}
     flags = set(fields.get("flags", "").split())
-    has = [f for f in CPU_FLAGS if f in flags]
-    lacks = [f for f in CPU_FLAGS if f not in flags]
-    units = ", ".join(part for part in (" ".join(has), "no " + " ".join(lacks) if lacks else "") if part)
+    has = " ".join(f for f in CPU_FLAGS if f in flags)
+    lacks = " ".join(f for f in CPU_FLAGS if f not in flags)
+    units = ", ".join(([has] if has else []) + ([f"no {lacks}"] if lacks else []))
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return (f"{fields.get('model name', 'unknown')} (family {fields.get('cpu family', '?')}, model "
             f"{fields.get('model', '?')}), {cores} cores; {units}")

@@ -125,15 +125,21 @@ def require() -> None:
         raise OneDnnUnavailable(f"oneDNN convolutions cannot run: {error}. Use XLA's (train.conv_impl='xla').")
 
 
+def cpu_fields(cpuinfo: str = "/proc/cpuinfo") -> dict[str, str]:
+    """The first processor's fields in /proc/cpuinfo ('model name', 'flags', ...); empty where it is unreadable."""
+    try:
+        with open(cpuinfo) as f:
+            block = f.read().split("\n\n")[0]
+    except OSError:
+        return {}
+    return {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in block.splitlines() if ":" in line)}
+
+
 @functools.cache
 def bf16_units(cpuinfo: str = "/proc/cpuinfo") -> bool:
     """Whether this CPU has native bf16 arithmetic (AVX512-BF16 or AMX-BF16), where oneDNN's bf16 kernels beat
     XLA's; without, oneDNN would emulate bf16 or fall back to reference code."""
-    try:
-        with open(cpuinfo) as f:
-            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
-    except OSError:
-        return False
+    flags = cpu_fields(cpuinfo).get("flags", "").split()
     return any(flag in flags for flag in BF16_FLAGS)
 
 
