@@ -50,7 +50,11 @@ def get_config() -> ml_collections.ConfigDict:
                         conv_impl="auto",
                         # Batches per optimizer update (optax.MultiSteps): an update of accumulate_steps x
                         # data.batch_size examples; steps and schedules still count batches.
-                        accumulate_steps=1)
+                        accumulate_steps=1,
+                        # Stop, evaluated and saved, after this many steps while the schedule still spans
+                        # train.steps: the first epochs of a long recipe (0 runs to train.steps). The same
+                        # command with a later stop_after, or 0, continues the run exactly.
+                        stop_after=0)
     # Where a run starts when its workdir has no checkpoint yet: weights (a torchvision .pth/.safetensors, our
     # .npz/.safetensors, or another run's WORKDIR/checkpoints/N), reset_head for a new class count, and the
     # parts that stay as loaded ('stem', 'stage1', ..., 'head'): no updates, BatchNorm statistics kept.

@@ -78,6 +78,8 @@ def validate_config(config: ml_collections.ConfigDict, *, device_count: int, pro
     check(d.auto_augment in data.AUTO_AUGMENTATIONS, "data.auto_augment", f"use one of {data.AUTO_AUGMENTATIONS}")
     for field in ("cutout", "mixup", "cutmix"):
         check(d[field] >= 0, f"data.{field}", "must be >= 0 (0 turns it off)")
+    check(0 <= t.stop_after <= t.steps, "train.stop_after",
+          f"must lie in [0, train.steps={t.steps}] (0 runs to the end)")
     check(t.accumulate_steps >= 1 and t.steps % t.accumulate_steps == 0, "train.accumulate_steps",
           f"batches per update: must be >= 1 and divide train.steps={t.steps}")
     check(not config.init.reset_head or bool(config.init.weights), "init.reset_head",
@@ -112,13 +114,19 @@ def write_run_info(workdir: str | epath.Path, config: ml_collections.ConfigDict)
     workdir = paths.run_path(workdir)
     paths.make_dirs(workdir)
     config_path = workdir / "config.json"
-    if config_path.exists() and json.loads(config_path.read_text()) != json.loads(config.to_json()):
+    if config_path.exists() and _run_defining(json.loads(config_path.read_text())) != _run_defining(
+            json.loads(config.to_json())):
         logging.warning("The config differs from the one this workdir was started with (%s); the new one "
                         "is recorded, the checkpoint state is resumed as saved.", config_path)
     paths.write_text(config_path, config.to_json(indent=2))
     paths.write_text(workdir / "run.json", json.dumps(
         {"git_revision": git_revision(), "command": sys.argv, "jax": jax.__version__,
          "devices": [str(d) for d in jax.devices()], "processes": jax.process_count()}, indent=2))
+
+
+def _run_defining(fields: dict) -> dict:
+    """A config as JSON without train.stop_after: where a run pauses is not part of what it computes."""
+    return {**fields, "train": {k: v for k, v in fields["train"].items() if k != "stop_after"}}
 
 
 def check_model(model, image_shape: tuple[int, int, int], *, batch_size: int, dtype: str,
@@ -233,7 +241,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | epath.Path, stop_reque
         return train.train_and_evaluate(
             model=model, optimizer=optimizer,
             data=train.Input(train_batches, eval_batches, dataset.info.image_shape, d.batch_size),
-            loop=train.Loop(t.steps, t.eval_every, t.checkpoint_every, t.log_every, t.keep_checkpoints),
+            loop=train.Loop(t.steps, t.eval_every, t.checkpoint_every, t.log_every, t.keep_checkpoints, t.stop_after),
             workdir=workdir, seed=t.seed, parallel_mode=t.parallel, recipe=build.recipe(config), init=init,
             stop_requested=stop_requested, hparams=flat_fields(config))
 

@@ -162,6 +162,29 @@ def test_a_run_writes_metrics_events_config_checkpoints_and_resumes(tmp_path):
     assert sum("train/loss" in json.loads(line) for line in open(workdir / "metrics.jsonl")) == len(train_rows)
 
 
+def test_stop_after_runs_the_first_steps_of_the_schedule_and_the_same_run_continues_exactly(tmp_path):
+    """train.stop_after=3 of a 6-step cosine run stops evaluated and saved at 3 with the 6-step learning rates;
+    rerun with stop_after=0 it ends where an uninterrupted run ends."""
+    npz = write_tiny_npz(tmp_path / "tiny.npz")
+    full = tiny_config(npz, train__log_every=1, optim__warmup_steps=0)
+    paused = tiny_config(npz, train__log_every=1, optim__warmup_steps=0, train__stop_after=3)
+    whole, _ = main.run(full, str(tmp_path / "whole"))
+    first, summary = main.run(paused, str(tmp_path / "paused"))
+    assert int(first.step) == 3 and "eval/accuracy" in summary
+    assert checkpoint.Checkpoints(str(tmp_path / "paused" / "checkpoints"), keep=3).steps() == [3]
+    rates = {r["step"]: r["train/learning_rate"] for r in map(json.loads, open(tmp_path / "whole" / "metrics.jsonl"))
+             if "train/learning_rate" in r}
+    paused_rates = {r["step"]: r["train/learning_rate"]
+                    for r in map(json.loads, open(tmp_path / "paused" / "metrics.jsonl")) if "train/learning_rate" in r}
+    assert paused_rates == {s: rates[s] for s in (1, 2, 3)}
+    assert rates[3] > rates[5]  # still decaying after step 3: the paused run's rates are the 6-step schedule's
+    continued, _ = main.run(full, str(tmp_path / "paused"))
+    assert int(continued.step) == 6
+    for a, b in zip(jax.tree.leaves((whole.params, whole.batch_stats)),
+                    jax.tree.leaves((continued.params, continued.batch_stats))):
+        np.testing.assert_array_equal(a, b)
+
+
 def event_texts(path) -> dict[str, str]:
     """The text summaries of a TensorBoard event file, by tag (without TensorBoard's '/text_summary')."""
     import tensorflow as tf

@@ -198,6 +198,7 @@ class Loop(NamedTuple):
     checkpoint_every: int
     log_every: int
     keep_checkpoints: int = 3
+    stop_after: int = 0  # stop (evaluated and saved) after this step, schedules still spanning `steps`; 0: at `steps`
 
 
 def train_and_evaluate(*, model: nn.Module, optimizer: optim.Optimizer, data: Input, loop: Loop,
@@ -205,7 +206,8 @@ def train_and_evaluate(*, model: nn.Module, optimizer: optim.Optimizer, data: In
                        seed: int = 0, parallel_mode: str = "single", recipe: Recipe = Recipe(),
                        stop_requested: Callable[[], str | None] = lambda: None, init: Any = None,
                        hparams: dict[str, Any] | None = None) -> tuple[TrainState, dict[str, float]]:
-    """Train for `loop.steps` updates, resuming from workdir's latest intact checkpoint if there is one.
+    """Train for `loop.steps` updates (or until `loop.stop_after`), resuming from workdir's latest intact
+    checkpoint if there is one.
 
     Without a checkpoint the run starts from `init` ({'params', 'batch_stats'} to lay over the random
     initialisation, e.g. all but the head) when given; `recipe` is what each step does beyond the update.
@@ -217,6 +219,7 @@ def train_and_evaluate(*, model: nn.Module, optimizer: optim.Optimizer, data: In
     Returns the final state (host NumPy, one copy) and the last train and eval metrics.
     """
     steps, eval_every, checkpoint_every, log_every = loop.steps, loop.eval_every, loop.checkpoint_every, loop.log_every
+    last = loop.stop_after or steps  # the first epochs of a long schedule end here, as if preempted
     placement = parallel.Placement(parallel_mode)
     model = placement.model(model)
     root = jax.random.key(seed)  # initialises the model; fold_in(root, 1) is the steps' key (mixing, drop-path)
@@ -236,25 +239,25 @@ def train_and_evaluate(*, model: nn.Module, optimizer: optim.Optimizer, data: In
                                donate_state=False)
     writer = metrics.MetricWriter(workdir, start_step=start, enabled=jax.process_index() == 0,
                                   hparams=hparams)
-    progress = metrics.Progress(total_steps=steps, batch_size=data.batch_size, start_step=start)
+    progress = metrics.Progress(total_steps=last, batch_size=data.batch_size, start_step=start)
     state, pending, train_metrics, eval_metrics = placement.put_state(host_state), [], {}, {}
     try:
         batches = _prefetch(data.train_batches(start), placement.put_batch)
-        for step in range(start + 1, steps + 1):  # `step` counts updates done once this one is applied
+        for step in range(start + 1, last + 1):  # `step` counts updates done once this one is applied
             state, step_metrics = p_train(state, next(batches))
             checkpoints.check()  # a background write that failed stops the run at the next step
             pending.append((step, step_metrics))
-            log_due, eval_due = step % log_every == 0 or step == steps, step % eval_every == 0 or step == steps
+            log_due, eval_due = step % log_every == 0 or step == last, step % eval_every == 0 or step == last
             # Every process must stop at the same step: with several, they agree when they log.
             stopping = _agreed_stop(stop_requested) if jax.process_count() == 1 or log_due else None
-            save_due = step % checkpoint_every == 0 or step == steps or stopping is not None
+            save_due = step % checkpoint_every == 0 or step == last or stopping is not None
             if log_due or eval_due or save_due:  # reading the metrics stops a diverged run before eval or save
                 train_metrics, pending = _summarise(pending, placement), []
                 speed, eta = progress.update(step)
                 train_metrics["train/images_per_second"] = speed
                 writer.write(step, train_metrics)
                 shown = {k: train_metrics[f"train/{k}"] for k in ("loss", "accuracy", "learning_rate")}
-                _print(metrics.progress_line(step, steps, shown, speed, eta))
+                _print(metrics.progress_line(step, last, shown, speed, eta))
             if eval_due:
                 eval_metrics = evaluate(p_eval, state, data.eval_batches(), placement)
                 writer.write(step, eval_metrics)
@@ -267,7 +270,7 @@ def train_and_evaluate(*, model: nn.Module, optimizer: optim.Optimizer, data: In
             if eval_due or save_due or step == start + 1:
                 jax.block_until_ready(state)
                 progress.restart(step)  # speed counts training only, not compiling, evaluating or saving
-        if start == steps:  # the run was already complete: report where it ended
+        if start >= last:  # the run was already complete: report where it ended
             eval_metrics = evaluate(p_eval, state, data.eval_batches(), placement)
         final = placement.to_host(state), {**train_metrics, **eval_metrics}
     except signals.Stopped:
