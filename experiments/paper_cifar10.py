@@ -1,11 +1,13 @@
 """The ResNet paper's CIFAR-10 numbers from finished runs: a JSON record per run, a table beside the paper's, curves.
 
     python -m experiments.paper_cifar10 --runs=~/runs/c10_resnet20_fast_s0,~/runs/c10_resnet20_fast_s1
+    python -m experiments.paper_cifar10 --runs=~/runs/c10_resnet20_paper_s0 --name=paper_cifar10_schedule
 
 Each run is a workdir that `python -m resnet_jax.main` finished (its command is read from run.json). For each,
 its last checkpoint is evaluated on the whole test split four ways: the raw and the EMA weights, each with and
 without flip test-time augmentation (the mean of the logits of the image and its mirror). Writes
-experiments/results/paper_cifar10.{json,md} and paper_cifar10_curves.png (train and test error per step).
+experiments/results/NAME.{json,md} and NAME_curves.png (train and test error per step), NAME paper_cifar10
+unless --name says otherwise: a study of other runs gets its own files beside the headline's.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from absl import flags
 
 from experiments.results_io import RESULTS, plot_path
 from resnet_jax import build, cli, data, runtime
+from resnet_jax.benchmark import cpu_description
 from resnet_jax.nn.trace import totals, trace
 from resnet_jax.sweeps.results import read_metrics
 from resnet_jax.training import evaluation
@@ -28,6 +31,7 @@ PAPER_ERROR = {20: 8.75, 32: 7.51, 44: 7.17, 56: 6.97, 110: 6.43}
 TRAIN_IMAGES = 50_000
 
 flags.DEFINE_list("runs", [], "Finished workdirs of resnet_jax.main on CIFAR-10.")
+flags.DEFINE_string("name", "paper_cifar10", "The results' name: experiments/results/NAME.{json,md}, NAME_curves.png.")
 FLAGS = flags.FLAGS
 
 
@@ -76,12 +80,12 @@ def _wall_seconds(workdir: Path) -> float:
     return (workdir / "metrics.jsonl").stat().st_mtime - min(starts)
 
 
-def write(records: list[dict], command: str) -> None:
-    (RESULTS / "paper_cifar10.json").write_text(json.dumps(records, indent=2) + "\n")
+def write(records: list[dict], command: str, name: str = "paper_cifar10") -> None:
+    (RESULTS / f"{name}.json").write_text(json.dumps(records, indent=2) + "\n")
     lines = [f"<!-- made by: {command} -->", f"Command: `{command}`", "",
              "CIFAR-10, full 10,000-image test split, each run's last checkpoint. `test acc` is the weights the "
-             "run evaluated (EMA when the recipe keeps one); raw and flip-TTA columns beside it. Wall time on the "
-             "2-core dev machine (AMD EPYC, Zen 4; `lscpu`: 'AMD EPYC'), oneDNN float32 convolutions, with other "
+             "run evaluated (EMA when the recipe keeps one); raw and flip-TTA columns beside it. Wall time on "
+             f"the machine that made this table ({cpu_description()}), oneDNN float32 convolutions, with other "
              "work (tests) sharing the cores part of the time.", "",
              "| model | params | config | seed | epochs | test acc | test error | paper error | raw | raw+flip | "
              "EMA | EMA+flip | final train error | wall min |", "|" + "---|" * 14]
@@ -102,8 +106,8 @@ def write(records: list[dict], command: str) -> None:
     for (model, config), accs in groups.items():
         lines.append(f"| {model} | `{config}` | {len(accs)} | {100 * np.mean(accs):.2f}% | "
                      f"{100 * min(accs):.2f}% - {100 * max(accs):.2f}% |")
-    lines += ["", *degradation(records), "", "![curves](paper_cifar10_curves.png)", ""]
-    (RESULTS / "paper_cifar10.md").write_text("\n".join(lines))
+    lines += ["", *degradation(records), "", f"![curves]({name}_curves.png)", ""]
+    (RESULTS / f"{name}.md").write_text("\n".join(lines))
 
 
 def degradation(records: list[dict]) -> list[str]:
@@ -131,7 +135,7 @@ def degradation(records: list[dict]) -> list[str]:
     return lines
 
 
-def plot(workdirs: list[Path], records: list[dict]) -> None:
+def plot(workdirs: list[Path], records: list[dict], name: str = "paper_cifar10") -> None:
     """Train and test error against iteration, one colour per (model, config): the mean over its seeds, a
     min-max band where it has several, train error thin, test error dashed. Plain and residual nets side by side
     when both were given, as in the paper's Fig. 6 (left: plain, middle: ResNet)."""
@@ -148,14 +152,14 @@ def plot(workdirs: list[Path], records: list[dict]) -> None:
     several_configs = len({c for _, c in groups}) > 1
     for i, ((model, config), runs) in enumerate(groups.items()):
         ax = panel[model.startswith("resnet")]
-        name = f"{'ResNet' if model.startswith('resnet') else 'plain'}-{model.lstrip('resnetplain')}"
+        label = f"{'ResNet' if model.startswith('resnet') else 'plain'}-{model.lstrip('resnetplain')}"
         if several_configs:
-            name += f" ({config.split(':')[-1]})"
+            label += f" ({config.split(':')[-1]})"
         for metric, what, style in (("train/accuracy", "train", dict(lw=0.8, alpha=0.8)),
                                     ("eval/accuracy", "test", dict(lw=1.6, ls="--"))):
             steps = sorted(set.intersection(*({s for s, row in rows.items() if metric in row} for rows in runs)))
             errors = np.array([[100 * (1 - rows[s][metric]) for s in steps] for rows in runs])  # [seeds, steps]
-            ax.plot(steps, errors.mean(0), color=f"C{i}", label=f"{name}, {what} error", **style)
+            ax.plot(steps, errors.mean(0), color=f"C{i}", label=f"{label}, {what} error", **style)
             if len(runs) > 1:
                 ax.fill_between(steps, errors.min(0), errors.max(0), color=f"C{i}", alpha=0.2, lw=0)
     for kind, ax in panel.items():
@@ -172,7 +176,7 @@ def plot(workdirs: list[Path], records: list[dict]) -> None:
                  f"epochs; {spread}{'-'.join(map(str, seeds))} seed{'s' if max(seeds) > 1 else ''} per model",
                  fontsize=10)
     fig.tight_layout()
-    fig.savefig(plot_path("paper_cifar10_curves"), dpi=120, bbox_inches="tight")
+    fig.savefig(plot_path(f"{name}_curves"), dpi=120, bbox_inches="tight")
 
 
 def main(argv) -> None:
@@ -181,8 +185,10 @@ def main(argv) -> None:
     workdirs = [Path(os.path.expanduser(r)) for r in FLAGS.runs]
     records = [record(w) for w in workdirs]
     command = "python -m experiments.paper_cifar10 --runs=" + ",".join(FLAGS.runs)
-    write(records, command)
-    plot(workdirs, records)
+    if FLAGS.name != "paper_cifar10":
+        command += f" --name={FLAGS.name}"
+    write(records, command, FLAGS.name)
+    plot(workdirs, records, FLAGS.name)
     for r in records:
         print(json.dumps({k: r[k] for k in ("model", "seed", "epochs", "test_accuracy", "test_accuracy_all")}))
 
