@@ -30,6 +30,7 @@ GRADIENT_CASES = [
     ((4, 8, 8, 16), 3, 1, 1, 1),
     ((4, 8, 8, 16), 3, 2, 1, 1),  # stride 2 on an even input: oneDNN's high padding is trimmed
     ((2, 16, 16, 8), 1, 2, 0, 1),  # 1x1 stride-2 projection: the last row and column are never read
+    ((2, 7, 9, 8), 1, 3, 0, 1),  # strided 1x1 on sizes the stride does not divide: subsampled, then stride 1
     ((2, 32, 32, 3), 7, 2, 3, 1),  # the ImageNet stem
     ((2, 9, 11, 4), 3, 1, (2, 0), 2),  # dilation and one-sided padding
     ((2, 10, 10, 4), 3, 2, "SAME", 1),  # XLA's asymmetric (0, 1)
