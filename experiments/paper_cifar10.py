@@ -150,6 +150,7 @@ def plot(workdirs: list[Path], records: list[dict], name: str = "paper_cifar10")
     fig, axes = plt.subplots(1, len(kinds), figsize=(7 * len(kinds) + 3, 5), sharey=True, squeeze=False)
     panel = {kind: ax for kind, ax in zip(kinds, axes[0])}
     several_configs = len({c for _, c in groups}) > 1
+    highest = 40.0  # the y-axis shows 0-40% unless a curve is higher after the first evaluation
     for i, ((model, config), runs) in enumerate(groups.items()):
         ax = panel[model.startswith("resnet")]
         label = f"{'ResNet' if model.startswith('resnet') else 'plain'}-{model.lstrip('resnetplain')}"
@@ -160,11 +161,13 @@ def plot(workdirs: list[Path], records: list[dict], name: str = "paper_cifar10")
             steps = sorted(set.intersection(*({s for s, row in rows.items() if metric in row} for rows in runs)))
             errors = np.array([[100 * (1 - rows[s][metric]) for s in steps] for rows in runs])  # [seeds, steps]
             ax.plot(steps, errors.mean(0), color=f"C{i}", label=f"{label}, {what} error", **style)
+            first_eval = min(s for rows in runs for s, row in rows.items() if "eval/accuracy" in row)
+            highest = max(highest, *errors.mean(0)[np.asarray(steps) >= first_eval])
             if len(runs) > 1:
                 ax.fill_between(steps, errors.min(0), errors.max(0), color=f"C{i}", alpha=0.2, lw=0)
     for kind, ax in panel.items():
         ax.axhline(PAPER_ERROR[20], color="grey", lw=0.8, ls=":", label="paper's ResNet-20 test error (8.75%)")
-        ax.set_ylim(0, 40)
+        ax.set_ylim(0, min(100, 10 * np.ceil(highest / 10)))
         ax.set_xlabel("training iteration (batch 128)")
         ax.grid(True, alpha=0.3)
         ax.set_title("ResNet (option A shortcuts)" if kind else "plain (no shortcuts)", fontsize=10)
