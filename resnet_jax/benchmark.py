@@ -264,7 +264,8 @@ def define_flags() -> None:
     flags.DEFINE_integer("torch_threads", os.cpu_count(), "PyTorch's intra-op threads.")
     flags.DEFINE_bool("torch", True, "Time PyTorch's twins too (--notorch: JAX alone).")
     flags.DEFINE_list("conv_impls", ["xla", "onednn"], "The project's convolution paths to time, a row each "
-                      "(oneDNN: CPU; bfloat16 only with bf16 units).")
+                      "(oneDNN: CPU; bfloat16 only with bf16 units; 'fastest': the faster of the two per shape, "
+                      "measured while the step compiles unless cached: its 'compile s' includes that).")
     flags.DEFINE_bool("quick", False, "ResNet-20 float32 (unless --models/--dtypes say otherwise), 3 rounds of 2 "
                       "steps, no matmul rate.")
 
@@ -322,11 +323,11 @@ def main(argv: Sequence[str]) -> None:
         peak = max(matmul_rate().values()) if not args.quick else None
         print(f"machine float32 matmul rate: {peak / 1e9:.0f} GFLOP/s (best of jnp.dot, torch.mm; 2048^3)"
               if peak else "matmul rate skipped (--quick)")
-    impls = [i for i in args.conv_impls if i != "onednn" or (not on_gpu and onednn.available())]
-    if "onednn" in args.conv_impls and "onednn" not in impls:
-        print(f"conv impl onednn skipped: {'not on the GPU' if on_gpu else onednn.why_unavailable()}")
+    impls = [i for i in args.conv_impls if i == "xla" or (not on_gpu and onednn.available())]
+    for skipped in [i for i in args.conv_impls if i not in impls]:
+        print(f"conv impl {skipped} skipped: {'not on the GPU' if on_gpu else onednn.why_unavailable()}")
     kinds = [kind for kind in ("train", "eval") if kind in args.kinds]
-    header = (f"{'model':16} {'dtype':8} {'batch':>5} {'step':5} {'conv':6} {'jax img/s':>10} {'torch NCHW':>10} "
+    header = (f"{'model':16} {'dtype':8} {'batch':>5} {'step':5} {'conv':7} {'jax img/s':>10} {'torch NCHW':>10} "
               f"{'torch NHWC':>10} {'jax/NCHW':>8} {'jax/NHWC':>8} {'GFLOP/s':>8} {'%peak':>6} "
               f"{'compile s':>9} {'XLA MB':>7} {'clean':>5}")
     print(header, flush=True)
@@ -360,7 +361,7 @@ def main(argv: Sequence[str]) -> None:
                               for k in ("NCHW", "NHWC")]
                     mb = f"{impl_facts['xla_mb']:7.0f}" if impl_facts["xla_mb"] else f"{'-':>7}"
                     pct = f"{100 * rate / peak:6.1f}" if peak else f"{'-':>6}"
-                    print(f"{name:16} {dtype:8} {batch_size:5d} {kind:5} {impl:6} {' '.join(cells)} "
+                    print(f"{name:16} {dtype:8} {batch_size:5d} {kind:5} {impl:7} {' '.join(cells)} "
                           f"{rate / 1e9:8.1f} {pct} {impl_facts['compile_s']:9.1f} {mb} "
                           f"{timed.clean:2d}/{args.repeats}", flush=True)
             for impl, (_, impl_facts) in jax_side.items():

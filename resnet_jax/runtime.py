@@ -14,10 +14,12 @@ import os
 
 import jax
 
-from resnet_jax.cpu import host_memory, onednn, xla_flags
+from resnet_jax.cpu import conv_choice, host_memory, onednn, xla_flags
 from resnet_jax.nn.conv import ConvBackend
 
-CONV_IMPLS = ("auto", "xla", "onednn")  # what train.conv_impl takes; 'auto' picks per run (conv_impl_for)
+# What train.conv_impl takes: 'auto' picks per run (conv_impl_for); 'fastest' per convolution shape, by timing
+# XLA's and oneDNN's on this CPU (cpu/conv_choice.py).
+CONV_IMPLS = ("auto", "xla", "onednn", "fastest")
 
 
 def setup(*, keep_freed_memory: bool = True) -> None:
@@ -45,21 +47,25 @@ def setup(*, keep_freed_memory: bool = True) -> None:
 
 def conv_impl_for(conv_impl: str, *, parallel_mode: str, dtype: str) -> str:
     """'auto' -> 'onednn' where it helps (a run on the CPU, not SPMD-partitioned, in float32, or in bfloat16 on
-    a CPU with bf16 units: `onednn.bf16_units()`), else 'xla'.
+    a CPU with bf16 units: `onednn.bf16_units()`), else 'xla'. 'fastest' stays where 'auto' would pick oneDNN
+    (each shape then goes to the faster of the two) and is 'xla' elsewhere.
 
     Under parallel='sharding' XLA cannot split a custom call over devices and would gather the batch onto each.
     Without bf16 units oneDNN has no fast bf16 kernels, and XLA's (bf16 through float32) is the faster.
     """
     if conv_impl not in CONV_IMPLS:
         raise ValueError(f"conv_impl={conv_impl!r}: use one of {CONV_IMPLS}")
-    if conv_impl != "auto":
+    if conv_impl not in ("auto", "fastest"):
         return conv_impl
     dtype_fits = dtype == "float32" or (dtype == "bfloat16" and onednn.bf16_units())
     fits = jax.default_backend() == "cpu" and dtype_fits and parallel_mode != "sharding"
-    return "onednn" if fits and onednn.available() else "xla"
+    if not (fits and onednn.available()):
+        return "xla"
+    return "onednn" if conv_impl == "auto" else conv_impl
 
 
 def conv_backend(conv_impl: str, *, parallel_mode: str = "single", dtype: str = "float32") -> ConvBackend | None:
-    """The models' `conv_backend` for a run: None (XLA's) or oneDNN's, as `conv_impl_for` decides."""
+    """The models' `conv_backend` for a run: None (XLA's), oneDNN's, or the faster of the two per shape, as
+    `conv_impl_for` decides."""
     impl = conv_impl_for(conv_impl, parallel_mode=parallel_mode, dtype=dtype)
-    return onednn.conv_backend if impl == "onednn" else None
+    return {"onednn": onednn.conv_backend, "fastest": conv_choice.fastest}.get(impl)

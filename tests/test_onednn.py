@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from resnet_jax import main, runtime
-from resnet_jax.cpu import onednn
+from resnet_jax.cpu import conv_choice, onednn
 from resnet_jax.training import train
 from resnet_jax.nn import blocks
 from resnet_jax.nn.conv import Conv2D, conv2d
@@ -225,6 +225,7 @@ def test_unavailable_onednn_is_a_clear_error_and_auto_falls_back(monkeypatch):
     with pytest.raises(ValueError, match=r"config.train.conv_impl='onednn': .*the wheel is not installed"):
         main.validate_config(config, device_count=1, process_count=1)
     assert runtime.conv_impl_for("auto", parallel_mode="single", dtype="float32") == "xla"
+    assert runtime.conv_impl_for("fastest", parallel_mode="single", dtype="float32") == "xla"
     assert runtime.conv_backend("auto") is None  # XLA's
     with pytest.raises(ValueError, match="conv_impl='cudnn': use one of"):
         runtime.conv_backend("cudnn")
@@ -238,3 +239,52 @@ def test_auto_picks_onednn_for_cpu_runs_outside_sharding():
     bf16 = "onednn" if onednn.bf16_units() else "xla"  # oneDNN's bf16 kernels pay only with bf16 units
     assert runtime.conv_impl_for("auto", parallel_mode="single", dtype="bfloat16") == bf16
     assert runtime.conv_impl_for("xla", parallel_mode="single", dtype="float32") == "xla"
+    assert runtime.conv_impl_for("fastest", parallel_mode="single", dtype="float32") == "fastest"
+    assert runtime.conv_impl_for("fastest", parallel_mode="sharding", dtype="float32") == "xla"
+    assert runtime.conv_backend("fastest") is conv_choice.fastest
+
+
+@needs_onednn
+def test_fastest_sends_each_shape_to_the_faster_and_measures_it_once_per_machine(tmp_path, monkeypatch):
+    """conv_impl='fastest': XLA where it took under XLA_MARGIN of oneDNN's time, else oneDNN; 1x1 kernels and a
+    batch of one are not measured; the times persist in the cache folder for the next process."""
+    monkeypatch.setenv("RESNET_JAX_CACHE", str(tmp_path))
+    conv_choice._times.cache_clear()
+    measured = []
+
+    def fake_measure(x_shape, kernel_shape, dtype, stride, padding, dilation):  # XLA faster on 8 channels only
+        measured.append((x_shape, kernel_shape))
+        return {"xla": 1.0, "onednn": 2.0} if x_shape[-1] == 8 else {"xla": 0.95, "onednn": 1.0}
+
+    monkeypatch.setattr(conv_choice, "measure", fake_measure)
+
+    def calls(x_shape, kernel_shape, **kw):
+        step = jax.jit(jax.grad(lambda x, k: conv2d(x, k, padding=kernel_shape[0] // 2,
+                                                    backend=conv_choice.fastest, **kw).sum(), argnums=(0, 1)))
+        hlo = step.lower(jnp.ones(x_shape), jnp.ones(kernel_shape)).as_text()
+        return "custom_call" in hlo, "convolution" in hlo
+
+    assert calls((2, 6, 6, 8), (3, 3, 8, 4)) == (False, True)  # XLA at twice the speed
+    assert calls((2, 6, 6, 4), (3, 3, 4, 4)) == (True, False)  # XLA 5% faster: a tie, oneDNN
+    assert calls((2, 6, 6, 8), (1, 1, 8, 4), stride=2) == (True, False)  # 1x1: oneDNN, not measured
+    assert calls((1, 6, 6, 8), (3, 3, 8, 4)) == (True, False)  # a batch of one: oneDNN, not measured
+    assert calls((2, 6, 6, 8), (3, 3, 8, 4)) == (False, True)  # known: not measured again
+    assert measured == [((2, 6, 6, 8), (3, 3, 8, 4)), ((2, 6, 6, 4), (3, 3, 4, 4))]
+    conv_choice._times.cache_clear()  # a new process reads the file
+    assert calls((2, 6, 6, 4), (3, 3, 4, 4)) == (True, False) and len(measured) == 2
+    assert conv_choice.cache_path().parent == tmp_path
+
+
+@needs_onednn
+def test_fastest_measures_both_implementations_and_computes_xlas_numbers(tmp_path, monkeypatch):
+    monkeypatch.setenv("RESNET_JAX_CACHE", str(tmp_path))
+    conv_choice._times.cache_clear()
+    times = conv_choice.measure((2, 8, 8, 4), (3, 3, 4, 6), "float32", (2, 2), ((1, 1), (1, 1)), (1, 1))
+    assert set(times) == {"xla", "onednn"} and all(0 < t < 10 for t in times.values())
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((3, 9, 9, 4)).astype(np.float32), rng.standard_normal((3, 3, 4, 6)).astype(np.float32)
+    loss = lambda backend: lambda x, w: jnp.sum(jnp.sin(conv2d(x, w, padding=1, backend=backend)))  # noqa: E731
+    got = jax.jit(jax.value_and_grad(loss(conv_choice.fastest), argnums=(0, 1)))(x, w)
+    expected = jax.jit(jax.value_and_grad(loss(None), argnums=(0, 1)))(x, w)
+    assert relative_error(got, expected) < 1e-5
+    assert conv_choice.cache_path().exists()  # the measured shape was kept

@@ -67,6 +67,11 @@ def _locate(distribution: str, suffix: str) -> Path:
     raise OneDnnUnavailable(f"the {distribution!r} wheel has no {suffix}")
 
 
+def cache_dir() -> Path:
+    """Where the built handlers and conv_choice's times are kept: $RESNET_JAX_CACHE or ~/.cache/resnet_jax."""
+    return Path(os.environ.get("RESNET_JAX_CACHE", Path.home() / ".cache" / "resnet_jax"))
+
+
 def _build() -> Path:
     """Compile the handlers (once per source and versions) and return the shared library's path."""
     library = _locate(RUNTIME, "/libdnnl.so.3")
@@ -76,7 +81,7 @@ def _build() -> Path:
         raise OneDnnUnavailable("no C++ compiler found (set CXX, or install g++)")
     versions = [jax.__version__, importlib.metadata.version(RUNTIME), importlib.metadata.version(HEADERS)]
     digest = hashlib.sha256(SOURCE.read_bytes() + " ".join(versions).encode()).hexdigest()[:16]
-    cache = Path(os.environ.get("RESNET_JAX_CACHE", Path.home() / ".cache" / "resnet_jax"))
+    cache = cache_dir()
     target = cache / f"onednn_conv_{digest}.so"
     if target.exists():
         return target
