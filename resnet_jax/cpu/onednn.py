@@ -193,13 +193,13 @@ def conv(x: jax.Array, kernel: jax.Array, *, stride: Sequence[int], padding: Seq
     pads = tuple((int(lo), int(hi)) for lo, hi in padding)
     if min(min(p) for p in pads) < 0:
         raise ValueError(f"onednn.conv takes padding >= 0, got {pads}")
-    # oneDNN wants high padding that ends exactly at the last window; XLA floors it away. Rows past the last
-    # window are never read: trim the padding, or the input when padding alone cannot cover the difference.
     kh, kw = kernel.shape[:2]
     if (kh, kw) == (1, 1) and stride != (1, 1) and pads == ((0, 0), (0, 0)):
         # A strided 1x1 convolution reads every stride-th pixel alone: take those, then convolve at stride 1.
         # oneDNN 3.2's strided 1x1 gradients take 2-4x as long as stride 1 on the smaller input (AVX2).
         x, stride = x[:, ::stride[0], ::stride[1], :], (1, 1)  # (N, H, W, C) -> (N, ceil(H/s), ceil(W/s), C)
+    # oneDNN wants high padding that ends exactly at the last window; XLA floors it away. Rows past the last
+    # window are never read: trim the padding, or the input when padding alone cannot cover the difference.
     n, h, w, c = x.shape
     trimmed, rows = [], [h, w]
     for axis, (size, k, s, d, (lo, hi)) in enumerate(zip((h, w), (kh, kw), stride, dilation, pads)):
