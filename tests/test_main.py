@@ -59,6 +59,7 @@ def test_config_recipes():
     ("optim.name", "rmsprop", "use one of"),
     ("optim.boundaries", (10, 5), "increasing"),
     ("optim.warmup_steps", 400, r"\[0, train.steps=400\)"),
+    ("train.stop_after", 401, r"\[0, train.steps=400\] \(0 runs to the end\)"),
     ("optim.ema", 1.0, "EMA decay"),
     ("model.depth", 21, "config.model: A CIFAR ResNet"),
     ("model.shortcut", "D", "config.model: Unknown shortcut"),
