@@ -156,12 +156,12 @@ def plot(workdirs: list[Path], records: list[dict], name: str = "paper_cifar10")
         label = f"{'ResNet' if model.startswith('resnet') else 'plain'}-{model.lstrip('resnetplain')}"
         if several_configs:
             label += f" ({config.split(':')[-1]})"
+        first_eval = min(s for rows in runs for s, row in rows.items() if "eval/accuracy" in row)
         for metric, what, style in (("train/accuracy", "train", dict(lw=0.8, alpha=0.8)),
                                     ("eval/accuracy", "test", dict(lw=1.6, ls="--"))):
             steps = sorted(set.intersection(*({s for s, row in rows.items() if metric in row} for rows in runs)))
             errors = np.array([[100 * (1 - rows[s][metric]) for s in steps] for rows in runs])  # [seeds, steps]
             ax.plot(steps, errors.mean(0), color=f"C{i}", label=f"{label}, {what} error", **style)
-            first_eval = min(s for rows in runs for s, row in rows.items() if "eval/accuracy" in row)
             highest = max(highest, *errors.mean(0)[np.asarray(steps) >= first_eval])
             if len(runs) > 1:
                 ax.fill_between(steps, errors.min(0), errors.max(0), color=f"C{i}", alpha=0.2, lw=0)

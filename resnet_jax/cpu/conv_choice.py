@@ -15,7 +15,7 @@ The times are kept in $RESNET_JAX_CACHE or ~/.cache/resnet_jax, one file per CPU
 versions of jax and oneDNN, so a machine measures a shape once (ResNet-50's eight non-1x1 shapes: ~20 s while
 the first step compiles). A batch of one (a model's initialisation) is not measured and runs oneDNN. Times
 taken while other work loads the cores can choose wrongly: delete the file to measure again. Only
-convolutions oneDNN takes (`onednn.supports`) have a choice; the rest stay with XLA.
+convolutions oneDNN takes (`onednn.handles`) have a choice; the rest stay with XLA.
 """
 from __future__ import annotations
 
@@ -47,13 +47,13 @@ def fastest(x: jax.Array, kernel: jax.Array, *, stride: tuple[int, int], padding
             dilation: tuple[int, int], groups: int) -> jax.Array:
     """A ConvBackend: the faster of XLA and oneDNN for this shape on this CPU (measured on first use)."""
     args = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
-    if not onednn.supports(x, kernel, groups) or min(min(p) for p in padding) < 0 or not onednn.available():
+    if not onednn.available():
         return xla_conv(x, kernel, **args)
     # 1x1 convolutions stay with oneDNN (see above); a batch of one (an initialisation) is not worth measuring.
-    measured = kernel.shape[:2] != (1, 1) and x.shape[0] > 1
+    measured = onednn.handles(x, kernel, groups, padding) and kernel.shape[:2] != (1, 1) and x.shape[0] > 1
     if measured and choice(x.shape, kernel.shape, x.dtype, stride=stride, padding=padding, dilation=dilation) == "xla":
         return xla_conv(x, kernel, **args)
-    return onednn.conv_backend(x, kernel, **args)
+    return onednn.conv_backend(x, kernel, **args)  # which keeps XLA's for what oneDNN does not handle
 
 
 def choice(x_shape, kernel_shape, dtype, *, stride, padding, dilation) -> str:

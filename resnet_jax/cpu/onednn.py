@@ -157,13 +157,19 @@ def supports(x: jax.Array, kernel: jax.Array, groups: int) -> bool:
     return dtype == jnp.float32 or bf16_units()
 
 
+def handles(x: jax.Array, kernel: jax.Array, groups: int, padding: Sequence[tuple[int, int]]) -> bool:
+    """Whether `conv_backend` computes this convolution with oneDNN: what `supports`, without negative padding
+    (a crop, which XLA's convolution does)."""
+    return supports(x, kernel, groups) and min(min(p) for p in padding) >= 0
+
+
 def conv_backend(x: jax.Array, kernel: jax.Array, *, stride: tuple[int, int], padding: Sequence[tuple[int, int]],
                  dilation: tuple[int, int], groups: int) -> jax.Array:
-    """A ConvBackend (nn/conv.py): oneDNN on the CPU for what `supports`, XLA's convolution otherwise."""
+    """A ConvBackend (nn/conv.py): oneDNN on the CPU for what it `handles`, XLA's convolution otherwise."""
     def with_xla(x, kernel):
         return xla_conv(x, kernel, stride=stride, padding=padding, dilation=dilation, groups=groups)
 
-    if not supports(x, kernel, groups) or min(min(p) for p in padding) < 0:
+    if not handles(x, kernel, groups, padding):
         return with_xla(x, kernel)
     require()  # says why and what to do, before anything is traced
 
