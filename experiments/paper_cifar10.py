@@ -2,12 +2,16 @@
 
     python -m experiments.paper_cifar10 --runs=~/runs/c10_resnet20_fast_s0,~/runs/c10_resnet20_fast_s1
     python -m experiments.paper_cifar10 --runs=~/runs/c10_resnet20_paper_s0 --name=paper_cifar10_schedule
+    python -m experiments.paper_cifar10 --runs=~/runs/c10_resnet20_fast_nolevers_s0 --name=paper_cifar10_levers \
+        --baseline=paper_cifar10
 
 Each run is a workdir that `python -m resnet_jax.main` finished (its command is read from run.json). For each,
 its last checkpoint is evaluated on the whole test split four ways: the raw and the EMA weights, each with and
 without flip test-time augmentation (the mean of the logits of the image and its mirror). Writes
 experiments/results/NAME.{json,md} and NAME_curves.png (train and test error per step), NAME paper_cifar10
-unless --name says otherwise: a study of other runs gets its own files beside the headline's.
+unless --name says otherwise: a study of other runs gets its own files beside the headline's. Runs are grouped
+as seeds of one recipe by their config and its `--config.` overrides (seeds, evaluation, saving and data paths
+aside), so an ablation gets a row of its own; --baseline=NAME puts NAME.json's rows above, for comparison.
 """
 from __future__ import annotations
 
@@ -32,6 +36,8 @@ TRAIN_IMAGES = 50_000
 
 flags.DEFINE_list("runs", [], "Finished workdirs of resnet_jax.main on CIFAR-10.")
 flags.DEFINE_string("name", "paper_cifar10", "The results' name: experiments/results/NAME.{json,md}, NAME_curves.png.")
+flags.DEFINE_string("baseline", "", "Results to compare against: the records of experiments/results/BASELINE.json "
+                    "(an earlier NAME) join the tables, marked, above these runs; the curves are these runs' only.")
 FLAGS = flags.FLAGS
 
 
@@ -59,8 +65,11 @@ def record(workdir: Path) -> dict:
     params, _ = totals(trace(model, (1, *dataset.info.image_shape)))
     kind = "plain" if config.model.shortcut == "none" else "resnet"
     headline = accuracy.get("ema", accuracy["raw"])  # what the run itself evaluated every epoch
+    config_name, overrides = _recipe(run_info["command"])
     return {
-        "model": f"{kind}{config.model.depth}", "params": params, "config": _config_name(run_info["command"]),
+        # Runs of one label are seeds of one recipe: an override of the recipe is part of the label.
+        "model": f"{kind}{config.model.depth}", "params": params, "config": " ".join([config_name, *overrides]),
+        "overrides": overrides,
         "seed": config.train.seed, "epochs": round(steps / steps_per_epoch, 2),
         "steps": steps, "test_accuracy": headline, "test_accuracy_all": accuracy,
         # Train error over the last epoch's logged rows (augmented batches, the weights as they trained).
@@ -70,8 +79,17 @@ def record(workdir: Path) -> dict:
     }
 
 
-def _config_name(argv: list[str]) -> str:
-    return next(a.split("=", 1)[1] for a in argv if a.startswith("--config="))
+# Overrides that do not change what a run learns: seeds (a column of their own), when it evaluates, saves,
+# logs or pauses, and where its data lies. Any other `--config.X=Y` is part of the recipe and of its label.
+RUN_CONTROL = {"train.seed", "data.seed", "train.stop_after", "train.eval_every", "train.checkpoint_every",
+               "train.log_every", "train.keep_checkpoints", "data.path", "data.data_dir"}
+
+
+def _recipe(argv: list[str]) -> tuple[str, list[str]]:
+    """The config file and arg, and the overrides that change the recipe ('optim.ema=0.0'), as given."""
+    name = next(a.split("=", 1)[1] for a in argv if a.startswith("--config="))
+    overrides = [a[len("--config."):] for a in argv if a.startswith("--config.")]
+    return name, [o for o in overrides if o.split("=", 1)[0] not in RUN_CONTROL]
 
 
 def _wall_seconds(workdir: Path) -> float:
@@ -80,15 +98,23 @@ def _wall_seconds(workdir: Path) -> float:
     return (workdir / "metrics.jsonl").stat().st_mtime - min(starts)
 
 
-def write(records: list[dict], command: str, name: str = "paper_cifar10") -> None:
+def write(records: list[dict], command: str, name: str = "paper_cifar10", *, baseline: list[dict] = (),
+          baseline_name: str = "") -> None:
+    """NAME.json (these runs' records) and NAME.md: a row per run, below the baseline's rows when given (their
+    config marked with *), then the means over seeds and the degradation claims over both."""
     (RESULTS / f"{name}.json").write_text(json.dumps(records, indent=2) + "\n")
     lines = [f"<!-- made by: {command} -->", f"Command: `{command}`", "",
              "CIFAR-10, full 10,000-image test split, each run's last checkpoint. `test acc` is the weights the "
              "run evaluated (EMA when the recipe keeps one); raw and flip-TTA columns beside it. Wall time on "
              f"the machine that made this table ({cpu_description()}), oneDNN float32 convolutions, with other "
-             "work (tests) sharing the cores part of the time.", "",
-             "| model | params | config | seed | epochs | test acc | test error | paper error | raw | raw+flip | "
-             "EMA | EMA+flip | final train error | wall min |", "|" + "---|" * 14]
+             "work (tests) sharing the cores part of the time."]
+    if baseline:
+        lines.append(f"Rows marked * are the records of {baseline_name}.json (evaluated then, on the machine "
+                     f"{baseline_name}.md names), for comparison.")
+    lines += ["", "| model | params | config | seed | epochs | test acc | test error | paper error | raw | raw+flip | "
+              "EMA | EMA+flip | final train error | wall min |", "|" + "---|" * 14]
+    marked = [{**r, "config": f"{r['config']}*"} for r in baseline]
+    records = marked + list(records)
     for r in records:
         a = r["test_accuracy_all"]
         depth = int(r["model"].lstrip("resnetplain"))
@@ -113,6 +139,7 @@ def write(records: list[dict], command: str, name: str = "paper_cifar10") -> Non
 def degradation(records: list[dict]) -> list[str]:
     """The paper's Fig. 6 claims from the runs' seed means: (a) plain-56 trains to a higher error than plain-20
     (depth degrades a plain net), (b) ResNet-56 to at most ResNet-20's (residual nets do not degrade)."""
+    records = [r for r in records if not r.get("overrides")]  # an ablation is not a seed of its model's recipe
     means: dict[str, dict[str, float]] = {}
     for model in dict.fromkeys(r["model"] for r in records):
         runs = [r for r in records if r["model"] == model]
@@ -185,12 +212,22 @@ def plot(workdirs: list[Path], records: list[dict], name: str = "paper_cifar10")
 def main(argv) -> None:
     del argv
     runtime.setup()
+    if not FLAGS.runs:
+        raise cli.UserError("--runs is empty: give finished workdirs of resnet_jax.main, comma-separated")
     workdirs = [Path(os.path.expanduser(r)) for r in FLAGS.runs]
     records = [record(w) for w in workdirs]
     command = "python -m experiments.paper_cifar10 --runs=" + ",".join(FLAGS.runs)
     if FLAGS.name != "paper_cifar10":
         command += f" --name={FLAGS.name}"
-    write(records, command, FLAGS.name)
+    baseline = []
+    if FLAGS.baseline:
+        command += f" --baseline={FLAGS.baseline}"
+        path = RESULTS / f"{FLAGS.baseline}.json"
+        if not path.is_file():
+            raise cli.UserError(f"--baseline={FLAGS.baseline}: {path} does not exist; name an earlier --name's "
+                                f"results, e.g. --baseline=paper_cifar10")
+        baseline = json.loads(path.read_text())
+    write(records, command, FLAGS.name, baseline=baseline, baseline_name=FLAGS.baseline)
     plot(workdirs, records, FLAGS.name)
     for r in records:
         print(json.dumps({k: r[k] for k in ("model", "seed", "epochs", "test_accuracy", "test_accuracy_all")}))

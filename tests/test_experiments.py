@@ -71,6 +71,24 @@ def test_paper_cifar10_states_each_degradation_claim_from_the_seed_means():
     assert any(line.startswith("- (b)") and "not measured (no resnet56 run" in line for line in lines)
 
 
+def test_paper_cifar10_labels_an_ablation_apart_from_the_seeds_of_its_recipe(tmp_path, monkeypatch):
+    from experiments import paper_cifar10
+    argv = ["main.py", "--config=configs/cifar10.py:resnet20_fast", "--workdir=/w", "--config.train.seed=1",
+            "--config.optim.ema=0.0", "--config.train.eval_every=390", "--config.optim.nesterov=False"]
+    assert paper_cifar10._recipe(argv) == ("configs/cifar10.py:resnet20_fast", ["optim.ema=0.0", "optim.nesterov=False"])
+    ablation = {**_paper_record("resnet20", 0, 0.20, 0.5), "config": "configs/cifar10.py:x_fast optim.ema=0.0",
+                "overrides": ["optim.ema=0.0"]}
+    baseline = [_paper_record("resnet20", 0, 0.04, 0.917), _paper_record("resnet20", 1, 0.03, 0.913)]
+    # The ablation's 20% train error does not enter ResNet-20's mean: it is not a seed of that recipe.
+    assert "| resnet20 | 2 | 3.50% | 8.50% |" in paper_cifar10.degradation(baseline + [ablation])
+    monkeypatch.setattr(paper_cifar10, "RESULTS", tmp_path)
+    paper_cifar10.write([ablation], "c", "levers", baseline=baseline, baseline_name="paper_cifar10")
+    assert json.loads((tmp_path / "levers.json").read_text()) == [ablation]  # the baseline's records stay theirs
+    table = (tmp_path / "levers.md").read_text()
+    assert "| resnet20 | `configs/cifar10.py:x_fast*` | 2 | 91.50% | 91.30% - 91.70% |" in table
+    assert "| resnet20 | `configs/cifar10.py:x_fast optim.ema=0.0` | 1 | 50.00% | 50.00% - 50.00% |" in table
+
+
 def test_paper_cifar10_plots_plain_and_residual_side_by_side(tmp_path, monkeypatch):
     import matplotlib.image
     from experiments import paper_cifar10
