@@ -29,6 +29,7 @@ import numpy as np
 
 from resnet_jax import runtime
 from resnet_jax.cpu import host_memory, onednn
+from resnet_jax.cpu.timing import Window
 from resnet_jax.nn import models
 from resnet_jax.training import optim, parallel, train
 from resnet_jax.nn.trace import totals, trace
@@ -39,7 +40,6 @@ PARAMS = {"cifar_resnet20": 269_722, "cifar_resnet56": 853_018, "resnet50": 25_5
 # Dense bf16 peak FLOP/s by jax device_kind substring (vendor data sheets; SXM parts).
 GPU_BF16_PEAK = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12, "A10": 125e12,
                  "V100": 125e12}
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def import_torch():
@@ -53,29 +53,6 @@ def import_torch():
     except ImportError:
         return None
     return torch
-
-
-class Window:
-    """Times a block, and measures how many cores *other* processes kept busy meanwhile (/proc/stat)."""
-
-    @staticmethod
-    def _busy() -> float:  # seconds of CPU all processes used since boot
-        v = [int(f) for f in open("/proc/stat").readline().split()[1:9]]
-        return (sum(v) - v[3] - v[4]) / TICKS  # minus idle and iowait
-
-    @staticmethod
-    def _own() -> float:
-        r = resource.getrusage(resource.RUSAGE_SELF)
-        return r.ru_utime + r.ru_stime
-
-    def __enter__(self):
-        self.start, self.busy, self.own = time.perf_counter(), self._busy(), self._own()
-        return self
-
-    def __exit__(self, *exc):
-        self.seconds = time.perf_counter() - self.start
-        others = (self._busy() - self.busy) - (self._own() - self.own)
-        self.others = max(0.0, others) / self.seconds  # cores used by other processes
 
 
 class Timings(NamedTuple):

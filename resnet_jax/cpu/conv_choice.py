@@ -13,8 +13,10 @@ faster, but in the train step oneDNN's ran faster. Measured in one process (docs
 
 The times are kept in $RESNET_JAX_CACHE or ~/.cache/resnet_jax, one file per CPU model, core count and
 versions of jax and oneDNN, so a machine measures a shape once (ResNet-50's eight non-1x1 shapes: ~20 s while
-the first step compiles). A batch of one (a model's initialisation) is not measured and runs oneDNN. Times
-taken while other work loads the cores can choose wrongly: delete the file to measure again. Only
+the first step compiles). A batch of one (a model's initialisation) is not measured and runs oneDNN. The two
+implementations take turns while timed, and a shape timed while other processes kept more than LOADED cores
+busy is used by that process but not cached (the next process measures it again; a load of this process's own,
+another thread's, is not seen). To measure a machine again, delete its file. Only
 convolutions oneDNN takes (`onednn.handles`) have a choice; the rest stay with XLA.
 """
 from __future__ import annotations
@@ -23,6 +25,7 @@ import functools
 import hashlib
 import importlib.metadata
 import json
+import logging
 import os
 import tempfile
 import time
@@ -34,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from resnet_jax.cpu import onednn
+from resnet_jax.cpu.timing import Window
 from resnet_jax.nn.conv import xla_conv
 
 IMPLS = ("xla", "onednn")
@@ -41,6 +45,7 @@ CALLS = 3  # timed calls of each compiled function after a warm-up call; the bes
 # XLA is chosen when it takes under this fraction of oneDNN's time alone: a near tie stays with oneDNN, whose
 # calls between XLA's fusions cost less in the step than their time alone suggests (attempt 38).
 XLA_MARGIN = 0.9
+LOADED = 0.25  # cores busy with other processes above which a measurement is not kept for later processes
 
 
 def fastest(x: jax.Array, kernel: jax.Array, *, stride: tuple[int, int], padding: Sequence[tuple[int, int]],
@@ -57,43 +62,49 @@ def fastest(x: jax.Array, kernel: jax.Array, *, stride: tuple[int, int], padding
 
 
 def choice(x_shape, kernel_shape, dtype, *, stride, padding, dilation) -> str:
-    """'xla' or 'onednn', the faster for this geometry: from the cache, or measured now and cached."""
+    """'xla' or 'onednn', the faster for this geometry: from the cache, or measured now (and cached unless
+    other processes loaded the cores meanwhile: then this process uses the times and the next measures again)."""
     geometry = (tuple(x_shape), tuple(kernel_shape), jnp.dtype(dtype).name, tuple(stride),
                 tuple(map(tuple, padding)), tuple(dilation))
     key = json.dumps(geometry)  # x [N, H, W, C], kernel [KH, KW, C, K], dtype, stride, padding, dilation
     times = _times()
     if key not in times:
-        times[key] = measure(*geometry)
-        _save(times)
+        measured = measure(*geometry)
+        times[key] = {impl: measured[impl] for impl in IMPLS}
+        if measured["others"] <= LOADED:
+            _save({key: times[key]})
+        else:
+            logging.warning("conv_impl='fastest': %s measured while other processes kept %.1f cores busy; its "
+                            "times are used by this process only", key, measured["others"])
     return "xla" if times[key]["xla"] < XLA_MARGIN * times[key]["onednn"] else "onednn"
 
 
 def measure(x_shape, kernel_shape, dtype, stride, padding, dilation) -> dict[str, float]:
-    """Seconds of a forward pass plus its gradients (of x and the kernel) for each implementation, best of
-    CALLS calls, on random data. Runs now, even while a model is being traced."""
+    """Seconds of a forward pass plus its gradients (of x and the kernel) for each implementation on random
+    data, best of CALLS calls, the two taking turns so that a passing load slows both; 'others': the cores other
+    processes kept busy meanwhile. Runs now, even while a model is being traced."""
     rng, dtype = np.random.default_rng(0), jnp.dtype(dtype)
     x = rng.standard_normal(x_shape).astype(dtype)
     kernel = (rng.standard_normal(kernel_shape) / np.sqrt(np.prod(kernel_shape[:3]))).astype(dtype)
     compute = {"xla": functools.partial(xla_conv, groups=1), "onednn": onednn.conv}
-    seconds = {}
     with jax.ensure_compile_time_eval():  # execute here, not into the trace of the model that asked
+        steps = {}
         for impl in IMPLS:
             conv = functools.partial(compute[impl], stride=stride, padding=padding, dilation=dilation)
             forward = jax.jit(conv)
             dy = np.ones(jax.eval_shape(forward, x, kernel).shape, dtype)
-            backward = jax.jit(lambda x, kernel, dy: jax.vjp(conv, x, kernel)[1](dy))
-            seconds[impl] = _best(forward, x, kernel) + _best(backward, x, kernel, dy)
-    return seconds
-
-
-def _best(function, *args) -> float:
-    jax.block_until_ready(function(*args))  # compiles
-    best = float("inf")
-    for _ in range(CALLS):
-        start = time.perf_counter()
-        jax.block_until_ready(function(*args))
-        best = min(best, time.perf_counter() - start)
-    return best
+            backward = jax.jit(lambda x, kernel, dy, conv=conv: jax.vjp(conv, x, kernel)[1](dy))
+            steps[impl] = (lambda forward=forward, backward=backward, dy=dy:
+                           jax.block_until_ready((forward(x, kernel), backward(x, kernel, dy))))
+            steps[impl]()  # compiles
+        seconds = {impl: float("inf") for impl in IMPLS}
+        with Window() as window:
+            for _ in range(CALLS):
+                for impl in IMPLS:
+                    start = time.perf_counter()
+                    steps[impl]()
+                    seconds[impl] = min(seconds[impl], time.perf_counter() - start)
+    return {**seconds, "others": window.others}
 
 
 def cache_path() -> Path:
@@ -120,14 +131,14 @@ def _read() -> dict[str, dict[str, float]]:
     return times if isinstance(times, dict) else {}
 
 
-def _save(times: dict[str, dict[str, float]]) -> None:
-    """Write the table whole (temp file + rename, so parallel processes never read half of one); a cache
-    that cannot be written only means measuring again next time."""
+def _save(new: dict[str, dict[str, float]]) -> None:
+    """Add `new` times to the cache file, written whole (temp file + rename, so parallel processes never read
+    half of one); a cache that cannot be written only means measuring again next time."""
     path = cache_path()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:
-            json.dump({**_read(), **times}, f, indent=0)  # keep what another process measured meanwhile
+            json.dump({**_read(), **new}, f, indent=0)  # keep what another process measured meanwhile
         os.replace(f.name, path)
     except OSError:
         pass
