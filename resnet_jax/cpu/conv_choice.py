@@ -15,8 +15,8 @@ The times are kept in $RESNET_JAX_CACHE or ~/.cache/resnet_jax, one file per CPU
 versions of jax and oneDNN, so a machine measures a shape once (ResNet-50's eight non-1x1 shapes: ~20 s while
 the first step compiles). A batch of one (a model's initialisation) is not measured and runs oneDNN. The two
 implementations take turns while timed, and a shape timed while other processes kept more than LOADED cores
-busy is used by that process but not cached (the next process measures it again; a load of this process's own,
-another thread's, is not seen). To measure a machine again, delete its file. Only
+busy is used by that process but not cached: the next process measures it again (work on this process's own
+other threads is not seen). To measure a machine again, delete its file. Only
 convolutions oneDNN takes (`onednn.handles`) have a choice; the rest stay with XLA.
 """
 from __future__ import annotations
