@@ -93,9 +93,19 @@ def _recipe(argv: list[str]) -> tuple[str, list[str]]:
 
 
 def _wall_seconds(workdir: Path) -> float:
-    """From the run's start (the Unix time in its first TensorBoard event file's name) to the last metrics row."""
-    starts = [int(p.name.split(".")[3]) for p in workdir.glob("events.out.tfevents.*")]
-    return (workdir / "metrics.jsonl").stat().st_mtime - min(starts)
+    """Time the run spent running: from each start (the Unix time in the name of the TensorBoard event file it
+    opened) to its last metrics row before the next start, summed, so a run paused between sessions does not
+    count the pause."""
+    starts = sorted(int(p.name.split(".")[3]) for p in workdir.glob("events.out.tfevents.*"))
+    with open(workdir / "metrics.jsonl") as f:
+        times = sorted(row["time"] for row in map(json.loads, f) if "time" in row)
+    if not times:  # rows without times: the metrics file's last change
+        return (workdir / "metrics.jsonl").stat().st_mtime - starts[0]
+    total = 0.0
+    for start, following in zip(starts, [*starts[1:], float("inf")]):
+        segment = [t for t in times if start <= t < following]
+        total += segment[-1] - start if segment else 0.0
+    return total
 
 
 def write(records: list[dict], command: str, name: str = "paper_cifar10", *, baseline: list[dict] = (),

@@ -89,6 +89,16 @@ def test_paper_cifar10_labels_an_ablation_apart_from_the_seeds_of_its_recipe(tmp
     assert "| resnet20 | `configs/cifar10.py:x_fast optim.ema=0.0` | 1 | 50.00% | 50.00% - 50.00% |" in table
 
 
+def test_paper_cifar10_wall_time_leaves_out_the_pause_between_a_stop_and_the_resume(tmp_path):
+    from experiments.paper_cifar10 import _wall_seconds
+    for start in (1000, 5000):  # started, stopped after 100 s; resumed an hour later, ran 50 s
+        (tmp_path / f"events.out.tfevents.{start}.host").write_bytes(b"")
+    rows = [{"step": 1, "time": 1040.0}, {"step": 2, "time": 1100.0}, {"step": 3, "time": 5030.0},
+            {"step": 4, "time": 5050.0}, {"step": 4, "eval/accuracy": 0.5}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert _wall_seconds(tmp_path) == 150.0
+
+
 def test_paper_cifar10_plots_plain_and_residual_side_by_side(tmp_path, monkeypatch):
     import matplotlib.image
     from experiments import paper_cifar10
