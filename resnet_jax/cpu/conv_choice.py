@@ -88,15 +88,8 @@ def measure(x_shape, kernel_shape, dtype, stride, padding, dilation) -> dict[str
     kernel = (rng.standard_normal(kernel_shape) / np.sqrt(np.prod(kernel_shape[:3]))).astype(dtype)
     compute = {"xla": functools.partial(xla_conv, groups=1), "onednn": onednn.conv}
     with jax.ensure_compile_time_eval():  # execute here, not into the trace of the model that asked
-        steps = {}
-        for impl in IMPLS:
-            conv = functools.partial(compute[impl], stride=stride, padding=padding, dilation=dilation)
-            forward = jax.jit(conv)
-            dy = np.ones(jax.eval_shape(forward, x, kernel).shape, dtype)
-            backward = jax.jit(lambda x, kernel, dy, conv=conv: jax.vjp(conv, x, kernel)[1](dy))
-            steps[impl] = (lambda forward=forward, backward=backward, dy=dy:
-                           jax.block_until_ready((forward(x, kernel), backward(x, kernel, dy))))
-            steps[impl]()  # compiles
+        steps = {impl: _compiled_step(functools.partial(compute[impl], stride=stride, padding=padding,
+                                                        dilation=dilation), x, kernel) for impl in IMPLS}
         seconds = {impl: float("inf") for impl in IMPLS}
         with Window() as window:
             for _ in range(CALLS):
@@ -105,6 +98,19 @@ def measure(x_shape, kernel_shape, dtype, stride, padding, dilation) -> dict[str
                     steps[impl]()
                     seconds[impl] = min(seconds[impl], time.perf_counter() - start)
     return {**seconds, "others": window.others}
+
+
+def _compiled_step(conv, x: np.ndarray, kernel: np.ndarray):
+    """`conv`'s forward pass and both gradients at (x, kernel), compiled now: a call that runs them and waits."""
+    forward = jax.jit(conv)
+    dy = np.ones(jax.eval_shape(forward, x, kernel).shape, x.dtype)
+    backward = jax.jit(lambda x, kernel, dy: jax.vjp(conv, x, kernel)[1](dy))
+
+    def step():
+        jax.block_until_ready((forward(x, kernel), backward(x, kernel, dy)))
+
+    step()  # compiles
+    return step
 
 
 def cache_path() -> Path:
