@@ -24,10 +24,26 @@ def get_config() -> ml_collections.ConfigDict:
     # The run's length, a reference so that the warmup below follows it: `--config.train.steps=30` alone is a
     # proportionate short run. A config or override that sets optim.warmup_steps itself cuts the link.
     steps = ml_collections.FieldReference(400)
-    # Keyword arguments of resnet_jax.nn.models.get_model; num_classes comes from the data set.
-    config.model = dict(name="cifar_resnet", depth=8, width_multiplier=1.0, shortcut="A", zero_init_last=False,
-                        # Stochastic depth: the last block's drop rate, linear in depth before it (0 is off).
-                        drop_path_rate=0.0)
+    # Every field of the ResNet a sweep may vary: keyword arguments of resnet_jax.nn.models.get_model (num_classes
+    # comes from the data set). None keeps the model family's own default, shown after each field: a CIFAR
+    # ResNet and an ImageNet ResNet differ there, so a data set's config sets only what its recipe changes.
+    config.model = dict(
+        name="cifar_resnet", depth=8,
+        block=placeholder(str),  # 'basic' | 'bottleneck' | 'preact_basic' | 'preact_bottleneck' (by depth)
+        widths=placeholder(tuple),  # per stage: CIFAR (16, 32, 64), ImageNet (64, 128, 256, 512)
+        width_multiplier=1.0,
+        shortcut=placeholder(str),  # 'A' | 'B' | 'C' | 'none': CIFAR 'A' (bottleneck 'B'), ImageNet 'B'
+        stem_features=placeholder(int),  # widths[0]
+        stem_kernel=placeholder(int),  # CIFAR 3, ImageNet 7
+        stem_stride=placeholder(int),  # CIFAR 1, ImageNet 2
+        stem_padding=placeholder(int),  # the padding mode's: (kernel - 1) // 2 for 'symmetric'
+        stem_pool=placeholder(bool),  # 3x3/2 max-pool after the stem: CIFAR False, ImageNet True
+        stage_strides=placeholder(tuple),  # each stage's first block: CIFAR (1, 2, 2), ImageNet (1, 2, 2, 2)
+        padding="symmetric",  # or 'same' (XLA's), for every conv and pool (resnet_jax/nn/resnet.py)
+        stride_in_1x1=False,  # bottleneck stride on the first 1x1 (v1) instead of the 3x3 (v1.5)
+        zero_init_last=False,  # zero scale of each block's last BatchNorm
+        drop_path_rate=0.0,  # stochastic depth: the last block's drop rate, linear in depth before it (0 is off)
+    )
     # Keyword arguments of resnet_jax.data.load, then the batches' settings. Batch sizes are global (all devices).
     config.data = dict(name="shapes32", path=placeholder(str), data_dir=placeholder(str),
                        manual_dir=placeholder(str), split_seed=0, eval_fraction=placeholder(float),
@@ -61,11 +77,3 @@ def get_config() -> ml_collections.ConfigDict:
     config.init = dict(weights=placeholder(str), reset_head=False, frozen=())
     return config
 
-
-def stem_fields() -> dict:
-    """The stem and the downsampling of a CIFAR-style ResNet, as experiments/stride_padding.py varies them.
-
-    Only the configs whose models that experiment varies (default.py, mnist5k.py) add them to config.model.
-    """
-    return dict(stem_stride=1, stem_pool=False, stem_padding=placeholder(int), padding="symmetric",
-                stage_strides=(1, 2, 2))

@@ -15,5 +15,4 @@ base = runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)), "
 def get_config(arg=None):
     del arg  # default.py has no variants
     config = base["get_config"]()  # the base's values are this run's
-    config.model.update(base["stem_fields"]())  # the stem and downsampling that experiments/stride_padding.py varies
     return config

@@ -15,7 +15,6 @@ base = runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)), "
 def get_config(arg=None):
     del arg  # no variants
     config = base["get_config"]()
-    config.model.update(base["stem_fields"]())  # the stem and downsampling that experiments/stride_padding.py varies
     config.data.update(name="npz", path=base["shared_data"]("mnist5k.npz"), eval_fraction=0.2, augment="none",
                        eval_batch_size=200)
     config.optim.update(lr=0.1, warmup_steps=30)

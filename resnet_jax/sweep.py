@@ -3,6 +3,7 @@
     python -m resnet_jax.sweep --config=configs/default.py --sweep=configs/sweeps/degradation.py --workdir=DIR
     python -m resnet_jax.sweep ... --workdir=gs://BUCKET/SWEEP --launcher=tpu --tpus=tpu-a,tpu-b \
         --zone=us-central2-b --accelerator_type=v4-8 [--spot] [--keep] [--dry_run]
+    python -m resnet_jax.sweep ... --seeds=0,1,2      # every point once per seed (seed-major)
     python -m resnet_jax.sweep ... --collect          # table (Markdown, CSV) and plots of finished points
 
 A sweep file defines `get_sweep(arg=None)` returning either a dict of axes, {"model.depth": [20, 56],
@@ -16,14 +17,15 @@ from __future__ import annotations
 
 import shlex
 import sys
+import warnings
 from typing import Sequence
 
-from absl import app, flags
+from absl import app, flags, logging
 from etils import epath
 
 from resnet_jax import cli
 from resnet_jax.sweeps import tpu
-from resnet_jax.sweeps.grid import expand, load_function, point_command, point_config, point_name
+from resnet_jax.sweeps.grid import expand, load_function, parse_seeds, point_command, point_config, point_name
 from resnet_jax.sweeps.launch import run_local
 from resnet_jax.sweeps.results import collect
 
@@ -46,6 +48,8 @@ flags.DEFINE_integer("max_retries", 3, "How often a TPU's unfinished points are 
 flags.DEFINE_string("status_file", None, "Local copy of the TPU sweep's status, also copied to "
                     "WORKDIR/sweep_status.json (default: sweep_status-BUCKET_PATH.json here).")
 flags.DEFINE_string("repo_dir", "~/resnet_jax", "Where the code is unpacked on the TPU VMs.")
+flags.DEFINE_list("seeds", [], "Seeds of every point, e.g. 0,1,2: each sets the run's train.seed and data.seed, "
+                  "and a point's seeds are one group in --collect (replaces the sweep file's 'seeds' axis).")
 flags.DEFINE_bool("dry_run", False, "Print the commands instead of running them.")
 flags.DEFINE_bool("collect", False, "Only collect finished points into a table and plots.")
 flags.DEFINE_bool("print_config", False, "Print each point's resolved config (the base config with the point's "
@@ -58,17 +62,18 @@ def main(argv: Sequence[str]) -> None:
         if not getattr(FLAGS, name):
             raise app.UsageError(f"--{name} is required.")
     get_sweep, arg = load_function(FLAGS.sweep, "get_sweep")
-    points = expand(get_sweep(arg))
+    points = expand(get_sweep(arg), parse_seeds(FLAGS.seeds))
     if FLAGS.print_config:
-        get_config, config_arg = load_function(FLAGS.config, "get_config")
-        base = get_config(config_arg) if config_arg is not None else get_config()
+        base = load_config(FLAGS.config)
         for point in points:
             print(f"# {point_name(point)}\n{point_config(base, point)}")
         return
     workdir = epath.Path(FLAGS.workdir)
     if FLAGS.collect:
         collect(workdir, points)
-    elif FLAGS.launcher == "tpu":
+        return
+    check_points(load_config(FLAGS.config), points)
+    if FLAGS.launcher == "tpu":
         run_on_tpus(points)
     elif FLAGS.dry_run:
         for point in points:
@@ -76,6 +81,38 @@ def main(argv: Sequence[str]) -> None:
     else:
         run_local(FLAGS.config, points, workdir)
         collect(workdir, points)
+
+
+def load_config(spec: str):
+    """The config file's ConfigDict, `path[:arg]` as main reads it."""
+    get_config, arg = load_function(spec, "get_config")
+    return get_config(arg) if arg is not None else get_config()
+
+
+def check_points(config, points: Sequence[dict]) -> None:
+    """Before anything runs: every point's fields exist in the config, and its model builds and keeps a
+    feature map on the data set's images (traced on the shape from the data's info, nothing compiled). A
+    ValueError names the point; a data set whose info cannot be read here (a bucket the runs will reach)
+    leaves the model checks to each run, with a warning."""
+    from resnet_jax import build  # the trainer's pieces, only for the commands that launch runs
+    from resnet_jax.nn import trace
+    from resnet_jax.nn.models import get_model
+
+    configs = [point_config(config, point) for point in points]  # a missing field raises, naming the point
+    try:
+        shape = build.data_shape(config.data)
+    except ValueError as error:
+        logging.warning("The points' models are not checked here, the data's info is unreadable (%s); each run "
+                        "checks its own as it starts.", error)
+        return
+    for point, point_cfg in zip(points, configs):
+        try:
+            model = get_model(**point_cfg.model, num_classes=shape.num_classes)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # a degenerate map is the run's warning to give, not an error
+                trace.trace(model, (1, *shape.image_shape))
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"sweep point {point_name(point)}: config.model: {error}") from None
 
 
 def run_on_tpus(points: Sequence[dict]) -> None:

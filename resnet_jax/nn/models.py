@@ -6,7 +6,8 @@ Names are `[cifar_][preact_](resnet|plain)DEPTH`:
                  shortcut A, 10 classes; 164 and 1001 are bottleneck nets (9n+2), as in He et al. 2016.
   preact_...     the pre-activation (v2) blocks.
   ...plainD      the same network with no shortcuts (the degradation study).
-Any ResNet field can be overridden: `get_model('resnet50', num_classes=10, stem_pool=False)`.
+Any ResNet field can be overridden: `get_model('resnet50', num_classes=10, stem_pool=False)`; an override of
+None keeps the family's default (a config's unset field).
 """
 from __future__ import annotations
 
@@ -85,7 +86,9 @@ def _build(fields: dict, overrides: dict) -> ResNet:
 
 
 def get_model(name: str, **overrides) -> ResNet:
-    """A ResNet by registry name, with any ResNet field overridden (`depth=` may replace the name's depth)."""
+    """A ResNet by registry name, with any ResNet field overridden (`depth=` may replace the name's depth); None
+    keeps the default."""
+    overrides = {field: value for field, value in overrides.items() if value is not None}
     match = NAME_PATTERN.match(name)
     depth = overrides.pop("depth", None)
     if match is None or (match["depth"] is None and depth is None):

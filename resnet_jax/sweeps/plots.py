@@ -11,7 +11,8 @@ import os
 import statistics
 from typing import Any, Mapping, Sequence
 
-SEED_KEYS = ("train.seed", "data.seed")
+from resnet_jax.sweeps.grid import SEED_FIELDS
+
 # What a reader calls each shortcut option (resnet_jax/nn/blocks.py): 'none' is the plain net of the degradation
 # study, 'A' (identity, zero-padded where the shape changes) the paper's CIFAR ResNet.
 SHORTCUT_NAMES = {"none": "plain", "A": "ResNet", "B": "ResNet", "C": "ResNet"}
@@ -74,7 +75,7 @@ def series(points: Sequence[Mapping[str, Any]]) -> dict[str, list[int]]:
     """{label: indices of the points}: points that differ only in their seeds share a label (one series)."""
     groups: dict[str, list[int]] = {}
     for i, point in enumerate(points):
-        groups.setdefault(point_label({k: v for k, v in point.items() if k not in SEED_KEYS}), []).append(i)
+        groups.setdefault(point_label({k: v for k, v in point.items() if k not in SEED_FIELDS}), []).append(i)
     return groups
 
 

@@ -18,7 +18,7 @@ from absl import logging
 from etils import epath
 
 from resnet_jax.sweeps import plots
-from resnet_jax.sweeps.grid import STATUS_FILE, format_value, point_name
+from resnet_jax.sweeps.grid import SEED_FIELDS, STATUS_FILE, format_value, point_name
 
 METRICS = ("train/loss", "train/accuracy", "eval/loss", "eval/accuracy")
 
@@ -112,7 +112,7 @@ def plot(workdir: epath.Path, points: Sequence[Mapping[str, Any]], table: Sequen
     save_figure(plots.curves_figure(points, metrics, budget), workdir / "curves.png")
 
     axes = list(dict.fromkeys(k for p in points for k in p if len({str(q.get(k)) for q in points}) > 1))
-    numeric = [k for k in axes if k not in plots.SEED_KEYS
+    numeric = [k for k in axes if k not in SEED_FIELDS
                and all(isinstance(p.get(k), (int, float)) and not isinstance(p.get(k), bool) for p in points)]
     for axis in numeric:
         save_figure(plots.versus_figure(axis, axes, table, budget), workdir / f"vs_{axis.replace('.', '_')}.png")
