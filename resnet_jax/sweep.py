@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import shlex
 import sys
-import warnings
 from typing import Sequence
 
 from absl import app, flags, logging
 from etils import epath
 
-from resnet_jax import cli
+from resnet_jax import build, cli
 from resnet_jax.sweeps import tpu
+from resnet_jax.sweeps.check import check_points
 from resnet_jax.sweeps.grid import expand, load_function, parse_seeds, point_command, point_config, point_name
 from resnet_jax.sweeps.launch import run_local
 from resnet_jax.sweeps.results import collect
@@ -52,6 +52,8 @@ flags.DEFINE_list("seeds", [], "Seeds of every point, e.g. 0,1,2: each sets the 
                   "and a point's seeds are one group in --collect (replaces the sweep file's 'seeds' axis).")
 flags.DEFINE_bool("dry_run", False, "Print the commands instead of running them.")
 flags.DEFINE_bool("collect", False, "Only collect finished points into a table and plots.")
+flags.DEFINE_string("results_dir", None, "Where --collect writes results.{md,csv,json} and the plots (default: the "
+                    "sweep's --workdir), e.g. experiments/results/NAME.")
 flags.DEFINE_bool("print_config", False, "Print each point's resolved config (the base config with the point's "
                   "overrides) and exit; nothing runs, --workdir is not needed.")
 
@@ -70,9 +72,11 @@ def main(argv: Sequence[str]) -> None:
         return
     workdir = epath.Path(FLAGS.workdir)
     if FLAGS.collect:
-        collect(workdir, points)
+        out = epath.Path(FLAGS.results_dir) if FLAGS.results_dir else None
+        collect(workdir, points, out=out, command=sweep_command())
         return
-    check_points(load_config(FLAGS.config), points)
+    config = load_config(FLAGS.config)
+    check_points(config, points, *data_shape(config))
     if FLAGS.launcher == "tpu":
         run_on_tpus(points)
     elif FLAGS.dry_run:
@@ -80,39 +84,32 @@ def main(argv: Sequence[str]) -> None:
             print(shlex.join(point_command(FLAGS.config, str(workdir / point_name(point)), point, sys.executable)))
     else:
         run_local(FLAGS.config, points, workdir)
-        collect(workdir, points)
+        collect(workdir, points, command=sweep_command())
+
+
+def sweep_command() -> str:
+    """The command that runs this sweep locally (what its results record), without --collect and its output."""
+    seeds = [f"--seeds={','.join(FLAGS.seeds)}"] if FLAGS.seeds else []
+    return shlex.join(["python", "-m", "resnet_jax.sweep", f"--config={FLAGS.config}", f"--sweep={FLAGS.sweep}",
+                       *seeds, f"--workdir={FLAGS.workdir}"])
+
+
+def data_shape(config) -> tuple[tuple[int, int, int] | None, int]:
+    """(image shape, class count) of the config's data set from its info, or (None, 0) with a warning where
+    that cannot be read here (a bucket only the runs reach): each run then checks its own model as it starts."""
+    try:
+        shape = build.data_shape(config.data)
+    except ValueError as error:
+        logging.warning("The points' models are not traced here, the data's info is unreadable (%s); each run "
+                        "traces its own as it starts.", error)
+        return None, 0
+    return shape.image_shape, shape.num_classes
 
 
 def load_config(spec: str):
     """The config file's ConfigDict, `path[:arg]` as main reads it."""
     get_config, arg = load_function(spec, "get_config")
     return get_config(arg) if arg is not None else get_config()
-
-
-def check_points(config, points: Sequence[dict]) -> None:
-    """Before anything runs: every point's fields exist in the config, and its model builds and keeps a
-    feature map on the data set's images (traced on the shape from the data's info, nothing compiled). A
-    ValueError names the point; a data set whose info cannot be read here (a bucket the runs will reach)
-    leaves the model checks to each run, with a warning."""
-    from resnet_jax import build  # the trainer's pieces, only for the commands that launch runs
-    from resnet_jax.nn import trace
-    from resnet_jax.nn.models import get_model
-
-    configs = [point_config(config, point) for point in points]  # a missing field raises, naming the point
-    try:
-        shape = build.data_shape(config.data)
-    except ValueError as error:
-        logging.warning("The points' models are not checked here, the data's info is unreadable (%s); each run "
-                        "checks its own as it starts.", error)
-        return
-    for point, point_cfg in zip(points, configs):
-        try:
-            model = get_model(**point_cfg.model, num_classes=shape.num_classes)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # a degenerate map is the run's warning to give, not an error
-                trace.trace(model, (1, *shape.image_shape))
-        except (TypeError, ValueError) as error:
-            raise ValueError(f"sweep point {point_name(point)}: config.model: {error}") from None
 
 
 def run_on_tpus(points: Sequence[dict]) -> None:

@@ -5,7 +5,8 @@
     training/  may import nn/ and training/
     cpu/       may import nn/ and cpu/
     interop/   may import nn/ and interop/ (torchvision weights for our models)
-    sweeps/    may import only sweeps/ (it runs the trainer as a command, never in-process)
+    sweeps/    may import nn/ and sweeps/ (it traces a point's model; it runs the trainer as a command, never
+               in-process)
     the top level (runtime.py and the commands) may import any layer
     anything in resnet_jax/: never configs/ or experiments/
 """
@@ -19,7 +20,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "resnet_jax"
 FORBIDDEN_EXTERNAL = {"nn": ("absl", "ml_collections", "tensorflow", "tensorflow_datasets", "orbax", "torch")}
 # What each subpackage may import of the project (itself always).
 ALLOWED_LAYERS = {"nn": (), "data": ("nn",), "training": ("nn",), "cpu": ("nn",), "interop": ("nn",),
-                  "sweeps": ()}
+                  "sweeps": ("nn",)}
 NEVER = ("configs", "experiments")
 
 

@@ -4,15 +4,16 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from absl import flags
 from ml_collections import config_flags
 
-from resnet_jax.sweeps.grid import expand, load_function, point_command, point_name
+from resnet_jax.sweeps.grid import expand, load_function, parse_seeds, point_command, point_name
 from resnet_jax.sweeps import tpu
 from resnet_jax.sweeps.plots import describe_budget, point_label, series, series_styles
 from resnet_jax.sweeps.results import collect, read_metrics
-from tiny_run import REPO
+from tiny_run import REPO, load_config
 
 # Each sweep file of the repository with a config it is meant for (the experiments' pairings).
 REPO_SWEEPS = [("degradation.py", "default.py"), ("degradation.py:20+56,zero_init", "mnist5k.py"),
@@ -201,3 +202,112 @@ def test_degradation_sweep_dry_run_from_the_command_line(tmp_path):
     assert len(lines) == 8 and all("-m resnet_jax.main --config=configs/default.py" in line for line in lines)
     assert f"--workdir={tmp_path}/model.shortcut=none,model.depth=20 " in lines[0]
     assert "--config.model.shortcut=A --config.model.depth=56" in lines[-1]
+
+
+def test_seeds_are_an_axis_seed_major_with_one_directory_per_seed():
+    points = expand({"model.depth": [20, 56], "seeds": [0, 1]})
+    assert [point_name(p) for p in points] == ["model.depth=20,seed=0", "model.depth=56,seed=0",
+                                                "model.depth=20,seed=1", "model.depth=56,seed=1"]
+    assert points[3] == {"model.depth": 56, "train.seed": 1, "data.seed": 1}
+    assert expand([{}, {"model.stem_stride": 2}], seeds=[3])[1] == {"model.stem_stride": 2, "train.seed": 3,
+                                                                   "data.seed": 3}
+    assert expand({"model.depth": [20], "seeds": [0, 1]}, seeds=[5]) == [  # --seeds replaces the file's axis
+        {"model.depth": 20, "train.seed": 5, "data.seed": 5}]
+    for bad in ([0, 0], [-1], [1.5], [True]):
+        with pytest.raises(ValueError, match="seeds="):
+            expand([{}], seeds=bad)
+    with pytest.raises(ValueError, match="--seeds=0,a: give integers"):
+        parse_seeds(["0", "a"])
+
+
+def test_collect_groups_seeds_with_intervals_that_equal_scipys(tmp_path):
+    """Synthetic records of 3 points x 3 seeds: the group table's mean, std, Student-t interval and Welch
+    difference are scipy.stats' on the same final accuracies, and a point far from the baseline is marked."""
+    from scipy import stats as scipy_stats
+
+    accuracy = {0: [0.90, 0.91, 0.92], 1: [0.905, 0.925, 0.89], 2: [0.70, 0.72, 0.71]}
+    points = expand([{}, {"model.padding": "same"}, {"model.stem_stride": 2}], seeds=[0, 1, 2])
+    for i, point in enumerate(points):
+        directory = tmp_path / "sweep" / point_name(point)
+        directory.mkdir(parents=True)
+        rows = [{"step": 10, "train/loss": 1.0, "train/images_per_second": 50.0},
+                {"step": 10, "eval/loss": 1.0, "eval/accuracy": accuracy[i % 3][i // 3]}]
+        (directory / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+        (directory / "model_summary.json").write_text(json.dumps({"params": 100, "macs": 4e7 / (1 + i % 3)}))
+    out = tmp_path / "results"
+    collect(tmp_path / "sweep", points, out=out, command="python -m resnet_jax.sweep ...")
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["command"] == "python -m resnet_jax.sweep ..." and len(saved["runs"]) == 9
+    groups = saved["groups"]
+    assert [g["point"] for g in groups] == ["baseline", "'same' padding", "stem stride 2"]
+    for group, values in zip(groups, accuracy.values()):
+        values = np.array(values) * 100
+        sem = scipy_stats.sem(values)
+        low, high = scipy_stats.t.interval(0.95, len(values) - 1, loc=values.mean(), scale=sem)
+        assert group["n"] == 3 and group["accuracy %"] == pytest.approx(values.mean())
+        assert group["std"] == pytest.approx(values.std(ddof=1))
+        assert group["95% interval"] == pytest.approx([low, high])
+        welch = scipy_stats.ttest_ind(values, np.array(accuracy[0]) * 100, equal_var=False)
+        ci = welch.confidence_interval(0.95)
+        assert group["vs baseline"] == pytest.approx(values.mean() - 91.0)
+        assert group["95% interval of difference"] == pytest.approx([ci.low, ci.high])
+        assert group["p"] == pytest.approx(welch.pvalue)
+    assert [g["significant"] for g in groups] == [False, False, True]
+    assert groups[2]["GMACs"] == pytest.approx(4e7 / 3 / 1e9)
+    table = (out / "results.md").read_text()
+    assert "| stem stride 2 | 3 | 71 |" in table and table.count(" * |") == 1
+    assert (out / "accuracy.png").stat().st_size > 0 and (out / "curves.png").exists()
+    assert not (tmp_path / "sweep" / "results.md").exists()  # --results_dir took them
+
+
+def test_a_sweep_point_that_collapses_a_map_is_refused_before_anything_runs(tmp_path):
+    sweep = tmp_path / "sweep.py"
+    sweep.write_text("def get_sweep(arg=None):\n    return [{}, {'model.stem_kernel': 33, 'model.stem_padding': 0}]\n")
+    out = subprocess.run([sys.executable, "-m", "resnet_jax.sweep", "--config=configs/default.py",
+                          f"--sweep={sweep}", f"--workdir={tmp_path / 'w'}", "--seeds=0,1"], cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2, out.stderr
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: sweep point model.stem_kernel=33,model.stem_padding=0,seed=0: config.model: "
+                           "Layer 'stem_conv' collapses its feature map to 0")
+    assert not (tmp_path / "w").exists()
+
+
+# Every sweep file of the repository with every config whose data it fits: CIFAR-style 32x32 or 28x28 images.
+SWEEP_FILES = ("degradation.py", "depth.py", "stride_padding.py")
+CIFAR_STYLE_CONFIGS = ("default.py", "mnist5k.py", "mnist.py", "cifar10.py:resnet20_fast")
+SHARED = REPO.parent / "shared" / "data"
+
+
+@pytest.mark.parametrize("config", CIFAR_STYLE_CONFIGS)
+@pytest.mark.parametrize("sweep", SWEEP_FILES)
+def test_every_repository_sweep_builds_on_every_config_it_fits(sweep, config):
+    """Each point's fields exist in the config and its model keeps a feature map on the data's image shape."""
+    from resnet_jax.sweeps.check import check_points
+
+    path, _, arg = config.partition(":")
+    base = load_config(path, arg or None)
+    get_sweep, sweep_arg = load_function(str(REPO / "configs" / "sweeps" / sweep), "get_sweep")
+    shape = (28, 28, 1) if path.startswith("mnist") else (32, 32, 3)
+    check_points(base, expand(get_sweep(sweep_arg), seeds=[0, 1]), shape)
+
+
+@pytest.mark.slow  # ~40 one-step trainings
+@pytest.mark.skipif(not (SHARED / "cifar10" / "test.npz").exists(), reason="needs ../shared/data (CIFAR-10, MNIST-5k)")
+@pytest.mark.parametrize("config,data", [("default.py", None), ("mnist5k.py", "mnist5k.npz"),
+                                         ("cifar10.py:resnet20_fast", "cifar10/test.npz")])
+@pytest.mark.parametrize("sweep", SWEEP_FILES)
+def test_every_repository_sweep_trains_one_step_per_point_on_real_data(sweep, config, data, tmp_path):
+    from resnet_jax.sweeps.launch import run_local
+
+    common = {"train.steps": 1, "train.eval_every": 1, "train.log_every": 1, "train.checkpoint_every": 1,
+              "optim.warmup_steps": 0, "data.batch_size": 16, "data.eval_batch_size": 16}
+    if data:  # a slice of the real set: its first 64 images, a quarter held out
+        with np.load(SHARED / data) as arrays:
+            np.savez(tmp_path / "slice.npz", images=arrays["images"][:64], labels=arrays["labels"][:64])
+        common.update({"data.path": str(tmp_path / "slice.npz"), "data.eval_fraction": 0.25})
+    get_sweep, arg = load_function(str(REPO / "configs" / "sweeps" / sweep), "get_sweep")
+    points = expand(get_sweep(arg))
+    directories = run_local(str(REPO / "configs" / config), points, tmp_path / "sweep", common=common)
+    for directory in directories:
+        assert max(read_metrics(directory / "metrics.jsonl")) == 1, directory.name

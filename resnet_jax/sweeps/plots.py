@@ -179,3 +179,31 @@ def versus_figure(axis: str, axes: Sequence[str], rows: Sequence[Mapping[str, An
     panels[1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
     fig.tight_layout()
     return fig
+
+
+def accuracy_figure(groups: Sequence[Mapping[str, Any]], budget: str):
+    """Final eval accuracy per point: each seed a dot, the mean a bar with its 95% interval, the baseline's
+    mean a dashed line, and the point's MACs in its label. `groups` are results.group_table's rows."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 0.55 * len(groups) + 1.6))
+    rows = range(len(groups))[::-1]  # the baseline on top
+    for y, group in zip(rows, groups):
+        ax.barh(y, group["accuracy %"], color="tab:blue" if y == rows[0] else "tab:gray", alpha=0.35, height=0.6)
+        ax.scatter(group["seeds %"], [y] * len(group["seeds %"]), color="black", s=12, zorder=3,
+                   label="one seed" if y == rows[0] else None)
+        if group["95% interval"] is not None:
+            low, high = group["95% interval"]
+            ax.errorbar(group["accuracy %"], y, xerr=[[group["accuracy %"] - low], [high - group["accuracy %"]]],
+                        color="tab:red", capsize=4, lw=1.5, zorder=4, label="95% interval" if y == rows[0] else None)
+    ax.axvline(groups[0]["accuracy %"], color="tab:blue", linestyle="--", lw=1, label="baseline mean")
+    macs = [f"{g['point']}\n{g['GMACs'] * 1000:.0f} MMACs" if g["GMACs"] else g["point"] for g in groups]
+    ax.set_yticks(list(rows), macs, fontsize=8)
+    values = [v for g in groups for v in g["seeds %"]]
+    ax.set_xlim(max(0.0, min(values) - 5), min(100.0, max(values) + 3))
+    ax.set_xlabel("final test accuracy (%)")
+    ax.grid(True, axis="x", alpha=0.3)
+    ax.set_title(f"Final accuracy per point\n{budget}", fontsize=10)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    fig.tight_layout()
+    return fig

@@ -17,7 +17,7 @@ from typing import Any, Mapping, Sequence
 from absl import logging
 from etils import epath
 
-from resnet_jax.sweeps import plots
+from resnet_jax.sweeps import plots, stats
 from resnet_jax.sweeps.grid import SEED_FIELDS, STATUS_FILE, format_value, point_name
 
 METRICS = ("train/loss", "train/accuracy", "eval/loss", "eval/accuracy")
@@ -60,6 +60,8 @@ def summarise_point(directory: epath.Path, point: Mapping[str, Any], keys: Seque
 def _cell(value: Any) -> str:
     if value is None:
         return "-"
+    if isinstance(value, tuple):  # an interval
+        return f"[{value[0]:.2f}, {value[1]:.2f}]"
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, int) and value >= 10_000:
@@ -67,32 +69,91 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def collect(workdir: epath.Path, points: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Write results.{md,csv} and plots for the points that have metrics; returns the table rows."""
+def collect(workdir: epath.Path, points: Sequence[Mapping[str, Any]], *, out: epath.Path | None = None,
+            command: str | None = None) -> list[dict[str, Any]]:
+    """Write results.{md,csv,json} and plots for the points that have metrics into `out` (default: the sweep
+    directory); returns the table rows, one per run. Where points have seeds, the table of groups comes first:
+    per point n, mean, std and 95% interval of the final eval accuracy, its difference to the first point (the
+    baseline) with Welch's interval, and the cost; `command` (the sweep's) is recorded with them."""
+    out = workdir if out is None else out
     keys = list(dict.fromkeys(k for p in points for k in p))  # every axis, in order of appearance
     table = [summarise_point(workdir / point_name(p), p, keys) for p in points]
     table = [row for row in table if row["steps"]]
     if not table:
         print(f"No finished points under {workdir} yet.")
         return []
-    text = io.StringIO(newline="")
-    writer = csv.DictWriter(text, list(table[0]))
-    writer.writeheader()
-    writer.writerows(table)
-    (workdir / "results.csv").write_text(text.getvalue())
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.csv").write_text(_csv(table))
     fixed = {k: points[0].get(k) for k in keys if all(str(p.get(k)) == str(points[0].get(k)) for p in points)}
+    lines = [f"Command: `{command}`", ""] if command else []
+    lines += [f"Fixed: {', '.join(f'`{k}={format_value(v)}`' for k, v in fixed.items())}", ""] if fixed else []
+    seeded = any(k in SEED_FIELDS for k in keys)
+    groups = group_table(table, [k for k in keys if k not in SEED_FIELDS]) if seeded else []
+    if groups:
+        (out / "groups.csv").write_text(_csv(groups))
+        lines += [f"Final eval accuracy per point over its seeds: mean, std, the {stats.CONFIDENCE:.0%} interval "
+                  f"(Student t), and the difference to the baseline with Welch's interval; * where that interval "
+                  f"excludes 0.", ""]
+        lines += _markdown(groups, [h for h in groups[0] if h not in ("significant", "p", "directory", "seeds %")])
+        lines += ["", "Runs:", ""]
     header = [k for k in table[0] if k not in fixed and k != "point"]  # the Markdown table shows what varies
-    lines = [f"Fixed: {', '.join(f'`{k}={format_value(v)}`' for k, v in fixed.items())}", ""] if fixed else []
-    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_cell(row[h]) for h in header) + " |" for row in table]
-    (workdir / "results.md").write_text("\n".join(lines) + "\n")
+    lines += _markdown(table, header)
+    (out / "results.md").write_text("\n".join(lines) + "\n")
+    (out / "results.json").write_text(json.dumps({"command": command, "groups": groups, "runs": table}, indent=1))
     print("\n".join(lines))
-    plot(workdir, points, table)
+    plot(workdir, points, table, out, groups)
     return table
 
 
-def plot(workdir: epath.Path, points: Sequence[Mapping[str, Any]], table: Sequence[Mapping[str, Any]]) -> None:
-    """curves.png: training loss against step for every point; vs_AXIS.png for a numeric varying axis. Labels,
+def group_table(table: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> list[dict[str, Any]]:
+    """One row per point over its seeds (the first point is the baseline); `table` has summarise_point's rows."""
+    members: dict[str, list[Mapping[str, Any]]] = {}
+    for row in table:
+        members.setdefault(point_name({k: row[k] for k in keys if row[k] is not None}), []).append(row)
+    def accuracies(rows):
+        return [row["eval/accuracy"] for row in rows if row["eval/accuracy"] is not None]
+    baseline = accuracies(next(iter(members.values())))
+    groups = []
+    for name, rows in members.items():
+        values = accuracies(rows)
+        if not values:
+            continue
+        seeds, diff = stats.sample(values), stats.difference(values, baseline)
+        interval = (100 * seeds.low, 100 * seeds.high) if seeds.low is not None else None
+        diff_interval = (100 * diff.low, 100 * diff.high) if diff.low is not None else None
+        groups.append({
+            "point": plots.point_label({k: rows[0][k] for k in keys}), "n": seeds.n,
+            "accuracy %": 100 * seeds.mean, "std": None if seeds.std is None else 100 * seeds.std,
+            "95% interval": interval, "vs baseline": 100 * diff.delta, "95% interval of difference": diff_interval,
+            "significant": diff.significant, "p": diff.p_value, "": "*" if diff.significant else "",
+            "params": rows[0]["params"], "GMACs": rows[0]["GMACs"],
+            "images/s": _mean([row["images/s"] for row in rows]), "wall min": _mean([row["wall min"] for row in rows]),
+            "directory": name, "seeds %": [100 * v for v in values]})
+    return groups
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.fmean(values) if values else None
+
+
+def _csv(rows: Sequence[Mapping[str, Any]]) -> str:
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    return text.getvalue()
+
+
+def _markdown(rows: Sequence[Mapping[str, Any]], header: Sequence[str]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(_cell(row[h]) for h in header) + " |" for row in rows]
+
+
+def plot(workdir: epath.Path, points: Sequence[Mapping[str, Any]], table: Sequence[Mapping[str, Any]],
+         out: epath.Path, groups: Sequence[Mapping[str, Any]] = ()) -> None:
+    """curves.png: training loss against step for every point; vs_AXIS.png for a numeric varying axis;
+    accuracy.png, each point's seeds and interval, where points have seeds (`groups`: group_table's). Labels,
     title (data set, budget, seeds) and styles are plots.py's; the budget is read from each run's config.json.
     Without matplotlib (the [plots] extra) the tables stand alone, and one warning says so."""
     try:
@@ -109,13 +170,15 @@ def plot(workdir: epath.Path, points: Sequence[Mapping[str, Any]], table: Sequen
     budget = plots.describe_budget(configs, [row["steps"] for row in table],
                                    [len(members) for members in plots.series(points).values()])
     metrics = [read_metrics(workdir / point_name(p) / "metrics.jsonl") for p in points]
-    save_figure(plots.curves_figure(points, metrics, budget), workdir / "curves.png")
+    save_figure(plots.curves_figure(points, metrics, budget), out / "curves.png")
+    if groups:
+        save_figure(plots.accuracy_figure(groups, budget), out / "accuracy.png")
 
     axes = list(dict.fromkeys(k for p in points for k in p if len({str(q.get(k)) for q in points}) > 1))
     numeric = [k for k in axes if k not in SEED_FIELDS
                and all(isinstance(p.get(k), (int, float)) and not isinstance(p.get(k), bool) for p in points)]
     for axis in numeric:
-        save_figure(plots.versus_figure(axis, axes, table, budget), workdir / f"vs_{axis.replace('.', '_')}.png")
+        save_figure(plots.versus_figure(axis, axes, table, budget), out / f"vs_{axis.replace('.', '_')}.png")
 
 
 def read_config(directory: epath.Path) -> dict[str, Any]:
