@@ -1,7 +1,7 @@
 """Stride and padding of the stem and of the downsampling: one field changed at a time against the baseline.
 
     python -m resnet_jax.sweep --config=configs/default.py --sweep=configs/sweeps/stride_padding.py --workdir=DIR
-    python -m resnet_jax.sweep --config=configs/cifar10.py:resnet20_fast,epochs=2 \
+    python -m resnet_jax.sweep --config=configs/cifar10.py:resnet20_fast,epochs=3 \
         --sweep=configs/sweeps/stride_padding.py:skip_full_resolution --seeds=0,1,2 --workdir=DIR
 
 The baseline is the config's own CIFAR-style ResNet (3x3 stem at stride 1, no pool, stages at strides 1/2/2,
