@@ -19,7 +19,7 @@ from absl import flags
 
 from experiments.common import CONFIGS, run_sweep, short_budget, sweep_points
 from experiments.results_io import write_table
-from resnet_jax import cli
+from resnet_jax import errors
 from resnet_jax.sweeps.grid import STATUS_FILE
 from resnet_jax.sweeps.launch import run_local
 from resnet_jax.sweeps.results import final, read_metrics
@@ -87,4 +87,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    cli.run_absl(main)
+    errors.run_absl(main)

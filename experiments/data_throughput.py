@@ -13,7 +13,7 @@ from pathlib import Path
 
 from absl import flags
 
-from resnet_jax import cli, data
+from resnet_jax import data, errors
 
 CIFAR10_NPZ = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10"
 
@@ -42,7 +42,7 @@ def measure(name: str, dataset: data.Dataset, *, batch_size: int, steps: int) ->
 
 
 def main(argv) -> None:
-    cli.no_arguments(argv)
+    errors.no_arguments(argv)
     args = FLAGS
     start = time.perf_counter()
     shapes = data.load("shapes32", data_dir=args.data_dir)
@@ -58,4 +58,4 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
-    cli.run_absl(main)
+    errors.run_absl(main)

@@ -19,7 +19,7 @@ from pathlib import Path
 from absl import flags
 
 from experiments.common import CONFIGS, run_sweep, short_budget, sweep_points
-from resnet_jax import cli
+from resnet_jax import errors
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("dataset", "shapes32", list(CONFIGS), "Which data set (and config) to train on.")
@@ -45,4 +45,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    cli.run_absl(main)
+    errors.run_absl(main)

@@ -14,7 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from experiments.results_io import plot_path, write_table  # noqa: E402
-from resnet_jax import cli  # noqa: E402
+from resnet_jax import errors  # noqa: E402
 from resnet_jax.nn.conv import Conv2D  # noqa: E402
 
 COMMAND = "python -m experiments.fc_vs_conv"
@@ -26,7 +26,7 @@ def count(module: nn.Module, input_shape) -> int:
 
 
 def main(argv):
-    cli.no_arguments(argv)
+    errors.no_arguments(argv)
     h = w = 224
     inputs = h * w * 3  # 150,528
     layers = [
@@ -64,4 +64,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    cli.run_absl(main)  # no flags of its own: --help only helps
+    errors.run_absl(main)  # no flags of its own: --help only helps

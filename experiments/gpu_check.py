@@ -32,7 +32,7 @@ from typing import NamedTuple, Sequence
 
 from absl import flags
 
-from resnet_jax import cli
+from resnet_jax import errors
 
 
 class Case(NamedTuple):
@@ -224,7 +224,7 @@ def options() -> SimpleNamespace:
 
 
 def main(argv: Sequence[str]) -> None:
-    cli.no_arguments(argv)
+    errors.no_arguments(argv)
     args = options()
     argv = [a for a in sys.argv[1:] if not a.startswith(("--side", "--deadline"))]  # the flags, for the sides
     if args.smoke:
@@ -249,4 +249,4 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-    cli.run_absl(main)
+    errors.run_absl(main)

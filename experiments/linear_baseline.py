@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 from experiments.results_io import write_table
-from resnet_jax import cli
+from resnet_jax import errors
 from resnet_jax.data import shapes32
 
 COMMAND = "python -m experiments.linear_baseline"
@@ -21,7 +21,7 @@ PENALTIES = (0.1, 10.0, 1e3, 1e4, 1e5)
 
 
 def main(argv):
-    cli.no_arguments(argv)
+    errors.no_arguments(argv)
     start = time.perf_counter()
     config = shapes32.Shapes32.BUILDER_CONFIGS[0]
     train_images, train_labels = shapes32.generate(config.num_train, seed=(config.seed, 0))
@@ -45,4 +45,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    cli.run_absl(main)  # no flags of its own: --help only helps
+    errors.run_absl(main)  # no flags of its own: --help only helps

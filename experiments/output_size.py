@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from experiments.results_io import plot_path, write_table  # noqa: E402
-from resnet_jax import cli  # noqa: E402
+from resnet_jax import errors  # noqa: E402
 from resnet_jax.nn.conv import conv2d  # noqa: E402
 from resnet_jax.nn.shapes import ShapeError, output_size  # noqa: E402
 
@@ -24,7 +24,7 @@ SIZES, KERNELS, STRIDES, PADDINGS = (7, 32, 224), (1, 3, 5, 7), (1, 2, 3), (0, 1
 
 
 def main(argv):
-    cli.no_arguments(argv)
+    errors.no_arguments(argv)
     rows, mismatches = [], 0
     for n in SIZES:
         x = jnp.ones((1, n, n, 1))
@@ -67,4 +67,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    cli.run_absl(main)  # no flags of its own: --help only helps
+    errors.run_absl(main)  # no flags of its own: --help only helps

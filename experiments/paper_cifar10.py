@@ -24,8 +24,8 @@ import numpy as np
 from absl import flags
 
 from experiments.results_io import RESULTS, plot_path
-from resnet_jax import build, cli, data, runtime
-from resnet_jax.benchmark import cpu_description
+from resnet_jax import data, errors, restore, runtime
+from resnet_jax.cpu.machine import cpu_description
 from resnet_jax.nn.trace import totals, trace
 from resnet_jax.sweeps.results import read_metrics
 from resnet_jax.training import evaluation
@@ -49,7 +49,7 @@ def test_accuracy(model, variables, dataset, *, flip: bool) -> float:
 
 
 def record(workdir: Path) -> dict:
-    config, dataset, model, state = build.restore_run(workdir)
+    config, dataset, model, state = restore.restore_run(workdir)
     rows = read_metrics(workdir / "metrics.jsonl")
     steps = max(rows)
     variants = {"raw": evaluation.variables_of(state, raw=True)}
@@ -197,11 +197,11 @@ def plot(workdirs: list[Path], records: list[dict], name: str = "paper_cifar10")
         for metric, what, style in (("train/accuracy", "train", dict(lw=0.8, alpha=0.8)),
                                     ("eval/accuracy", "test", dict(lw=1.6, ls="--"))):
             steps = sorted(set.intersection(*({s for s, row in rows.items() if metric in row} for rows in runs)))
-            errors = np.array([[100 * (1 - rows[s][metric]) for s in steps] for rows in runs])  # [seeds, steps]
-            ax.plot(steps, errors.mean(0), color=f"C{i}", label=f"{label}, {what} error", **style)
-            highest = max(highest, *errors.mean(0)[np.asarray(steps) >= first_eval])
+            error_pct = np.array([[100 * (1 - rows[s][metric]) for s in steps] for rows in runs])  # [seeds, steps]
+            ax.plot(steps, error_pct.mean(0), color=f"C{i}", label=f"{label}, {what} error", **style)
+            highest = max(highest, *error_pct.mean(0)[np.asarray(steps) >= first_eval])
             if len(runs) > 1:
-                ax.fill_between(steps, errors.min(0), errors.max(0), color=f"C{i}", alpha=0.2, lw=0)
+                ax.fill_between(steps, error_pct.min(0), error_pct.max(0), color=f"C{i}", alpha=0.2, lw=0)
     for kind, ax in panel.items():
         ax.axhline(PAPER_ERROR[20], color="grey", lw=0.8, ls=":", label="paper's ResNet-20 test error (8.75%)")
         ax.set_ylim(0, min(100, 10 * np.ceil(highest / 10)))
@@ -223,7 +223,7 @@ def main(argv) -> None:
     del argv
     runtime.setup()
     if not FLAGS.runs:
-        raise cli.UserError("--runs is empty: give finished workdirs of resnet_jax.main, comma-separated")
+        raise errors.UserError("--runs is empty: give finished workdirs of resnet_jax.main, comma-separated")
     workdirs = [Path(os.path.expanduser(r)) for r in FLAGS.runs]
     records = [record(w) for w in workdirs]
     command = "python -m experiments.paper_cifar10 --runs=" + ",".join(FLAGS.runs)
@@ -234,7 +234,7 @@ def main(argv) -> None:
         command += f" --baseline={FLAGS.baseline}"
         path = RESULTS / f"{FLAGS.baseline}.json"
         if not path.is_file():
-            raise cli.UserError(f"--baseline={FLAGS.baseline}: {path} does not exist; name an earlier --name's "
+            raise errors.UserError(f"--baseline={FLAGS.baseline}: {path} does not exist; name an earlier --name's "
                                 f"results, e.g. --baseline=paper_cifar10")
         baseline = json.loads(path.read_text())
     write(records, command, FLAGS.name, baseline=baseline, baseline_name=FLAGS.baseline)
@@ -244,4 +244,4 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
-    cli.run_absl(main)
+    errors.run_absl(main)

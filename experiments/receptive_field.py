@@ -17,7 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from experiments.results_io import plot_path, write_table  # noqa: E402
-from resnet_jax import cli  # noqa: E402
+from resnet_jax import errors  # noqa: E402
 from resnet_jax.nn.conv import Conv2D  # noqa: E402
 from resnet_jax.nn.trace import empirical_receptive_field, trace  # noqa: E402
 
@@ -42,7 +42,7 @@ class ConvStack(nn.Module):
 
 
 def main(argv):
-    cli.no_arguments(argv)
+    errors.no_arguments(argv)
     rows, curves = [], {}
     for scheme, stride_of in SCHEMES.items():
         strides = tuple(stride_of(i) for i in range(MAX_DEPTH))
@@ -85,4 +85,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    cli.run_absl(main)  # no flags of its own: --help only helps
+    errors.run_absl(main)  # no flags of its own: --help only helps

@@ -13,7 +13,7 @@ from pathlib import Path
 from absl import flags
 
 from experiments.common import CONFIGS, run_sweep, sweep_points
-from resnet_jax import cli
+from resnet_jax import errors
 
 # The data sets whose configs have the stem and downsampling fields this sweep varies (cifar10.py has not).
 DATASETS = ["shapes32", "mnist5k"]
@@ -35,4 +35,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    cli.run_absl(main)
+    errors.run_absl(main)

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from resnet_jax import runtime
-from resnet_jax.cpu import host_memory, onednn
+from resnet_jax.cpu import host_memory, machine, onednn
 from resnet_jax.cpu.timing import Window
 from resnet_jax.nn import models
 from resnet_jax.training import optim, parallel, train
@@ -204,24 +204,6 @@ def matmul_rate(n: int = 2048, repeats: int = 5) -> dict[str, float]:
     return {k: 2 * n**3 / s for k, s in timed.seconds.items()}
 
 
-CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")  # what decides our kernels' speed, and PyTorch's
-
-
-def cpu_description(cpuinfo: str = "/proc/cpuinfo") -> str:
-    """The CPU a figure was measured on, as `lscpu` names it, with the flags that matter here: 'AMD EPYC (family
-    25, model 17), 2 cores; avx2 avx512f avx512_bf16, no amx_bf16'."""
-    fields = onednn.cpu_fields(cpuinfo)
-    if not fields:
-        return f"unknown ({cpuinfo} unreadable), {os.cpu_count()} cores"
-    flags = set(fields.get("flags", "").split())
-    has = " ".join(f for f in CPU_FLAGS if f in flags)
-    lacks = " ".join(f for f in CPU_FLAGS if f not in flags)
-    units = ", ".join(([has] if has else []) + ([f"no {lacks}"] if lacks else []))
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return (f"{fields.get('model name', 'unknown')} (family {fields.get('cpu family', '?')}, model "
-            f"{fields.get('model', '?')}), {cores} cores; {units}")
-
-
 def gpu_peak(kind: str | None = None) -> float | None:
     """Dense bf16 peak FLOP/s of a device kind (default: the first device's), longest matching name first."""
     kind = jax.devices()[0].device_kind if kind is None else kind
@@ -273,8 +255,8 @@ def options() -> Options:
 
 
 def main(argv: Sequence[str]) -> None:
-    from resnet_jax import cli
-    cli.no_arguments(argv)
+    from resnet_jax import errors
+    errors.no_arguments(argv)
     runtime.setup()  # before the first computation creates the backend and its threads
     keep = host_memory.keep_freed_memory()  # already set by setup (True if so); PyTorch's allocations share it
     args = options()
@@ -296,7 +278,7 @@ def main(argv: Sequence[str]) -> None:
         peak = gpu_peak()
         print(f"GPU bf16 dense peak: {peak / 1e12:.0f} TFLOP/s" if peak else "GPU peak unknown: no MFU")
     else:
-        print(f"cpu: {cpu_description()}")
+        print(f"cpu: {machine.cpu_description()}")
         peak = max(matmul_rate().values()) if not args.quick else None
         print(f"machine float32 matmul rate: {peak / 1e9:.0f} GFLOP/s (best of jnp.dot, torch.mm; 2048^3)"
               if peak else "matmul rate skipped (--quick)")
@@ -313,7 +295,7 @@ def main(argv: Sequence[str]) -> None:
         batch_size = args.batch or batch_size
         for dtype in args.dtypes:
             # oneDNN computes bfloat16 only on CPUs with bf16 units; elsewhere its row would time XLA twice.
-            row_impls = [i for i in impls if i == "xla" or dtype == "float32" or onednn.bf16_units()]
+            row_impls = [i for i in impls if i == "xla" or dtype == "float32" or machine.bf16_units()]
             jax_side = {impl: jax_runs(name, dtype, batch_size, size, classes, impl, kinds=kinds)
                         for impl in row_impls}
             facts = jax_side[row_impls[0]][1]
@@ -352,6 +334,6 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-    from resnet_jax import cli
+    from resnet_jax import errors
     define_flags()
-    cli.run_absl(main)
+    errors.run_absl(main)

@@ -1,23 +1,128 @@
-"""From a validated config to the objects a run is made of: its data set and its optimizer; and a finished
-run rebuilt from its workdir (config.json and a checkpoint).
+"""From a config to the objects a run is made of, each field read once, here: the config's check, the model
+(traced on the data's shape before anything is read), the data set, the optimizer and its schedule, the recipe.
 
-Weights to start from or to evaluate (a weight file of either format, or a run's checkpoint) are read here too.
-The entry points (main, evaluate, convert) and experiments share these, so a run is rebuilt from its config.json exactly
-as it was trained.
+The trainer (trainer.py), evaluate, convert and the experiments build with these, and restore.py rebuilds a
+finished run from its config.json with them, so a run is rebuilt exactly as it was trained.
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
+import os
+import sys
+import warnings
 
 import jax
 import ml_collections
+import numpy as np
 import optax
-from etils import epath
 
-from resnet_jax import cli, data, interop
+from resnet_jax import data, errors, runtime
+from resnet_jax.cpu import onednn
+from resnet_jax.nn import trace
 from resnet_jax.nn.models import DTYPES, get_model
-from resnet_jax.training import checkpoint, evaluation, finetune, optim, paths, train
+from resnet_jax.training import finetune, optim, parallel, train
+
+
+def validate_config(config: ml_collections.ConfigDict, *, device_count: int, process_count: int) -> None:
+    """Raise ValueError naming the field for any value that cannot run; silent when all is well."""
+    t, o, d = config.train, config.optim, config.data
+
+    def check(ok: bool, field: str, why: str) -> None:
+        if not ok:
+            raise errors.UserError(f"config.{field}={config[field.split('.')[0]][field.split('.')[1]]!r}: {why}")
+
+    check(t.parallel in parallel.MODES, "train.parallel", f"use one of {parallel.MODES}")
+    check(t.parallel != "single" or process_count == 1, "train.parallel",
+          f"'single' runs one process; this run has {process_count}: use 'pmap' or 'sharding'")
+    check(t.dtype in DTYPES, "train.dtype", f"use one of {sorted(DTYPES)}")
+    check(t.conv_impl in runtime.CONV_IMPLS, "train.conv_impl", f"use one of {runtime.CONV_IMPLS}")
+    if t.conv_impl == "onednn":
+        check(onednn.available(), "train.conv_impl",
+              f"oneDNN convolutions cannot run here ({onednn.why_unavailable()}); use 'auto' or 'xla'")
+    for field in ("steps", "eval_every", "checkpoint_every", "log_every", "keep_checkpoints"):
+        check(t[field] >= 1, f"train.{field}", "must be >= 1")
+    devices = 1 if t.parallel == "single" else device_count
+    for field in ("batch_size", "eval_batch_size"):
+        check(d[field] >= 1 and d[field] % devices == 0, f"data.{field}",
+              f"must be a positive multiple of the {devices} device(s) of parallel={t.parallel!r}")
+    check(d.augment in data.AUGMENTATIONS, "data.augment", f"use one of {data.AUGMENTATIONS}")
+    check(d.auto_augment in data.AUTO_AUGMENTATIONS, "data.auto_augment", f"use one of {data.AUTO_AUGMENTATIONS}")
+    for field in ("cutout", "mixup", "cutmix"):
+        check(d[field] >= 0, f"data.{field}", "must be >= 0 (0 turns it off)")
+    check(0 <= t.stop_after <= t.steps, "train.stop_after",
+          f"must lie in [0, train.steps={t.steps}] (0 runs to the end)")
+    check(t.accumulate_steps >= 1 and t.steps % t.accumulate_steps == 0, "train.accumulate_steps",
+          f"batches per update: must be >= 1 and divide train.steps={t.steps}")
+    check(not config.init.reset_head or bool(config.init.weights), "init.reset_head",
+          "re-initialises the classifier of loaded weights: give config.init.weights too")
+    check(o.name in optim.OPTIMIZERS, "optim.name", f"use one of {optim.OPTIMIZERS}")
+    check(o.schedule in optim.SCHEDULES, "optim.schedule", f"use one of {optim.SCHEDULES}")
+    check(o.lr > 0, "optim.lr", "must be > 0")
+    check(0 <= o.warmup_steps < t.steps, "optim.warmup_steps", f"must lie in [0, train.steps={t.steps})")
+    check(len(o.boundaries) == len(o.scales), "optim.scales",
+          f"needs one factor per boundary; optim.boundaries={o.boundaries!r}")
+    check(list(o.boundaries) == sorted(set(o.boundaries)) and all(0 < b < t.steps for b in o.boundaries),
+          "optim.boundaries", f"must be increasing steps inside (0, train.steps={t.steps})")
+    check(0 <= o.momentum < 1, "optim.momentum", "must lie in [0, 1)")
+    check(0 <= o.beta2 < 1, "optim.beta2", "must lie in [0, 1)")
+    check(o.weight_decay >= 0, "optim.weight_decay", "must be >= 0")
+    check(0 <= o.label_smoothing < 1, "optim.label_smoothing", "must lie in [0, 1)")
+    check(o.grad_clip >= 0, "optim.grad_clip", "must be >= 0 (0 turns clipping off)")
+    check(0 <= o.ema < 1, "optim.ema", "is the EMA decay: must lie in [0, 1) (0 turns it off)")
+    try:
+        parts = finetune.parts(get_model(**config.model))
+    except (TypeError, ValueError) as error:
+        raise errors.UserError(f"config.model: {error}") from None
+    check(all(part in parts for part in config.init.frozen), "init.frozen", f"use parts of the model: {parts}")
+    check(not (config.init.reset_head and "head" in config.init.frozen), "init.frozen",
+          "would freeze the classifier that init.reset_head re-initialises")
+
+
+def check_model(model, image_shape: tuple[int, int, int], *, batch_size: int, dtype: str,
+                allow_degenerate_maps: bool) -> list[trace.LayerRow]:
+    """Trace the model's shapes (nothing compiles): a collapse raises naming the layer; a degenerate map is a
+    visible warning; activations that cannot fit in memory are an error naming the largest layer."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            rows = trace.trace(model, (1, *image_shape))
+        except ValueError as error:  # ShapeError included: a layer the config's sizes cannot build
+            raise errors.UserError(f"config.model: {error}") from None
+    if not allow_degenerate_maps:
+        for warning in caught:
+            print(f"warning: {warning.message} (config.train.allow_degenerate_maps=True silences this)",
+                  file=sys.stderr, flush=True)
+    # Forward activations are kept for the backward pass, and their gradients live beside them: about twice
+    # the sum of every layer's output, per example, in the compute dtype.
+    item = 2 if dtype == "bfloat16" else 4
+    per_example = sum(int(np.prod(r.out_shape[1:])) for r in rows)
+    needed, available = 2 * per_example * batch_size * item, memory_bytes()
+    if available and needed > 0.8 * available:
+        widest = max(rows, key=lambda r: int(np.prod(r.out_shape[1:])))
+        raise errors.UserError(
+            f"config.model: activations need about {needed / 2**30:.0f} GiB per step of data.batch_size="
+            f"{batch_size}, more than this device's {available / 2**30:.0f} GiB; the largest is layer "
+            f"'{widest.name}' with output {list(widest.out_shape[1:])} per image (check its padding, kernel and "
+            f"stride fields, or lower data.batch_size)")
+    return rows
+
+
+def memory_bytes() -> int | None:
+    """Memory of the first device: the GPU's or TPU's limit, the machine's RAM on the CPU; None if unknown."""
+    device = jax.devices()[0]
+    if device.platform == "cpu":
+        try:
+            return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError):
+            return None
+    stats = device.memory_stats() or {}
+    return stats.get("bytes_limit")
+
+
+def model(config: ml_collections.ConfigDict, num_classes: int, conv_backend=None):
+    """The config's ResNet for `num_classes` classes, in the run's compute dtype, its frozen parts' BatchNorm
+    statistics kept (init.frozen); unset fields (None) keep the model family's defaults."""
+    return get_model(**config.model, num_classes=num_classes, dtype=DTYPES[config.train.dtype],
+                     conv_backend=conv_backend, frozen_norm=tuple(config.init.frozen))
 
 
 def load_data(d: ml_collections.ConfigDict) -> data.Dataset:
@@ -28,7 +133,7 @@ def load_data(d: ml_collections.ConfigDict) -> data.Dataset:
                          path=d.path or None, split_seed=d.split_seed, eval_fraction=d.eval_fraction,
                          image_size=d.image_size, in_memory=d.in_memory)
     except (ValueError, FileNotFoundError, NotADirectoryError) as error:
-        raise cli.UserError(f"config.data (name={d.name!r}, path={d.path!r}): {error}") from None
+        raise errors.UserError(f"config.data (name={d.name!r}, path={d.path!r}): {error}") from None
 
 
 def data_shape(d: ml_collections.ConfigDict) -> data.DataShape:
@@ -37,7 +142,7 @@ def data_shape(d: ml_collections.ConfigDict) -> data.DataShape:
     try:
         return data.shape_of(d.name, data_dir=d.data_dir or None, path=d.path or None, image_size=d.image_size)
     except (ValueError, FileNotFoundError, NotADirectoryError) as error:
-        raise cli.UserError(f"config.data (name={d.name!r}, path={d.path!r}): {error}") from None
+        raise errors.UserError(f"config.data (name={d.name!r}, path={d.path!r}): {error}") from None
 
 
 def optimizer(o: ml_collections.ConfigDict, *, steps: int, accumulate_steps: int = 1,
@@ -73,120 +178,3 @@ def recipe(config: ml_collections.ConfigDict) -> train.Recipe:
                         mixup=config.data.mixup, cutmix=config.data.cutmix, frozen=tuple(config.init.frozen))
 
 
-def init_weights(config: ml_collections.ConfigDict, model, *, in_channels: int) -> dict | None:
-    """The weights config.init names, for `model` (without the head when init.reset_head), or None."""
-    if not config.init.weights:
-        return None
-    return load_weights(config.init.weights, model, in_channels=in_channels, field="config.init.weights",
-                        reset_head=config.init.reset_head)
-
-
-def checkpoint_location(path: Path | epath.Path) -> tuple[Path | epath.Path, int | None]:
-    """(workdir, step) of `DIR/checkpoints/N` (that step) or of a workdir `DIR` (None: the latest)."""
-    if path.parent.name == "checkpoints" and path.name.isdigit():
-        return path.parent.parent, int(path.name)
-    if (path / "config.json").is_file():
-        return path, None
-    raise cli.UserError(f"{path}: neither a run's checkpoint (WORKDIR/checkpoints/STEP) nor a workdir with a "
-                        f"config.json")
-
-
-def _checkpoint_shapes(directory: epath.Path, step: int) -> dict[str, tuple[int, ...]]:
-    """{'.params['head']['kernel']': (512, 10), ...}: the shapes recorded with a checkpoint (checkpoint.structure)."""
-    try:
-        structure = json.loads((directory / str(step) / "meta" / "metadata").read_text())["structure"]
-    except (OSError, ValueError, KeyError) as error:
-        raise cli.UserError(f"{directory / str(step)}: cannot read the checkpoint's metadata ({error})") from None
-    shapes = {}
-    for entry in structure:  # "path:dtype:(a, b)"
-        path, _, shape = entry.rsplit(":", 2)
-        shapes[path] = tuple(int(n) for n in shape.strip("()").split(",") if n.strip())
-    return shapes
-
-
-def restore_checkpoint(workdir: epath.Path, step: int | None = None):
-    """(config, model, state) of a run's checkpoint (`step`, or the latest intact one), without its data set:
-    the class count and image channels come from the shapes saved with the checkpoint."""
-    config_file = workdir / "config.json"
-    if not config_file.is_file():
-        raise cli.UserError(f"{workdir}: no config.json there; give the workdir of a resnet_jax.main run")
-    config = ml_collections.ConfigDict(json.loads(config_file.read_text()))
-    checkpoints = checkpoint.Checkpoints(str(workdir / "checkpoints"), keep=config.train.keep_checkpoints)
-    try:
-        steps = checkpoints.steps()
-        if not steps:
-            raise cli.UserError(f"{workdir}: no checkpoint there yet")
-        if step is not None and step not in steps:
-            raise cli.UserError(f"no checkpoint of step {step} in {checkpoints.directory}; "
-                                f"there are {sorted(steps)}")
-        shapes = _checkpoint_shapes(checkpoints.directory, max(steps) if step is None else step)
-        num_classes, channels = shapes[".params['head']['kernel']"][-1], shapes[".params['stem_conv']['kernel']"][2]
-        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in config.model.items()}  # JSON's lists
-        model = get_model(**fields, num_classes=num_classes, dtype=DTYPES[config.train.dtype])
-        update = run_optimizer(config)
-        fresh = jax.device_get(train.create_train_state(model, update.tx, jax.random.key(0),
-                                                        image_shape=(32, 32, channels), ema=config.optim.ema > 0))
-        state = checkpoints.restore_latest(fresh) if step is None else checkpoints.restore_step(step, fresh)
-    except ValueError as error:
-        if isinstance(error, cli.UserError):
-            raise
-        raise cli.UserError(f"--step={step}: {error}") from None
-    finally:
-        checkpoints.close()
-    return config, model, state
-
-
-def load_params(workdir: str | epath.Path, step: int | None = None, *, raw: bool = False):
-    """(model, variables) of a trained run, for a notebook or your own code: the weights the run evaluates
-    (its EMA when it kept one, the trained ones with raw=True) at `step`, or its latest intact checkpoint.
-
-        model, variables = load_params("~/runs/cifar10_resnet20")
-        logits = model.apply(variables, images, train=False)    # images float32 [N, H, W, C], normalised
-    """
-    _, model, state = restore_checkpoint(paths.run_path(workdir), step)
-    return model, evaluation.variables_of(state, raw=raw)
-
-
-def restore_run(workdir: epath.Path, step: int | None = None):
-    """(config, dataset, model, state) of a run's checkpoint (`step`, or the latest intact one)."""
-    config, model, state = restore_checkpoint(workdir, step)
-    dataset = load_data(config.data)
-    if model.num_classes != dataset.info.num_classes:
-        raise cli.UserError(f"--workdir={workdir}: the checkpoint classifies {model.num_classes} classes, its data "
-                            f"set {dataset.info.name} has {dataset.info.num_classes}")
-    return config, dataset, model, state
-
-
-def weight_arrays(path: str | Path) -> dict:
-    """A weight file's arrays (torchvision's keys or ours), or the weights a run's checkpoint (WORKDIR/checkpoints/N,
-    or a workdir: its latest) evaluates, its EMA when it kept one, flattened in our format."""
-    path = Path(path)
-    if path.is_dir() or path.parent.name == "checkpoints":
-        _, _, state = restore_checkpoint(*checkpoint_location(path))
-        return interop.flatten_variables(evaluation.variables_of(state, raw=False))
-    return interop.load_arrays(path)[0]
-
-
-def load_weights(path: str | Path, model, *, in_channels: int, field: str, reset_head: bool | None = None) -> dict:
-    """{'params', 'batch_stats'} for `model` from `path` (see weight_arrays), checked key by key and shape by
-    shape; with `reset_head` the classifier is left out (the caller initialises it afresh). A class count that
-    differs from the model's is an error unless reset_head is True (None: resetting is not an option here)."""
-    where = f"{field}={path}"
-    try:
-        arrays = weight_arrays(path)
-    except (OSError, ValueError) as error:
-        raise cli.UserError(f"{where}: {cli.describe(error)}") from None
-    classes = interop.num_classes_of(arrays) or model.num_classes
-    if classes != model.num_classes and not reset_head:
-        fix = ("set config.init.reset_head=True to train a new classifier" if reset_head is not None else
-               "evaluate them on a data set with as many classes")
-        raise cli.UserError(f"{where}: the weights classify {classes} classes, the data set has "
-                            f"{model.num_classes}; {fix}")
-    try:
-        variables = interop.variables_for(arrays, model.clone(num_classes=classes, conv_backend=None),
-                                          in_channels=in_channels)
-    except (interop.StateDictError, ValueError) as error:
-        raise cli.UserError(f"{where}: {error}") from None
-    if reset_head:
-        variables["params"] = {name: value for name, value in variables["params"].items() if name != "head"}
-    return variables

@@ -25,7 +25,7 @@ import numpy as np
 from absl import flags
 from ml_collections import config_flags
 
-from resnet_jax import build, cli, interop
+from resnet_jax import errors, interop, restore
 from resnet_jax.data.pipeline import NORMALISATION
 from resnet_jax.nn.models import get_model
 from resnet_jax.nn.resnet import PADDING_MODES
@@ -77,8 +77,8 @@ def define_flags() -> None:
 def export_checkpoint(path: Path, output: str, *, raw: bool, torchvision: bool) -> None:
     """A run's checkpoint (its EMA unless `raw`) to `output`: torchvision's keys for .pth or `torchvision`,
     else ours with the run's model and padding in the metadata."""
-    workdir, step = build.checkpoint_location(path)
-    config, model, state = build.restore_checkpoint(workdir, step)
+    workdir, step = restore.checkpoint_location(path)
+    config, model, state = restore.restore_checkpoint(workdir, step)
     variables = evaluation.variables_of(state, raw=raw)
     if torchvision or Path(output).suffix.lower() in interop.TORCH_SUFFIXES:
         mismatch = interop.torchvision_mismatch(model)
@@ -98,7 +98,7 @@ def export_checkpoint(path: Path, output: str, *, raw: bool, torchvision: bool) 
 def main(argv: Sequence[str]) -> None:
     """INPUT [OUTPUT] and the flags above."""
     if not 2 <= len(argv) <= 3:
-        raise cli.UserError("give INPUT [OUTPUT]: a weight file or a run's checkpoint, and where to write the other "
+        raise errors.UserError("give INPUT [OUTPUT]: a weight file or a run's checkpoint, and where to write the other "
                             "format (see --help)")
     f = flags.FLAGS
     convert(argv[1], argv[2] if len(argv) == 3 else None, depth=f.depth, padding=f.padding, config=f.config,
@@ -111,10 +111,10 @@ def convert(source: str, output: str | None = None, *, depth: int | None = None,
     """`source` (a weight file, a checkpoint or a workdir) to `output` in the other format, and/or the top-5
     classes of `image`; the model is ResNet-`depth` with `padding`, or `config.model` when a config is given."""
     if output is None and image is None:
-        raise cli.UserError("give an OUTPUT file, --image, or both")
+        raise errors.UserError("give an OUTPUT file, --image, or both")
     if Path(source).is_dir() or Path(source).parent.name == "checkpoints":
         if image or not output:
-            raise cli.UserError(f"{source}: a checkpoint is exported to a file; classify an image with the "
+            raise errors.UserError(f"{source}: a checkpoint is exported to a file; classify an image with the "
                                 f"exported file")
         export_checkpoint(Path(source), output, raw=raw, torchvision=torchvision)
         return
@@ -160,4 +160,4 @@ def convert(source: str, output: str | None = None, *, depth: int | None = None,
 if __name__ == "__main__":
     # A missing file, or one whose keys or shapes do not fit the model (interop.StateDictError), is bad input.
     define_flags()
-    cli.run_absl(main, user_errors=(ValueError, OSError))
+    errors.run_absl(main, user_errors=(ValueError, OSError))

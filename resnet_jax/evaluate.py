@@ -22,28 +22,33 @@ from absl import flags
 from etils import epath
 from ml_collections import config_flags
 
-from resnet_jax import build, cli, data, runtime
+from resnet_jax import build, data, errors, restore, runtime
 from resnet_jax.nn.models import DTYPES, get_model
 from resnet_jax.training import evaluation, paths
 
-flags.DEFINE_string("workdir", None, "A workdir of python -m resnet_jax.main.")
-flags.DEFINE_string("weights", None, "A weight file (.npz, .safetensors, .pth) or a run's checkpoint directory, "
-                    "evaluated with the model and data of --config.")
-config_flags.DEFINE_config_file("config", None, "With --weights: the config file naming the data and the model, "
-                                "e.g. configs/cifar10.py:resnet20.", lock_config=True)
-flags.DEFINE_string("output_dir", None, "With --weights: where the JSON and the plot go (default: an eval/ folder "
-                    "beside the weights).")
-flags.DEFINE_integer("step", None, "The checkpoint's step (default: the latest intact one).")
-flags.DEFINE_bool("raw", False, "Evaluate the raw weights even when the run kept an EMA of them.")
-flags.DEFINE_bool("flip", False, "Average the logits of each image and its left-right mirror.")
-flags.DEFINE_integer("batch_size", 500, "Examples per evaluation batch.")
 FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    """The command's flags, defined when it runs (importing this module defines none)."""
+    flags.DEFINE_string("workdir", None, "A workdir of python -m resnet_jax.main.")
+    flags.DEFINE_string("weights", None, "A weight file (.npz, .safetensors, .pth) or a run's checkpoint directory, "
+                        "evaluated with the model and data of --config.")
+    config_flags.DEFINE_config_file("config", None, "With --weights: the config file naming the data and the model, "
+                                    "e.g. configs/cifar10.py:resnet20.", lock_config=True)
+    flags.DEFINE_string("output_dir", None, "With --weights: where the JSON and the plot go (default: an eval/ folder "
+                        "beside the weights).")
+    flags.DEFINE_integer("step", None, "The checkpoint's step (default: the latest intact one).")
+    flags.DEFINE_bool("raw", False, "Evaluate the raw weights even when the run kept an EMA of them.")
+    flags.DEFINE_bool("flip", False, "Average the logits of each image and its left-right mirror.")
+    flags.DEFINE_integer("batch_size", 500, "Examples per evaluation batch.")
+
 
 
 def evaluate(workdir: epath.Path, *, step: int | None, raw: bool, flip: bool, batch_size: int
              ) -> tuple[dict, epath.Path]:
     """Evaluate and write DIR/eval/step_N[_raw][_flip].{json,png}; returns the numbers and the JSON's path."""
-    config, dataset, model, state = build.restore_run(workdir, step)
+    config, dataset, model, state = restore.restore_run(workdir, step)
     weights = "raw" if state.ema is None or raw else "ema"
     name = f"step_{int(state.step)}" + ("_raw" if weights == "raw" and state.ema is not None else "") + \
         ("_flip" if flip else "")
@@ -60,12 +65,12 @@ def evaluate_weights(path: Path, config, *, output_dir: epath.Path | None, flip:
     try:
         model = get_model(**config.model, num_classes=dataset.info.num_classes, dtype=DTYPES[config.train.dtype])
     except (TypeError, ValueError) as error:
-        raise cli.UserError(f"config.model: {error}") from None
-    variables = build.load_weights(path, model, in_channels=dataset.info.image_shape[-1], field="--weights")
+        raise errors.UserError(f"config.model: {error}") from None
+    variables = restore.load_weights(path, model, in_channels=dataset.info.image_shape[-1], field="--weights")
     if path.is_file():
         out, name = output_dir or path.parent / "eval", path.name.split(".")[0]
     else:  # a run's checkpoint: into its workdir's eval/, named apart from --workdir's own evaluations
-        workdir, step = build.checkpoint_location(path)
+        workdir, step = restore.checkpoint_location(path)
         out, name = output_dir or workdir / "eval", f"weights_step_{step}" if step is not None else "weights_latest"
     title = f"{dataset.info.name}, {config.model.name}{config.model.depth}, {path.name}"
     return report(model, variables, dataset, {"weights_file": str(path), "weights": "file"},
@@ -78,7 +83,7 @@ def report(model, variables, dataset, about: dict, stem: epath.Path, *, title: s
     logits, labels = evaluation.predict(model, variables, data.eval_batches(dataset, batch_size=batch_size),
                                         flip=flip)
     if len(labels) != dataset.info.num_eval:
-        raise cli.RunError(f"evaluated {len(labels)} examples of the {dataset.info.num_eval} in the split")
+        raise errors.RunError(f"evaluated {len(labels)} examples of the {dataset.info.num_eval} in the split")
     result = {**about, "flip": flip, "data": dataset.info.name,
               **evaluation.metrics(logits, labels, dataset.info.num_classes)}
     paths.make_dirs(stem.parent)
@@ -91,11 +96,11 @@ def report(model, variables, dataset, about: dict, stem: epath.Path, *, title: s
 
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
-        raise cli.UserError(f"unexpected arguments {argv[1:]}")
+        raise errors.UserError(f"unexpected arguments {argv[1:]}")
     if bool(FLAGS.workdir) == bool(FLAGS.weights):
-        raise cli.UserError("give --workdir (a resnet_jax.main run) or --weights (a weight file, with --config)")
+        raise errors.UserError("give --workdir (a resnet_jax.main run) or --weights (a weight file, with --config)")
     if FLAGS.weights and FLAGS.config is None:
-        raise cli.UserError(f"--weights={FLAGS.weights}: needs --config, the config file naming the data and model")
+        raise errors.UserError(f"--weights={FLAGS.weights}: needs --config, the config file naming the data and model")
     runtime.setup()
     if FLAGS.workdir:
         result, path = evaluate(paths.run_path(FLAGS.workdir), step=FLAGS.step, raw=FLAGS.raw,
@@ -111,4 +116,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    cli.run_absl(main)
+    define_flags()
+    errors.run_absl(main)

@@ -14,7 +14,7 @@ import os
 
 import jax
 
-from resnet_jax.cpu import conv_choice, host_memory, onednn, xla_flags
+from resnet_jax.cpu import conv_choice, host_memory, machine, onednn, xla_flags
 from resnet_jax.nn.conv import ConvBackend
 
 # What train.conv_impl takes: 'auto' picks per run (conv_impl_for); 'fastest' per convolution shape, by timing
@@ -47,7 +47,7 @@ def setup(*, keep_freed_memory: bool = True) -> None:
 
 def conv_impl_for(conv_impl: str, *, parallel_mode: str, dtype: str) -> str:
     """'auto' -> 'onednn' where it helps (a run on the CPU, not SPMD-partitioned, in float32, or in bfloat16 on
-    a CPU with bf16 units: `onednn.bf16_units()`), else 'xla'. 'fastest' stays where 'auto' would pick oneDNN
+    a CPU with bf16 units: `machine.bf16_units()`), else 'xla'. 'fastest' stays where 'auto' would pick oneDNN
     (each shape then goes to the faster of the two) and is 'xla' elsewhere.
 
     Under parallel='sharding' XLA cannot split a custom call over devices and would gather the batch onto each.
@@ -57,7 +57,7 @@ def conv_impl_for(conv_impl: str, *, parallel_mode: str, dtype: str) -> str:
         raise ValueError(f"conv_impl={conv_impl!r}: use one of {CONV_IMPLS}")
     if conv_impl not in ("auto", "fastest"):
         return conv_impl
-    dtype_fits = dtype == "float32" or (dtype == "bfloat16" and onednn.bf16_units())
+    dtype_fits = dtype == "float32" or (dtype == "bfloat16" and machine.bf16_units())
     fits = jax.default_backend() == "cpu" and dtype_fits and parallel_mode != "sharding"
     if not (fits and onednn.available()):
         return "xla"

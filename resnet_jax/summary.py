@@ -17,7 +17,7 @@ from typing import Sequence
 from absl import flags
 from ml_collections import config_flags
 
-from resnet_jax import cli
+from resnet_jax import errors
 from resnet_jax.nn.trace import LayerRow, totals, trace
 
 
@@ -61,7 +61,7 @@ def parse_override(text: str) -> tuple[str, object]:
     """'stem_stride=2' -> ('stem_stride', 2); a value that is not a Python literal stays a string ('same')."""
     key, sep, value = text.partition("=")
     if not sep or not key:
-        raise cli.UserError(f"--set={text}: wants FIELD=VALUE, e.g. --set=stem_stride=2")
+        raise errors.UserError(f"--set={text}: wants FIELD=VALUE, e.g. --set=stem_stride=2")
     try:
         return key, ast.literal_eval(value)
     except (ValueError, SyntaxError):
@@ -85,7 +85,7 @@ def model_and_shape(flag_values) -> tuple[object, tuple[int, int, int]]:
     from resnet_jax.nn.models import get_model
     if flag_values.config is not None:
         if flag_values.model or flag_values.set:
-            raise cli.UserError("--config names the model: give either --config (with --config.model.FIELD=VALUE) "
+            raise errors.UserError("--config names the model: give either --config (with --config.model.FIELD=VALUE) "
                                 "or --model (with --set FIELD=VALUE)")
         from resnet_jax import build
         shape, num_classes = build.data_shape(flag_values.config.data)  # from the data set's info: nothing read
@@ -93,14 +93,14 @@ def model_and_shape(flag_values) -> tuple[object, tuple[int, int, int]]:
             shape = (flag_values.input, flag_values.input, shape[-1])
         return get_model(**flag_values.config.model, num_classes=num_classes), shape
     if not flag_values.model:
-        raise cli.UserError("no model given (--model): name one, e.g. --model=resnet50, or give --config=FILE")
+        raise errors.UserError("no model given (--model): name one, e.g. --model=resnet50, or give --config=FILE")
     size = flag_values.input or (32 if flag_values.model.startswith("cifar") else 224)
     return get_model(flag_values.model, **dict(map(parse_override, flag_values.set))), (size, size,
                                                                                         flag_values.channels)
 
 
 def main(argv: Sequence[str]) -> None:
-    cli.no_arguments(argv)
+    errors.no_arguments(argv)
     model, shape = model_and_shape(flags.FLAGS)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -112,4 +112,4 @@ def main(argv: Sequence[str]) -> None:
 
 if __name__ == "__main__":
     define_flags()
-    cli.run_absl(main, user_errors=(ValueError,))  # ShapeError included: a model its input cannot build
+    errors.run_absl(main, user_errors=(ValueError,))  # ShapeError included: a model its input cannot build

@@ -22,7 +22,7 @@ from typing import Sequence
 from absl import app, flags, logging
 from etils import epath
 
-from resnet_jax import build, cli
+from resnet_jax import build, errors
 from resnet_jax.sweeps import tpu
 from resnet_jax.sweeps.check import check_points
 from resnet_jax.sweeps.grid import expand, load_function, parse_seeds, point_command, point_config, point_name
@@ -32,34 +32,37 @@ from resnet_jax.sweeps.results import collect
 FLAGS = flags.FLAGS
 
 
-flags.DEFINE_string("config", None, "Config file, path[:arg].")
-flags.DEFINE_string("sweep", None, "Sweep file defining get_sweep(arg=None), path[:arg].")
-flags.DEFINE_string("workdir", None, "Sweep directory; each point trains in a sub-directory.")
-flags.DEFINE_enum("launcher", "local", ["local", "tpu"], "Where the points run.")
-flags.DEFINE_list("tpus", [], "TPU VM names for --launcher=tpu (points are queued round-robin).")
-flags.DEFINE_string("zone", None, "GCP zone of the TPU VMs, e.g. us-central2-b (v4) or us-west4-a (v5e).")
-flags.DEFINE_string("accelerator_type", "v4-8", "TPU VM type: v4-8, v5litepod-8, ...; a pod slice (v4-32) runs "
-                    "each point on all its hosts.")
-flags.DEFINE_string("tpu_version", "tpu-ubuntu2204-base", "TPU VM runtime software (v5e: v2-alpha-tpuv5-lite).")
-flags.DEFINE_bool("spot", False, "Create Spot TPU VMs: cheaper, preemptible; a preempted point is rerun.")
-flags.DEFINE_bool("keep", False, "Leave the TPU VMs at the end instead of deleting them.")
-flags.DEFINE_integer("poll_seconds", 60, "How often --launcher=tpu checks on its VMs.")
-flags.DEFINE_integer("max_retries", 3, "How often a TPU's unfinished points are rerun after a preemption.")
-flags.DEFINE_string("status_file", None, "Local copy of the TPU sweep's status, also copied to "
-                    "WORKDIR/sweep_status.json (default: sweep_status-BUCKET_PATH.json here).")
-flags.DEFINE_string("repo_dir", "~/resnet_jax", "Where the code is unpacked on the TPU VMs.")
-flags.DEFINE_list("seeds", [], "Seeds of every point, e.g. 0,1,2: each sets the run's train.seed and data.seed, "
-                  "and a point's seeds are one group in --collect (replaces the sweep file's 'seeds' axis).")
-flags.DEFINE_bool("dry_run", False, "Print the commands instead of running them.")
-flags.DEFINE_bool("collect", False, "Only collect finished points into a table and plots.")
-flags.DEFINE_string("results_dir", None, "Where --collect writes results.{md,csv,json} and the plots (default: the "
-                    "sweep's --workdir), e.g. experiments/results/NAME.")
-flags.DEFINE_bool("print_config", False, "Print each point's resolved config (the base config with the point's "
-                  "overrides) and exit; nothing runs, --workdir is not needed.")
+def define_flags() -> None:
+    """The command's flags, defined when it runs (importing this module defines none)."""
+    flags.DEFINE_string("config", None, "Config file, path[:arg].")
+    flags.DEFINE_string("sweep", None, "Sweep file defining get_sweep(arg=None), path[:arg].")
+    flags.DEFINE_string("workdir", None, "Sweep directory; each point trains in a sub-directory.")
+    flags.DEFINE_enum("launcher", "local", ["local", "tpu"], "Where the points run.")
+    flags.DEFINE_list("tpus", [], "TPU VM names for --launcher=tpu (points are queued round-robin).")
+    flags.DEFINE_string("zone", None, "GCP zone of the TPU VMs, e.g. us-central2-b (v4) or us-west4-a (v5e).")
+    flags.DEFINE_string("accelerator_type", "v4-8", "TPU VM type: v4-8, v5litepod-8, ...; a pod slice (v4-32) runs "
+                        "each point on all its hosts.")
+    flags.DEFINE_string("tpu_version", "tpu-ubuntu2204-base", "TPU VM runtime software (v5e: v2-alpha-tpuv5-lite).")
+    flags.DEFINE_bool("spot", False, "Create Spot TPU VMs: cheaper, preemptible; a preempted point is rerun.")
+    flags.DEFINE_bool("keep", False, "Leave the TPU VMs at the end instead of deleting them.")
+    flags.DEFINE_integer("poll_seconds", 60, "How often --launcher=tpu checks on its VMs.")
+    flags.DEFINE_integer("max_retries", 3, "How often a TPU's unfinished points are rerun after a preemption.")
+    flags.DEFINE_string("status_file", None, "Local copy of the TPU sweep's status, also copied to "
+                        "WORKDIR/sweep_status.json (default: sweep_status-BUCKET_PATH.json here).")
+    flags.DEFINE_string("repo_dir", "~/resnet_jax", "Where the code is unpacked on the TPU VMs.")
+    flags.DEFINE_list("seeds", [], "Seeds of every point, e.g. 0,1,2: each sets the run's train.seed and data.seed, "
+                      "and a point's seeds are one group in --collect (replaces the sweep file's 'seeds' axis).")
+    flags.DEFINE_bool("dry_run", False, "Print the commands instead of running them.")
+    flags.DEFINE_bool("collect", False, "Only collect finished points into a table and plots.")
+    flags.DEFINE_string("results_dir", None, "Where --collect writes results.{md,csv,json} and the plots (default: the "
+                        "sweep's --workdir), e.g. experiments/results/NAME.")
+    flags.DEFINE_bool("print_config", False, "Print each point's resolved config (the base config with the point's "
+                      "overrides) and exit; nothing runs, --workdir is not needed.")
+
 
 
 def main(argv: Sequence[str]) -> None:
-    cli.no_arguments(argv)
+    errors.no_arguments(argv)
     for name in ("config", "sweep") + (() if FLAGS.print_config else ("workdir",)):
         if not getattr(FLAGS, name):
             raise app.UsageError(f"--{name} is required.")
@@ -117,12 +120,12 @@ def run_on_tpus(points: Sequence[dict]) -> None:
     error line of its own as it fails, and exit status 1 at the end."""
     workdir = FLAGS.workdir.rstrip("/")
     if not FLAGS.zone:
-        raise cli.UserError("--launcher=tpu needs --zone (e.g. --zone=us-central2-b)")
+        raise errors.UserError("--launcher=tpu needs --zone (e.g. --zone=us-central2-b)")
     if not workdir.startswith("gs://"):
-        raise cli.UserError(f"--workdir={FLAGS.workdir}: --launcher=tpu needs a gs://BUCKET/PATH workdir: the TPU "
+        raise errors.UserError(f"--workdir={FLAGS.workdir}: --launcher=tpu needs a gs://BUCKET/PATH workdir: the TPU "
                             f"VMs write their checkpoints and logs there, and it outlives them")
     if FLAGS.poll_seconds < 0 or FLAGS.max_retries < 0:
-        raise cli.UserError("--poll_seconds and --max_retries must be >= 0")
+        raise errors.UserError("--poll_seconds and --max_retries must be >= 0")
     cloud = tpu.Cloud(FLAGS.zone, FLAGS.accelerator_type, FLAGS.tpu_version, FLAGS.spot, FLAGS.repo_dir)
     status_file = FLAGS.status_file or tpu.default_status_file(workdir)
     jobs = tpu.make_jobs(FLAGS.config, points, workdir)
@@ -136,14 +139,15 @@ def run_on_tpus(points: Sequence[dict]) -> None:
         statuses = tpu.run_sweep(jobs, FLAGS.tpus, cloud, workdir=workdir, status_file=status_file,
                                  keep=FLAGS.keep, poll_seconds=FLAGS.poll_seconds, max_retries=FLAGS.max_retries)
     except KeyboardInterrupt:
-        raise cli.Interrupted(f"the sweep was stopped (see {status_file}); rerun the same command to resume: done "
+        raise errors.Interrupted(f"the sweep was stopped (see {status_file}); rerun the same command to resume: done "
                               f"points are skipped, the others resume from their checkpoints") from None
     failed = [job.name for job in jobs if statuses.get(job.name, {}).get("status") != "done"]
     if failed:
-        raise cli.RunError(f"{len(failed)} of {len(jobs)} points did not finish ({', '.join(failed)}): see "
+        raise errors.RunError(f"{len(failed)} of {len(jobs)} points did not finish ({', '.join(failed)}): see "
                            f"{status_file}; rerun the same command to retry them")
 
 
 if __name__ == "__main__":
+    define_flags()
     # A sweep file that is missing or rejects its arg (ValueError) is bad input.
-    cli.run_absl(main, user_errors=(ValueError, FileNotFoundError))
+    errors.run_absl(main, user_errors=(ValueError, FileNotFoundError))

@@ -90,7 +90,7 @@ def test_gpu_check_smoke_times_torch_compile_too(tmp_path):  # ~4 minutes: induc
 
 
 def test_the_cpu_is_named_with_the_flags_that_decide_the_kernels(tmp_path):
-    from resnet_jax.benchmark import cpu_description
+    from resnet_jax.cpu.machine import cpu_description
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Platinum 8480+\ncpu family\t: 6\n"
                        "model\t\t: 143\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n\n"

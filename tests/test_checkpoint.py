@@ -15,7 +15,7 @@ import jax
 import numpy as np
 import pytest
 
-from resnet_jax import main
+from resnet_jax import trainer
 from resnet_jax.training import checkpoint, optim, train
 from resnet_jax.nn.models import get_model
 from tiny_run import REPO, command_line, tiny_config, write_tiny_npz
@@ -176,7 +176,7 @@ def test_a_run_killed_at_any_moment_resumes_to_the_same_params(tmp_path):
     """SIGKILL the entry point mid-run, rerun it: the final state equals an uninterrupted run's, bit for bit."""
     npz = write_tiny_npz(tmp_path / "tiny.npz")
     overrides = dict(train__steps=40, train__checkpoint_every=4, train__log_every=1, train__eval_every=100)
-    _, _ = main.run(tiny_config(npz, **overrides), str(tmp_path / "straight"))
+    _, _ = trainer.run(tiny_config(npz, **overrides), str(tmp_path / "straight"))
     expected = checkpoint.Checkpoints(str(tmp_path / "straight" / "checkpoints"), keep=3)
 
     workdir = tmp_path / "killed"
@@ -192,7 +192,7 @@ def test_a_run_killed_at_any_moment_resumes_to_the_same_params(tmp_path):
     saved = checkpoint.Checkpoints(str(workdir / "checkpoints"), keep=3).steps()
     assert saved and max(saved) < 40, saved  # killed after a checkpoint and before the end
 
-    resumed, _ = main.run(tiny_config(npz, **overrides), str(workdir))
+    resumed, _ = trainer.run(tiny_config(npz, **overrides), str(workdir))
     reference = expected.restore_latest(target=resumed)
     assert int(resumed.step) == int(reference.step) == 40
     chex.assert_trees_all_equal(resumed, reference)

@@ -226,7 +226,7 @@ def test_allow_degenerate_maps_silences_the_warning(files, tmp_path):
 def test_while_a_run_trains_its_workdir_is_locked_and_a_stop_request_saves_its_step(tmp_path):
     """The in-process twin of the test below (which starts the three processes, ~60 s): the lock is held while
     the loop runs, a stop request saves the finished step and raises Stopped, and the lock is free after it."""
-    from resnet_jax import main
+    from resnet_jax import trainer
     from resnet_jax.training.lock import WorkdirBusy, workdir_lock
     from resnet_jax.training.signals import Stopped, stop_requests
     from tiny_run import tiny_config, write_tiny_npz
@@ -243,7 +243,7 @@ def test_while_a_run_trains_its_workdir_is_locked_and_a_stop_request_saves_its_s
 
     config = tiny_config(write_tiny_npz(tmp_path / "tiny.npz"), train__steps=100, train__checkpoint_every=50)
     with pytest.raises(Stopped, match="SIGTERM after step 3; the checkpoint of that step is saved"):
-        main.run(config, workdir, stop_at_step_3)
+        trainer.run(config, workdir, stop_at_step_3)
     assert refusals and all(f"pid {os.getpid()}" in r and "another run is training there" in r for r in refusals)
     assert "3" in os.listdir(workdir / "checkpoints")
     with workdir_lock(workdir):  # released when the run stopped

@@ -3,7 +3,7 @@ import json
 
 import numpy as np
 
-from resnet_jax import main
+from resnet_jax import trainer
 from test_errors import command
 from tiny_run import command_line, tiny_config, write_tiny_npz
 
@@ -15,7 +15,7 @@ def evaluate(*args):
 def test_evaluate_reports_what_the_run_logged_and_writes_json_and_plot(tmp_path):
     npz = write_tiny_npz(tmp_path / "tiny.npz")
     workdir = tmp_path / "run"
-    _, summary = main.run(tiny_config(npz, optim__ema=0.5), str(workdir))
+    _, summary = trainer.run(tiny_config(npz, optim__ema=0.5), str(workdir))
     result = evaluate(f"--workdir={workdir}")
     assert result.returncode == 0, result.stderr[-2000:]
     numbers = json.loads((workdir / "eval" / "step_6.json").read_text())
@@ -43,7 +43,7 @@ def test_evaluate_weights_file_with_a_config_gives_the_runs_numbers(tmp_path):
 
     npz = write_tiny_npz(tmp_path / "tiny.npz")
     workdir = tmp_path / "run"
-    _, summary = main.run(tiny_config(npz), str(workdir))
+    _, summary = trainer.run(tiny_config(npz), str(workdir))
     convert.convert(str(workdir / "checkpoints" / "6"), str(tmp_path / "weights.safetensors"))
     flags = [f for f in command_line(npz) if not f.startswith("--config.train.")]
     result = evaluate("--weights=" + str(tmp_path / "weights.safetensors"), *flags)

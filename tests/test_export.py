@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from resnet_jax import build, interop, main
+from resnet_jax import build, interop, restore, trainer
 from resnet_jax.nn.models import IMAGENET_STAGES
 from resnet_jax.training import evaluation
 from test_errors import command
@@ -27,7 +27,7 @@ def resnet18_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
     npz = write_tiny_npz(root / "tiny.npz")
     workdir = root / "run"
-    main.run(tiny_config(npz, **RESNET18, optim__ema=0.5), str(workdir))
+    trainer.run(tiny_config(npz, **RESNET18, optim__ema=0.5), str(workdir))
     return workdir
 
 
@@ -35,7 +35,7 @@ def test_checkpoint_exported_to_pth_loads_strictly_and_gives_the_same_logits(res
     result = command("resnet_jax.convert", str(resnet18_run / "checkpoints" / "2"), str(tmp_path / "run.pth"),
                      timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    _, model, state = build.restore_checkpoint(resnet18_run, 2)
+    _, model, state = restore.restore_checkpoint(resnet18_run, 2)
     reference = TorchResNet(BasicBlock, IMAGENET_STAGES[18][1], num_classes=4)
     reference.load_state_dict(torch.load(tmp_path / "run.pth"), strict=True)
     x = np.random.default_rng(0).normal(size=(3, 8, 8, 3)).astype(np.float32)
@@ -49,7 +49,7 @@ def test_checkpoint_exported_to_our_format_round_trips(resnet18_run, tmp_path, s
 
     convert.convert(str(resnet18_run), str(tmp_path / f"run{suffix}"), raw=True)  # a workdir: its latest
     arrays, metadata = interop.load_arrays(tmp_path / f"run{suffix}")
-    _, _, state = build.restore_checkpoint(resnet18_run)
+    _, _, state = restore.restore_checkpoint(resnet18_run)
     expected = interop.flatten_variables(evaluation.variables_of(state, raw=True))
     assert sorted(arrays) == sorted(expected) and all(np.array_equal(arrays[k], expected[k]) for k in arrays)
     assert metadata["padding"] == "symmetric" and json.loads(metadata["model"])["depth"] == 18
@@ -80,9 +80,9 @@ def test_fine_tuning_starts_from_an_exported_pth(resnet18_run, tmp_path):
     npz = write_tiny_npz(tmp_path / "tiny.npz")
     config = tiny_config(npz, **RESNET18, init__weights=str(tmp_path / "run.pth"),
                          init__frozen=("stem", "stage1", "stage2", "stage3", "stage4"))
-    main.validate_config(config, device_count=1, process_count=1)
-    state, summary = main.run(config, str(tmp_path / "finetuned"))
-    _, _, exported = build.restore_checkpoint(resnet18_run, 2)
+    build.validate_config(config, device_count=1, process_count=1)
+    state, summary = trainer.run(config, str(tmp_path / "finetuned"))
+    _, _, exported = restore.restore_checkpoint(resnet18_run, 2)
     start = evaluation.variables_of(exported, raw=False)  # the EMA, which the export holds
     assert np.isfinite(summary["train/loss"])
     for collection in ("params", "batch_stats"):
@@ -93,11 +93,11 @@ def test_fine_tuning_starts_from_an_exported_pth(resnet18_run, tmp_path):
 
 
 def test_load_params_gives_the_model_and_the_weights_the_run_evaluates(resnet18_run):
-    model, variables = build.load_params(str(resnet18_run))  # latest step, EMA weights
-    _, _, state = build.restore_checkpoint(resnet18_run)
+    model, variables = restore.load_params(str(resnet18_run))  # latest step, EMA weights
+    _, _, state = restore.restore_checkpoint(resnet18_run)
     assert jax.tree.all(jax.tree.map(np.array_equal, variables, evaluation.variables_of(state, raw=False)))
     x = np.random.default_rng(0).normal(size=(3, 8, 8, 3)).astype(np.float32)
     assert model.apply(variables, x, train=False).shape == (3, 4)
-    _, raw = build.load_params(resnet18_run, step=2, raw=True)
+    _, raw = restore.load_params(resnet18_run, step=2, raw=True)
     assert jax.tree.all(jax.tree.map(np.array_equal, raw["params"], state.params))
 

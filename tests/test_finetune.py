@@ -9,7 +9,7 @@ import numpy as np
 import optax
 import pytest
 
-from resnet_jax import cli, interop, main
+from resnet_jax import build, errors, interop, trainer
 from resnet_jax.training import finetune
 from test_errors import command
 from test_export import RESNET18
@@ -39,8 +39,8 @@ def test_finetune_from_torchvision_weights_with_frozen_stages(torchvision18, tmp
     shutil.copy(root / "resnet18.pth", weights)
     config = tiny_config(npz, **FINETUNE, init__weights=str(weights), init__reset_head=True,
                          init__frozen=("stem", "stage1"))
-    main.validate_config(config, device_count=1, process_count=1)
-    state, summary = main.run(config, str(tmp_path / "run"))
+    build.validate_config(config, device_count=1, process_count=1)
+    state, summary = trainer.run(config, str(tmp_path / "run"))
 
     losses = [row["train/loss"] for row in map(json.loads, open(tmp_path / "run" / "metrics.jsonl"))
               if "train/loss" in row]
@@ -56,7 +56,7 @@ def test_finetune_from_torchvision_weights_with_frozen_stages(torchvision18, tmp
     assert state.params["head"]["kernel"].shape == (512, 4)
 
     weights.unlink()  # the weights were only the starting point: the resumed run does not read them
-    again_state, _ = main.run(config, str(tmp_path / "run"))  # resumes its own step 8, not the weights
+    again_state, _ = trainer.run(config, str(tmp_path / "run"))  # resumes its own step 8, not the weights
     assert int(again_state.step) == 8
     assert jax.tree.all(jax.tree.map(np.array_equal, again_state.params, state.params))
 
@@ -84,17 +84,17 @@ def test_shape_mismatch_names_the_key_and_both_shapes(torchvision18, tmp_path):
     npz = write_tiny_npz(tmp_path / "tiny.npz")
     config = tiny_config(npz, **FINETUNE, init__weights=str(root / "resnet18.pth"), init__reset_head=True,
                          model__width_multiplier=0.5)
-    with pytest.raises(cli.UserError, match=r"config.init.weights=.*resnet18.pth: Shape mismatch for 'fc.weight' "
+    with pytest.raises(errors.UserError, match=r"config.init.weights=.*resnet18.pth: Shape mismatch for 'fc.weight' "
                                             r"\(params/head/kernel\): expected \(1000, 256\) in torch layout, "
                                             r"found \(1000, 512\)"):
-        main.run(config, str(tmp_path / "run"))
+        trainer.run(config, str(tmp_path / "run"))
 
 
 def test_unknown_frozen_part_lists_the_parts(tmp_path):
     config = tiny_config(tmp_path / "x.npz", init__frozen=("stem", "layer1"))
-    with pytest.raises(cli.UserError, match=r"config.init.frozen=\('stem', 'layer1'\): use parts of the model: "
+    with pytest.raises(errors.UserError, match=r"config.init.frozen=\('stem', 'layer1'\): use parts of the model: "
                                             r"\['stem', 'stage1', 'stage2', 'stage3', 'head'\]"):
-        main.validate_config(config, device_count=1, process_count=1)
+        build.validate_config(config, device_count=1, process_count=1)
 
 
 def test_frozen_parameters_get_zero_updates_with_momentum_and_weight_decay():
@@ -132,11 +132,11 @@ def test_frozen_parts_normalise_by_their_running_statistics_in_training():
 @pytest.mark.slow  # overlaps a default test; kept out of CI's 10-minute budget
 def test_finetune_from_another_runs_checkpoint(tmp_path):
     npz = write_tiny_npz(tmp_path / "tiny.npz")
-    first, _ = main.run(tiny_config(npz, optim__ema=0.5), str(tmp_path / "first"))
+    first, _ = trainer.run(tiny_config(npz, optim__ema=0.5), str(tmp_path / "first"))
     config = tiny_config(npz, train__steps=2, init__weights=str(tmp_path / "first" / "checkpoints" / "6"),
                          init__frozen=("stem", "stage1", "stage2", "stage3"))
-    main.validate_config(config, device_count=1, process_count=1)
-    state, _ = main.run(config, str(tmp_path / "second"))
+    build.validate_config(config, device_count=1, process_count=1)
+    state, _ = trainer.run(config, str(tmp_path / "second"))
     # The checkpoint's EMA weights (what that run evaluates) are the start; only the head trained.
     for collection in ("params", "batch_stats"):
         ours, theirs = getattr(state, collection), first.ema[collection]

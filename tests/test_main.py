@@ -4,9 +4,10 @@ import json
 import jax
 import numpy as np
 import pytest
+from absl import flags
 from absl.testing import flagsaver
 
-from resnet_jax import build, cli, main
+from resnet_jax import build, errors, main, records, trainer
 from resnet_jax.training import checkpoint, metrics
 from tiny_run import REPO, load_config, tiny_config, write_pixelless_npz, write_tiny_npz
 
@@ -23,7 +24,7 @@ def schema(config):
 @pytest.mark.parametrize("name,arg", CONFIGS)
 def test_every_config_validates_and_has_the_default_schema(name, arg):
     config = load_config(name, arg)
-    main.validate_config(config, device_count=8, process_count=1)
+    build.validate_config(config, device_count=8, process_count=1)
     assert schema(config) == schema(load_config())
     assert {"name", "depth"} <= set(config.model)
 
@@ -72,22 +73,24 @@ def test_impossible_values_are_rejected_naming_the_field(field, value, message):
     if name == "boundaries":
         config.optim.scales = (0.1, 0.1)
     with pytest.raises(ValueError, match=rf"config\.{group}[.:]" + (rf"{name}=" if group != "model" else "")):
-        main.validate_config(config, device_count=8, process_count=1)
+        build.validate_config(config, device_count=8, process_count=1)
     with pytest.raises(ValueError, match=message):
-        main.validate_config(config, device_count=8, process_count=1)
+        build.validate_config(config, device_count=8, process_count=1)
 
 
 def test_single_device_mode_refuses_several_processes():
     with pytest.raises(ValueError, match="config.train.parallel='single'"):
-        main.validate_config(load_config(), device_count=8, process_count=2)
+        build.validate_config(load_config(), device_count=8, process_count=2)
 
 
 def test_command_line_overrides_and_misspelt_fields(monkeypatch):
-    def parse(*flags):
-        argv = [__file__, *flags, "--workdir=/tmp/unused"]
+    def parse(*args):
+        argv = [__file__, *args, "--workdir=/tmp/unused"]
         monkeypatch.setattr("sys.argv", argv)  # config_flags reads the overrides from sys.argv
-        main.FLAGS(argv)
-        return main.FLAGS.config
+        values = flags.FlagValues()
+        main.define_flags(values)
+        values(argv)
+        return values.config
 
     with flagsaver.flagsaver():
         config = parse(f"--config={REPO / 'configs' / 'cifar10.py'}:resnet56", "--config.optim.lr=0.2",
@@ -125,16 +128,16 @@ def test_a_bad_shape_fails_from_the_data_sets_info_before_any_data_is_read(
     loads = []
     monkeypatch.setattr(build, "load_data", lambda d: loads.append(d))
     config = tiny_config(write_pixelless_npz(tmp_path / "pixelless.npz", images_shape=(96, *images)), **fields)
-    with pytest.raises(cli.UserError, match=message):
-        main.run(config, str(tmp_path / "run"))
+    with pytest.raises(errors.UserError, match=message):
+        trainer.run(config, str(tmp_path / "run"))
     assert loads == [] and compilations == [] and not (tmp_path / "run").exists()
 
 
 def test_a_1x1_map_before_the_last_stage_warns_before_any_data_is_read(tmp_path, capsys, compilations):
     npz = write_pixelless_npz(tmp_path / "pixelless.npz")  # 8x8 images, whose pixels np.load cannot read
     config = tiny_config(npz, model__stage_strides=(1, 64, 64))
-    with pytest.raises(cli.UserError, match="pixelless.npz is not a readable .npz archive"):
-        main.run(config, str(tmp_path / "run"))  # the warning came first, from the header's shape
+    with pytest.raises(errors.UserError, match="pixelless.npz is not a readable .npz archive"):
+        trainer.run(config, str(tmp_path / "run"))  # the warning came first, from the header's shape
     warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning: ")]
     assert len(warnings) == 1 and "'stage2_block0/conv1' reduces the feature map to 1x1" in warnings[0]
     assert compilations == []
@@ -143,8 +146,8 @@ def test_a_1x1_map_before_the_last_stage_warns_before_any_data_is_read(tmp_path,
 def test_a_run_writes_metrics_events_config_checkpoints_and_resumes(tmp_path):
     npz = write_tiny_npz(tmp_path / "tiny.npz")
     config, workdir = tiny_config(npz), tmp_path / "run"
-    main.write_run_info(str(workdir), config)
-    _, summary = main.run(config, str(workdir))
+    records.write_run_info(str(workdir), config)
+    _, summary = trainer.run(config, str(workdir))
     assert summary["eval/accuracy"] >= 0 and summary["train/loss"] > 0
     rows = [json.loads(line) for line in open(workdir / "metrics.jsonl")]
     train_rows = [r for r in rows if "train/loss" in r]
@@ -158,7 +161,7 @@ def test_a_run_writes_metrics_events_config_checkpoints_and_resumes(tmp_path):
     assert "git_revision" in json.load(open(workdir / "run.json"))
     assert checkpoint.Checkpoints(str(workdir / "checkpoints"), keep=3).steps() == [3, 6]
 
-    state, again = main.run(config, str(workdir))  # the same command again: nothing left to train
+    state, again = trainer.run(config, str(workdir))  # the same command again: nothing left to train
     assert int(state.step) == 6 and again["eval/accuracy"] == summary["eval/accuracy"]
     assert sum("train/loss" in json.loads(line) for line in open(workdir / "metrics.jsonl")) == len(train_rows)
 
@@ -169,8 +172,8 @@ def test_stop_after_runs_the_first_steps_of_the_schedule_and_the_same_run_contin
     npz = write_tiny_npz(tmp_path / "tiny.npz")
     full = tiny_config(npz, train__log_every=1, optim__warmup_steps=0)
     paused = tiny_config(npz, train__log_every=1, optim__warmup_steps=0, train__stop_after=3)
-    whole, _ = main.run(full, str(tmp_path / "whole"))
-    first, summary = main.run(paused, str(tmp_path / "paused"))
+    whole, _ = trainer.run(full, str(tmp_path / "whole"))
+    first, summary = trainer.run(paused, str(tmp_path / "paused"))
     assert int(first.step) == 3 and "eval/accuracy" in summary
     assert checkpoint.Checkpoints(str(tmp_path / "paused" / "checkpoints"), keep=3).steps() == [3]
     rates = {r["step"]: r["train/learning_rate"] for r in map(json.loads, open(tmp_path / "whole" / "metrics.jsonl"))
@@ -179,7 +182,7 @@ def test_stop_after_runs_the_first_steps_of_the_schedule_and_the_same_run_contin
                     for r in map(json.loads, open(tmp_path / "paused" / "metrics.jsonl")) if "train/learning_rate" in r}
     assert paused_rates == {s: rates[s] for s in (1, 2, 3)}
     assert rates[3] > rates[5]  # still decaying after step 3: the paused run's rates are the 6-step schedule's
-    continued, _ = main.run(full, str(tmp_path / "paused"))
+    continued, _ = trainer.run(full, str(tmp_path / "paused"))
     assert int(continued.step) == 6
     for a, b in zip(jax.tree.leaves((whole.params, whole.batch_stats)),
                     jax.tree.leaves((continued.params, continued.batch_stats))):
@@ -202,10 +205,12 @@ def test_one_override_makes_a_short_run_the_warmup_follows_the_steps(monkeypatch
     with flagsaver.flagsaver():
         argv = [__file__, f"--config={REPO / 'configs' / 'default.py'}", "--config.train.steps=30", "--workdir=/x"]
         monkeypatch.setattr("sys.argv", argv)
-        main.FLAGS(argv)
-        config = main.FLAGS.config
+        values = flags.FlagValues()
+        main.define_flags(values)
+        values(argv)
+        config = values.config
         assert (config.train.steps, config.optim.warmup_steps) == (30, 3)
-        main.validate_config(config, device_count=1, process_count=1)
+        build.validate_config(config, device_count=1, process_count=1)
     assert load_config().optim.warmup_steps == 50  # an eighth of the default 400 steps
 
 
@@ -213,13 +218,13 @@ def test_divergence_stops_the_run_and_names_the_step(tmp_path):
     npz = write_tiny_npz(tmp_path / "tiny.npz")
     config = tiny_config(npz, optim__lr=1e30, train__log_every=1)
     with pytest.raises(FloatingPointError, match=r"loss is (nan|inf) at step \d+"):
-        main.run(config, str(tmp_path / "run"))
+        trainer.run(config, str(tmp_path / "run"))
     assert checkpoint.Checkpoints(str(tmp_path / "run" / "checkpoints"), keep=3).steps() == []
 
 
 def test_bfloat16_run_from_the_config(tmp_path):
     npz = write_tiny_npz(tmp_path / "tiny.npz")
-    state, summary = main.run(tiny_config(npz, train__dtype="bfloat16", train__steps=3), str(tmp_path / "run"))
+    state, summary = trainer.run(tiny_config(npz, train__dtype="bfloat16", train__steps=3), str(tmp_path / "run"))
     assert summary["train/loss"] == pytest.approx(summary["train/loss"])  # finite
     assert {x.dtype for x in jax.tree.leaves(state.params)} == {jax.numpy.dtype("float32")}
 
@@ -253,6 +258,6 @@ def test_cifar10_recipes_train_a_few_steps_on_a_slice(arg, shared_data, tmp_path
     config.train.update(steps=3, eval_every=3, checkpoint_every=3, log_every=1)
     config.optim.warmup_steps = min(config.optim.warmup_steps, 1)
     config.optim.boundaries, config.optim.scales = (), ()
-    main.validate_config(config, device_count=1, process_count=1)
-    _, summary = main.run(config, str(tmp_path / "run"))
+    build.validate_config(config, device_count=1, process_count=1)
+    _, summary = trainer.run(config, str(tmp_path / "run"))
     assert np.isfinite(summary["train/loss"]) and 0 <= summary["eval/accuracy"] <= 1

@@ -26,8 +26,8 @@ from resnet_jax import main
 from resnet_jax.training import checkpoint
 from tiny_run import tiny_config
 config = tiny_config(npz, train__parallel=mode)
-main.validate_config(config, device_count=jax.device_count(), process_count=jax.process_count())
-state, summary = main.run(config, workdir)
+build.validate_config(config, device_count=jax.device_count(), process_count=jax.process_count())
+state, summary = trainer.run(config, workdir)
 summary.pop("train/images_per_second")  # a timing: differs between processes
 print("RESULT " + json.dumps({"devices": jax.device_count(), "summary": summary,
                               "checksum": checkpoint.checksum(state)}), flush=True)

@@ -12,8 +12,8 @@ import optax
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from resnet_jax import main, runtime
-from resnet_jax.cpu import conv_choice, onednn
+from resnet_jax import build, runtime
+from resnet_jax.cpu import conv_choice, machine, onednn
 from resnet_jax.training import train
 from resnet_jax.nn import blocks
 from resnet_jax.nn.conv import Conv2D, conv2d
@@ -26,7 +26,7 @@ from tiny_run import load_config
 BACKENDS = {"xla": None, "onednn": onednn.conv_backend}
 
 needs_onednn = pytest.mark.skipif(not onednn.available(), reason=f"oneDNN unavailable: {onednn.why_unavailable()}")
-needs_bf16_units = pytest.mark.skipif(not (onednn.available() and onednn.bf16_units()),
+needs_bf16_units = pytest.mark.skipif(not (onednn.available() and machine.bf16_units()),
                                       reason="oneDNN bfloat16 needs a CPU with AVX512-BF16 or AMX")
 GRADIENT_CASES = [
     ((4, 8, 8, 16), 3, 1, 1, 1),
@@ -198,17 +198,17 @@ def test_onednn_bfloat16_blocks_match_float32_as_closely_as_xla_bfloat16(block_c
 def test_bf16_units_are_read_from_the_cpu_flags(tmp_path):
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16\n\n")
-    assert onednn.bf16_units.__wrapped__(str(cpuinfo))
+    assert machine.bf16_units.__wrapped__(str(cpuinfo))
     cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 amx_tile amx_bf16\n")
-    assert onednn.bf16_units.__wrapped__(str(cpuinfo))
+    assert machine.bf16_units.__wrapped__(str(cpuinfo))
     cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f\n")
-    assert not onednn.bf16_units.__wrapped__(str(cpuinfo))
-    assert not onednn.bf16_units.__wrapped__(str(tmp_path / "absent"))
+    assert not machine.bf16_units.__wrapped__(str(cpuinfo))
+    assert not machine.bf16_units.__wrapped__(str(tmp_path / "absent"))
 
 
 def test_bfloat16_without_bf16_units_and_grouped_convolutions_stay_with_xla(monkeypatch):
     x, w = jnp.ones((1, 6, 6, 4), jnp.bfloat16), jnp.ones((3, 3, 4, 4), jnp.bfloat16)
-    assert onednn.supports(x, w, groups=1) == onednn.bf16_units()
+    assert onednn.supports(x, w, groups=1) == machine.bf16_units()
     monkeypatch.setattr(onednn, "bf16_units", lambda: False)
     assert not onednn.supports(x, w, groups=1)
     assert not onednn.supports(x, w.astype(jnp.float32), groups=1)  # mixed dtypes
@@ -225,7 +225,7 @@ def test_unavailable_onednn_is_a_clear_error_and_auto_falls_back(monkeypatch):
     config = load_config()
     config.train.conv_impl = "onednn"
     with pytest.raises(ValueError, match=r"config.train.conv_impl='onednn': .*the wheel is not installed"):
-        main.validate_config(config, device_count=1, process_count=1)
+        build.validate_config(config, device_count=1, process_count=1)
     assert runtime.conv_impl_for("auto", parallel_mode="single", dtype="float32") == "xla"
     assert runtime.conv_impl_for("fastest", parallel_mode="single", dtype="float32") == "xla"
     assert runtime.conv_backend("auto") is None  # XLA's
@@ -238,7 +238,7 @@ def test_auto_picks_onednn_for_cpu_runs_outside_sharding():
     assert runtime.conv_impl_for("auto", parallel_mode="single", dtype="float32") == "onednn"
     assert runtime.conv_impl_for("auto", parallel_mode="pmap", dtype="float32") == "onednn"
     assert runtime.conv_impl_for("auto", parallel_mode="sharding", dtype="float32") == "xla"
-    bf16 = "onednn" if onednn.bf16_units() else "xla"  # oneDNN's bf16 kernels pay only with bf16 units
+    bf16 = "onednn" if machine.bf16_units() else "xla"  # oneDNN's bf16 kernels pay only with bf16 units
     assert runtime.conv_impl_for("auto", parallel_mode="single", dtype="bfloat16") == bf16
     assert runtime.conv_impl_for("xla", parallel_mode="single", dtype="float32") == "xla"
     assert runtime.conv_impl_for("fastest", parallel_mode="single", dtype="float32") == "fastest"

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from resnet_jax import build, cli, main
+from resnet_jax import build, errors, trainer
 from resnet_jax.nn.drop_path import DropPath, drop_path, drop_path_rates
 from resnet_jax.nn.models import get_model
 from resnet_jax.training import mixing, optim, train
@@ -185,8 +185,8 @@ def test_eval_step_counts_top5():
 ])
 def test_bad_recipe_fields_are_named(tmp_path, field, value, message):
     config = tiny_config(tmp_path / "x.npz", **{field: value})
-    with pytest.raises(cli.UserError) as error:
-        main.validate_config(config, device_count=1, process_count=1)
+    with pytest.raises(errors.UserError) as error:
+        build.validate_config(config, device_count=1, process_count=1)
     assert str(error.value) == message
 
 
@@ -198,8 +198,8 @@ def test_a_run_with_every_recipe_piece_on(tmp_path, parallel, dtype):
     config = tiny_config(write_tiny_npz(tmp_path / "tiny.npz"), data__cutout=3, data__auto_augment="trivialaugment",
                          data__mixup=0.2, data__cutmix=1.0, model__drop_path_rate=0.1, train__accumulate_steps=2,
                          train__parallel=parallel, train__dtype=dtype)
-    main.validate_config(config, device_count=jax.device_count(), process_count=1)
-    state, summary = main.run(config, str(tmp_path / "run"))
+    build.validate_config(config, device_count=jax.device_count(), process_count=1)
+    state, summary = trainer.run(config, str(tmp_path / "run"))
     assert int(state.step) == 6 and np.isfinite(summary["train/loss"])
     assert summary["eval/top5"] == 1.0  # 4 classes
     assert int(state.opt_state.gradient_step) == 3  # 6 batches, 2 per update

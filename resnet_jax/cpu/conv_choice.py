@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from resnet_jax.cpu import onednn
+from resnet_jax.cpu import machine, onednn
 from resnet_jax.cpu.timing import Window
 from resnet_jax.nn.conv import xla_conv
 
@@ -115,10 +115,10 @@ def _compiled_step(conv, x: np.ndarray, kernel: np.ndarray):
 
 def cache_path() -> Path:
     """The times of this machine: one file per CPU model, core count and versions of jax and oneDNN."""
-    fields = onednn.cpu_fields()
-    machine = [fields.get("model name", "?"), fields.get("flags", ""), str(len(os.sched_getaffinity(0))),
-               jax.__version__, importlib.metadata.version(onednn.RUNTIME)]
-    digest = hashlib.sha256("\n".join(machine).encode()).hexdigest()[:16]
+    fields = machine.cpu_fields()
+    key = [fields.get("model name", "?"), fields.get("flags", ""), str(len(os.sched_getaffinity(0))),
+           jax.__version__, importlib.metadata.version(onednn.RUNTIME)]
+    digest = hashlib.sha256("\n".join(key).encode()).hexdigest()[:16]
     return onednn.cache_dir() / f"conv_times_{digest}.json"
 
 

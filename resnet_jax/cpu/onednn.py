@@ -9,7 +9,7 @@ XLA:CPU's own convolutions run ResNet train steps at about half PyTorch's speed 
 calling oneDNN for the forward pass, the data gradient and the weight gradient closes most of that gap.
 `conv_backend` is a `resnet_jax.nn.conv.ConvBackend`: passed to `conv2d(..., backend=)` or a model's
 `conv_backend=`, it routes one-group float32 convolutions on the CPU here, and bfloat16 ones where the CPU has
-bf16 units (`bf16_units()`: AVX512-BF16 or AMX, where oneDNN has native bf16 kernels; XLA's computes bf16
+bf16 units (`machine.bf16_units()`: AVX512-BF16 or AMX, where oneDNN has native bf16 kernels; XLA's computes bf16
 through float32), and keeps XLA's everywhere else (other dtypes, groups, GPU and TPU). In bfloat16 all three run
 oneDNN's bf16 kernels; the weight gradient accumulates and returns float32 and is rounded to the kernel's
 bfloat16 once, as the VJP requires (XLA's bf16 convolution rounds it too). `RESNET_JAX_BF16_WGRAD=f32` computes
@@ -40,13 +40,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from resnet_jax.nn.conv import xla_conv
+from resnet_jax.cpu import machine
 from resnet_jax.nn.shapes import output_size
 
 SOURCE = Path(__file__).parent / "csrc" / "onednn_conv.cc"
 TARGETS = {"forward": "RjOnednnConvForward", "backward_data": "RjOnednnConvBackwardData",
            "backward_weights": "RjOnednnConvBackwardWeights"}  # float32; forward and data gradient + "Bf16"
 DTYPES = {jnp.dtype(jnp.float32): "", jnp.dtype(jnp.bfloat16): "Bf16"}  # activation dtype -> symbol suffix
-BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of CPUs with native bf16 arithmetic
 RUNTIME, HEADERS = "onednn-cpu-gomp", "onednn-devel-cpu-gomp"
 
 
@@ -130,31 +130,13 @@ def require() -> None:
         raise OneDnnUnavailable(f"oneDNN convolutions cannot run: {error}. Use XLA's (train.conv_impl='xla').")
 
 
-def cpu_fields(cpuinfo: str = "/proc/cpuinfo") -> dict[str, str]:
-    """The first processor's fields in /proc/cpuinfo ('model name', 'flags', ...); empty where it is unreadable."""
-    try:
-        with open(cpuinfo) as f:
-            block = f.read().split("\n\n")[0]
-    except OSError:
-        return {}
-    return {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in block.splitlines() if ":" in line)}
-
-
-@functools.cache
-def bf16_units(cpuinfo: str = "/proc/cpuinfo") -> bool:
-    """Whether this CPU has native bf16 arithmetic (AVX512-BF16 or AMX-BF16), where oneDNN's bf16 kernels beat
-    XLA's; without, oneDNN would emulate bf16 or fall back to reference code."""
-    flags = cpu_fields(cpuinfo).get("flags", "").split()
-    return any(flag in flags for flag in BF16_FLAGS)
-
-
 def supports(x: jax.Array, kernel: jax.Array, groups: int) -> bool:
     """Whether `conv_backend` sends this convolution to oneDNN: one group, float32, or bfloat16 on a CPU with
-    bf16 units (`bf16_units`); others stay with XLA."""
+    bf16 units (`machine.bf16_units`); others stay with XLA."""
     dtype = jnp.dtype(x.dtype)
     if groups != 1 or kernel.dtype != dtype or dtype not in DTYPES:
         return False
-    return dtype == jnp.float32 or bf16_units()
+    return dtype == jnp.float32 or machine.bf16_units()
 
 
 def handles(x: jax.Array, kernel: jax.Array, groups: int, padding: Sequence[tuple[int, int]]) -> bool:

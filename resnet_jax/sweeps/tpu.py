@@ -40,7 +40,7 @@ STATUS_DIR = "~/sweep_status"  # on every worker: POINT.exit ("EXIT_STATUS SECON
 LOG_DIR = "~/sweep_logs"  # on every worker: POINT.log and queue.log
 SWEEP_STATUS = "sweep_status.json"  # the sweep's status file, at the top of its workdir
 LOST = ("PREEMPTED", "TERMINATED")  # VM states whose processes are gone: the VM is created again
-RESUME = 3  # main's exit status when a signal stopped it after a checkpoint (cli.INTERRUPTED): rerun it
+RESUME = 3  # main's exit status when a signal stopped it after a checkpoint (errors.INTERRUPTED): rerun it
 POLL_FAILURES = 5  # failed polls in a row after which a TPU's unfinished points count as failed
 
 Runner = Callable[[Sequence[str]], subprocess.CompletedProcess]
