@@ -1,10 +1,12 @@
-"""The default run: a small CIFAR-style ResNet on shapes32, the data set the project generates itself.
+"""The default run: a small CIFAR-style ResNet on shapes32, the data set the project generates
+itself.
 
     python -m resnet_jax.main --config=configs/default.py --workdir=/tmp/runs/default
 
 The README's results table has the eval accuracy (chance is 0.1) and wall time it reaches.
 Any field can be overridden: --config.optim.lr=0.2 --config.train.steps=1000.
 """
+
 import os
 import runpy
 

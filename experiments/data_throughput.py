@@ -1,12 +1,16 @@
 """Input-pipeline throughput on CPU, in images/s: batches produced with nothing consuming them.
 
-    python -m experiments.data_throughput                            # shapes32, plus CIFAR-10 if present
+    python -m experiments.data_throughput                            # shapes32, plus CIFAR-10 if
+    present
     python -m experiments.data_throughput --steps=50 --batch_size=128
 
-Measures the embedded shapes32 set (generated into --data_dir on first use) with the 'cifar' and 'imagenet'
-augmentations and eval batches, and the CIFAR-10 .npz files of ../shared/data when they are there. The first
+Measures the embedded shapes32 set (generated into --data_dir on first use) with the 'cifar' and
+'imagenet'
+augmentations and eval batches, and the CIFAR-10 .npz files of ../shared/data when they are there.
+The first
 batches (pipeline start-up) are left out of the timing. Results are in docs/data.md.
 """
+
 import itertools
 import time
 from pathlib import Path
@@ -46,7 +50,10 @@ def main(argv) -> None:
     args = FLAGS
     start = time.perf_counter()
     shapes = data.load("shapes32", data_dir=args.data_dir)
-    print(f"load('shapes32'): {time.perf_counter() - start:.1f} s (generates and caches it the first time)")
+    print(
+        f"load('shapes32'): {time.perf_counter() - start:.1f} s (generates and caches it the first "
+        "time)"
+    )
     measure("shapes32", shapes, batch_size=args.batch_size, steps=args.steps)
     if CIFAR10_NPZ.is_dir():
         start = time.perf_counter()

@@ -1,13 +1,20 @@
-"""The linear baseline of the embedded set: ridge regression on raw pixels of shapes32, beside the ResNet.
+"""The linear baseline of the embedded set: ridge regression on raw pixels of shapes32, beside the
+ResNet.
 
     python -m experiments.linear_baseline
 
-The same 20,000 train / 2,000 test images that `configs/default.py` trains on (shapes32.generate with the
-builder's seeds). Least squares from the pixels (centred, in [0, 1]) to one-hot labels, for several ridge
-penalties; the best penalty is chosen on the test set, which only flatters the linear model. Shapes sit at
-random positions in random colours, so no fixed weighting of pixels can find them: a linear model should stay
-near chance (10%) where a small ResNet reaches ~97% (README). Writes results/linear_baseline.{md,csv}.
+The same 20,000 train / 2,000 test images that `configs/default.py` trains on (shapes32.generate
+with the
+builder's seeds). Least squares from the pixels (centred, in [0, 1]) to one-hot labels, for several
+ridge
+penalties; the best penalty is chosen on the test set, which only flatters the linear model. Shapes
+sit at
+random positions in random colours, so no fixed weighting of pixels can find them: a linear model
+should stay
+near chance (10%) where a small ResNet reaches ~97% (README). Writes
+results/linear_baseline.{md,csv}.
 """
+
 import time
 
 import numpy as np
@@ -38,10 +45,20 @@ def main(argv):
         train_accuracy = np.mean(np.argmax(x @ weights, axis=1) == train_labels)
         test_accuracy = np.mean(np.argmax(x_test @ weights, axis=1) == test_labels)
         rows.append([f"{penalty:g}", f"{100 * train_accuracy:.1f}%", f"{100 * test_accuracy:.1f}%"])
-    notes = (f"shapes32, {config.num_train:,} train / {config.num_test:,} test images, 3,072 raw pixels each; "
-             f"chance is 10%. {time.perf_counter() - start:.0f} s on 2 CPU cores.")
-    print(write_table("linear_baseline", ["ridge penalty", "train accuracy", "test accuracy"], rows,
-                      command=COMMAND, notes=notes).read_text())
+    notes = (
+        f"shapes32, {config.num_train:,} train / {config.num_test:,} test images, 3,072 raw pixels "
+        "each; "
+        f"chance is 10%. {time.perf_counter() - start:.0f} s on 2 CPU cores."
+    )
+    print(
+        write_table(
+            "linear_baseline",
+            ["ridge penalty", "train accuracy", "test accuracy"],
+            rows,
+            command=COMMAND,
+            notes=notes,
+        ).read_text()
+    )
 
 
 if __name__ == "__main__":

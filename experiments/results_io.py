@@ -1,19 +1,23 @@
-"""Writing an experiment's results under results/: a table as Markdown and CSV, a sweep's table and plots, the
+"""Writing an experiment's results under results/: a table as Markdown and CSV, a sweep's table and
+plots, the
 path of a plot."""
+
 from __future__ import annotations
 
 import csv
 import shutil
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def write_table(name: str, header: Sequence[str], rows: Sequence[Sequence], *, command: str,
-                notes: str = "") -> Path:
-    """results/NAME.md (with the command that made it) and results/NAME.csv; returns the .md path."""
+def write_table(
+    name: str, header: Sequence[str], rows: Sequence[Sequence], *, command: str, notes: str = ""
+) -> Path:
+    """results/NAME.md (with the command that made it) and results/NAME.csv; returns the .md
+    path."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     with open(RESULTS / f"{name}.csv", "w", newline="") as f:
         writer = csv.writer(f)
@@ -35,7 +39,8 @@ def plot_path(name: str) -> Path:
 
 
 def publish(workdir: Path, name: str) -> None:
-    """Copy a sweep's table and plots from workdir into results/NAME/; the table starts with this command."""
+    """Copy a sweep's table and plots from workdir into results/NAME/; the table starts with this
+    command."""
     target = RESULTS / name
     target.mkdir(parents=True, exist_ok=True)
     module = Path(sys.argv[0]).stem

@@ -1,16 +1,23 @@
-"""Evaluate a trained run: a checkpoint of a workdir on its held-out (test) split, every example exactly once.
+"""Evaluate a trained run: a checkpoint of a workdir on its held-out (test) split, every example
+exactly once.
 
-    python -m resnet_jax.evaluate --workdir=DIR                  # the latest checkpoint, EMA weights if kept
+    python -m resnet_jax.evaluate --workdir=DIR                  # the latest checkpoint, EMA
+    weights if kept
     python -m resnet_jax.evaluate --workdir=DIR --step=7800 --raw --flip
     python -m resnet_jax.evaluate --weights=resnet18.pth --config=configs/imagenet.py:resnet18
 
-With --workdir, reads the run's config.json, so the data, model and normalisation are the run's own. With
---weights (a .npz, .safetensors or torchvision .pth, or a run's checkpoint), the --config file (and its
-`--config.…` overrides) names the data and the model. Reports top-1, top-5, loss and per-class accuracy, and
-writes DIR/eval/step_N[_raw][_flip].json (with --weights: eval/NAME[_flip].json beside the file, or in
+With --workdir, reads the run's config.json, so the data, model and normalisation are the run's
+own. With
+--weights (a .npz, .safetensors or torchvision .pth, or a run's checkpoint), the --config file (and
+its
+`--config.…` overrides) names the data and the model. Reports top-1, top-5, loss and per-class
+accuracy, and
+writes DIR/eval/step_N[_raw][_flip].json (with --weights: eval/NAME[_flip].json beside the file, or
+in
 --output_dir) with those numbers and the confusion matrix, and a PNG of the matrix beside it.
 `--flip` averages the logits of each image and its mirror (test-time augmentation).
 """
+
 from __future__ import annotations
 
 import json
@@ -32,65 +39,129 @@ FLAGS = flags.FLAGS
 def define_flags() -> None:
     """The command's flags, defined when it runs (importing this module defines none)."""
     flags.DEFINE_string("workdir", None, "A workdir of python -m resnet_jax.main.")
-    flags.DEFINE_string("weights", None, "A weight file (.npz, .safetensors, .pth) or a run's checkpoint directory, "
-                        "evaluated with the model and data of --config.")
-    config_flags.DEFINE_config_file("config", None, "With --weights: the config file naming the data and the model, "
-                                    "e.g. configs/cifar10.py:resnet20.", lock_config=True)
-    flags.DEFINE_string("output_dir", None, "With --weights: where the JSON and the plot go (default: an eval/ folder "
-                        "beside the weights).")
+    flags.DEFINE_string(
+        "weights",
+        None,
+        "A weight file (.npz, .safetensors, .pth) or a run's checkpoint directory, "
+        "evaluated with the model and data of --config.",
+    )
+    config_flags.DEFINE_config_file(
+        "config",
+        None,
+        "With --weights: the config file naming the data and the model, "
+        "e.g. configs/cifar10.py:resnet20.",
+        lock_config=True,
+    )
+    flags.DEFINE_string(
+        "output_dir",
+        None,
+        "With --weights: where the JSON and the plot go (default: an eval/ folder "
+        "beside the weights).",
+    )
     flags.DEFINE_integer("step", None, "The checkpoint's step (default: the latest intact one).")
-    flags.DEFINE_bool("raw", False, "Evaluate the raw weights even when the run kept an EMA of them.")
+    flags.DEFINE_bool(
+        "raw", False, "Evaluate the raw weights even when the run kept an EMA of them."
+    )
     flags.DEFINE_bool("flip", False, "Average the logits of each image and its left-right mirror.")
     flags.DEFINE_integer("batch_size", 500, "Examples per evaluation batch.")
 
 
-
-def evaluate(workdir: epath.Path, *, step: int | None, raw: bool, flip: bool, batch_size: int
-             ) -> tuple[dict, epath.Path]:
-    """Evaluate and write DIR/eval/step_N[_raw][_flip].{json,png}; returns the numbers and the JSON's path."""
+def evaluate(
+    workdir: epath.Path, *, step: int | None, raw: bool, flip: bool, batch_size: int
+) -> tuple[dict, epath.Path]:
+    """Evaluate and write DIR/eval/step_N[_raw][_flip].{json,png}; returns the numbers and the
+    JSON's path."""
     config, dataset, model, state = restore.restore_run(workdir, step)
     weights = "raw" if state.ema is None or raw else "ema"
-    name = f"step_{int(state.step)}" + ("_raw" if weights == "raw" and state.ema is not None else "") + \
-        ("_flip" if flip else "")
-    title = f"{dataset.info.name}, {config.model.name}{config.model.depth}, step {int(state.step)}, {weights}"
+    name = (
+        f"step_{int(state.step)}"
+        + ("_raw" if weights == "raw" and state.ema is not None else "")
+        + ("_flip" if flip else "")
+    )
+    model_name = f"{config.model.name}{config.model.depth}"
+    title = f"{dataset.info.name}, {model_name}, step {int(state.step)}, {weights}"
     about = {"workdir": str(workdir), "step": int(state.step), "weights": weights}
-    return report(model, evaluation.variables_of(state, raw=raw), dataset, about, workdir / "eval" / name,
-                  title=title, flip=flip, batch_size=batch_size)
+    return report(
+        model,
+        evaluation.variables_of(state, raw=raw),
+        dataset,
+        about,
+        workdir / "eval" / name,
+        title=title,
+        flip=flip,
+        batch_size=batch_size,
+    )
 
 
-def evaluate_weights(path: Path, config, *, output_dir: epath.Path | None, flip: bool, batch_size: int
-                     ) -> tuple[dict, Path]:
-    """Evaluate a weight file (or checkpoint) with the config's model and data; write OUT/NAME[_flip].{json,png}."""
+def evaluate_weights(
+    path: Path, config, *, output_dir: epath.Path | None, flip: bool, batch_size: int
+) -> tuple[dict, Path]:
+    """Evaluate a weight file (or checkpoint) with the config's model and data; write
+    OUT/NAME[_flip].{json,png}."""
     dataset = build.load_data(config.data)
     try:
-        model = get_model(**config.model, num_classes=dataset.info.num_classes, dtype=DTYPES[config.train.dtype])
+        model = get_model(
+            **config.model, num_classes=dataset.info.num_classes, dtype=DTYPES[config.train.dtype]
+        )
     except (TypeError, ValueError) as error:
         raise errors.UserError(f"config.model: {error}") from None
-    variables = restore.load_weights(path, model, in_channels=dataset.info.image_shape[-1], field="--weights")
+    variables = restore.load_weights(
+        path, model, in_channels=dataset.info.image_shape[-1], field="--weights"
+    )
     if path.is_file():
         out, name = output_dir or path.parent / "eval", path.name.split(".")[0]
-    else:  # a run's checkpoint: into its workdir's eval/, named apart from --workdir's own evaluations
+    # a run's checkpoint: into its workdir's eval/, named apart from --workdir's own evaluations
+    else:
         workdir, step = restore.checkpoint_location(path)
-        out, name = output_dir or workdir / "eval", f"weights_step_{step}" if step is not None else "weights_latest"
+        out, name = (
+            output_dir or workdir / "eval",
+            f"weights_step_{step}" if step is not None else "weights_latest",
+        )
     title = f"{dataset.info.name}, {config.model.name}{config.model.depth}, {path.name}"
-    return report(model, variables, dataset, {"weights_file": str(path), "weights": "file"},
-                  out / (name + ("_flip" if flip else "")), title=title, flip=flip, batch_size=batch_size)
+    return report(
+        model,
+        variables,
+        dataset,
+        {"weights_file": str(path), "weights": "file"},
+        out / (name + ("_flip" if flip else "")),
+        title=title,
+        flip=flip,
+        batch_size=batch_size,
+    )
 
 
-def report(model, variables, dataset, about: dict, stem: epath.Path, *, title: str, flip: bool, batch_size: int
-           ) -> tuple[dict, epath.Path]:
+def report(
+    model,
+    variables,
+    dataset,
+    about: dict,
+    stem: epath.Path,
+    *,
+    title: str,
+    flip: bool,
+    batch_size: int,
+) -> tuple[dict, epath.Path]:
     """Predict every example of the eval split once; write STEM.json and STEM_confusion.png."""
-    logits, labels = evaluation.predict(model, variables, data.eval_batches(dataset, batch_size=batch_size),
-                                        flip=flip)
+    logits, labels = evaluation.predict(
+        model, variables, data.eval_batches(dataset, batch_size=batch_size), flip=flip
+    )
     if len(labels) != dataset.info.num_eval:
-        raise errors.RunError(f"evaluated {len(labels)} examples of the {dataset.info.num_eval} in the split")
-    result = {**about, "flip": flip, "data": dataset.info.name,
-              **evaluation.metrics(logits, labels, dataset.info.num_classes)}
+        raise errors.RunError(
+            f"evaluated {len(labels)} examples of the {dataset.info.num_eval} in the split"
+        )
+    result = {
+        **about,
+        "flip": flip,
+        "data": dataset.info.name,
+        **evaluation.metrics(logits, labels, dataset.info.num_classes),
+    }
     paths.make_dirs(stem.parent)
     path = stem.with_name(stem.name + ".json")
     path.write_text(json.dumps(result, indent=1) + "\n")
     title += f"{' + flip' if flip else ''}: top-1 {100 * result['top1']:.2f}%"
-    evaluation.plot_confusion(np.asarray(result["confusion"]), stem.with_name(stem.name + "_confusion.png"), title)
+    evaluation.plot_confusion(
+        np.asarray(result["confusion"]), stem.with_name(stem.name + "_confusion.png"), title
+    )
     return result, path
 
 
@@ -98,21 +169,38 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise errors.UserError(f"unexpected arguments {argv[1:]}")
     if bool(FLAGS.workdir) == bool(FLAGS.weights):
-        raise errors.UserError("give --workdir (a resnet_jax.main run) or --weights (a weight file, with --config)")
+        raise errors.UserError(
+            "give --workdir (a resnet_jax.main run) or --weights (a weight file, with --config)"
+        )
     if FLAGS.weights and FLAGS.config is None:
-        raise errors.UserError(f"--weights={FLAGS.weights}: needs --config, the config file naming the data and model")
+        raise errors.UserError(
+            f"--weights={FLAGS.weights}: needs --config, the config file naming the data and model"
+        )
     runtime.setup()
     if FLAGS.workdir:
-        result, path = evaluate(paths.run_path(FLAGS.workdir), step=FLAGS.step, raw=FLAGS.raw,
-                                flip=FLAGS.flip, batch_size=FLAGS.batch_size)
+        result, path = evaluate(
+            paths.run_path(FLAGS.workdir),
+            step=FLAGS.step,
+            raw=FLAGS.raw,
+            flip=FLAGS.flip,
+            batch_size=FLAGS.batch_size,
+        )
         what = f"step {result['step']} ({result['weights']} weights"
     else:
         output_dir = paths.run_path(FLAGS.output_dir) if FLAGS.output_dir else None
-        result, path = evaluate_weights(Path(os.path.expanduser(FLAGS.weights)), FLAGS.config,
-                                        output_dir=output_dir, flip=FLAGS.flip, batch_size=FLAGS.batch_size)
+        result, path = evaluate_weights(
+            Path(os.path.expanduser(FLAGS.weights)),
+            FLAGS.config,
+            output_dir=output_dir,
+            flip=FLAGS.flip,
+            batch_size=FLAGS.batch_size,
+        )
         what = f"{FLAGS.weights} ({result['data']}"
-    print(f"{what}{', flip' if result['flip'] else ''}) on {result['examples']} examples: top-1 "
-          f"{result['top1']:.4f} | top-5 {result['top5']:.4f} | loss {result['loss']:.4f}  -> {path}", flush=True)
+    print(
+        f"{what}{', flip' if result['flip'] else ''}) on {result['examples']} examples: top-1 "
+        f"{result['top1']:.4f} | top-5 {result['top5']:.4f} | loss {result['loss']:.4f}  -> {path}",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

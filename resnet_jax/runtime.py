@@ -1,13 +1,18 @@
-"""The process-wide settings an entry point makes first, and the convolution backend it picks for a run.
+"""The process-wide settings an entry point makes first, and the convolution backend it picks for a
+run.
 
     from resnet_jax import runtime
-    runtime.setup()                     # first thing in main(): before JAX starts its backend and threads
+    runtime.setup()                     # first thing in main(): before JAX starts its backend and
+    threads
     backend = runtime.conv_backend("auto", parallel_mode="single", dtype="float32")
     model = get_model("cifar_resnet20", conv_backend=backend)
 
-Nothing else in the package changes process state on import: models, data and the trainer are plain code,
-and every setting below is made here, once, by whoever runs the process (main, sweep, benchmark, tests).
+Nothing else in the package changes process state on import: models, data and the trainer are plain
+code,
+and every setting below is made here, once, by whoever runs the process (main, sweep, benchmark,
+tests).
 """
+
 from __future__ import annotations
 
 import os
@@ -17,41 +22,56 @@ import jax
 from resnet_jax.cpu import conv_choice, host_memory, machine, onednn, xla_flags
 from resnet_jax.nn.conv import ConvBackend
 
-# What train.conv_impl takes: 'auto' picks per run (conv_impl_for); 'fastest' per convolution shape, by timing
+# What train.conv_impl takes: 'auto' picks per run (conv_impl_for); 'fastest' per convolution shape,
+# by timing
 # XLA's and oneDNN's on this CPU (cpu/conv_choice.py).
 CONV_IMPLS = ("auto", "xla", "onednn", "fastest")
 
 
 def setup(*, keep_freed_memory: bool = True) -> None:
-    """XLA flags, glibc malloc, OpenMP waiting and TFDS offline, for this process; harmless to call twice.
+    """XLA flags, glibc malloc, OpenMP waiting and TFDS offline, for this process; harmless to call
+    twice.
 
-    - XLA_FLAGS gets the project's CPU defaults (cpu/xla_flags.py); XLA reads it when the backend starts.
-    - glibc keeps freed memory for reuse (cpu/host_memory.py), set before XLA's threads allocate; the tests
+    - XLA_FLAGS gets the project's CPU defaults (cpu/xla_flags.py); XLA reads it when the backend
+    starts.
+    - glibc keeps freed memory for reuse (cpu/host_memory.py), set before XLA's threads allocate;
+    the tests
       turn it off (keep_freed_memory=False), since they measure it in subprocesses.
-    - OMP_WAIT_POLICY=PASSIVE unless set: oneDNN's OpenMP threads otherwise spin after each call, taking the
-      cores from XLA's threads that run the fusions between convolutions; libgomp reads it once, when it loads.
-    - TFDS, where installed, never reaches for GCS to look up a data set (4.9.10 already has it off; older
-      ones do not). Without TFDS (a GPU machine timing synthetic batches) there is nothing to turn off.
-    TensorFlow itself is imported later, on first use, with its GPUs hidden (data/tensorflow_cpu.py).
+    - OMP_WAIT_POLICY=PASSIVE unless set: oneDNN's OpenMP threads otherwise spin after each call,
+    taking the
+      cores from XLA's threads that run the fusions between convolutions; libgomp reads it once,
+      when it loads.
+    - TFDS, where installed, never reaches for GCS to look up a data set (4.9.10 already has it
+    off; older
+      ones do not). Without TFDS (a GPU machine timing synthetic batches) there is nothing to turn
+      off.
+    TensorFlow itself is imported later, on first use, with its GPUs hidden
+    (data/tensorflow_cpu.py).
     """
     xla_flags.set_defaults()
     if keep_freed_memory:
         host_memory.keep_freed_memory()
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
-        from tensorflow_datasets.core.utils import gcs_utils  # cheap: TFDS imports TensorFlow only when used
+        from tensorflow_datasets.core.utils import (
+            gcs_utils,
+        )  # cheap: TFDS imports TensorFlow only when used
     except ImportError:
         return
     gcs_utils._is_gcs_disabled = True
 
 
 def conv_impl_for(conv_impl: str, *, parallel_mode: str, dtype: str) -> str:
-    """'auto' -> 'onednn' where it helps (a run on the CPU, not SPMD-partitioned, in float32, or in bfloat16 on
-    a CPU with bf16 units: `machine.bf16_units()`), else 'xla'. 'fastest' stays where 'auto' would pick oneDNN
+    """'auto' -> 'onednn' where it helps (a run on the CPU, not SPMD-partitioned, in float32, or in
+    bfloat16 on
+    a CPU with bf16 units: `machine.bf16_units()`), else 'xla'. 'fastest' stays where 'auto' would
+    pick oneDNN
     (each shape then goes to the faster of the two) and is 'xla' elsewhere.
 
-    Under parallel='sharding' XLA cannot split a custom call over devices and would gather the batch onto each.
-    Without bf16 units oneDNN has no fast bf16 kernels, and XLA's (bf16 through float32) is the faster.
+    Under parallel='sharding' XLA cannot split a custom call over devices and would gather the
+    batch onto each.
+    Without bf16 units oneDNN has no fast bf16 kernels, and XLA's (bf16 through float32) is the
+    faster.
     """
     if conv_impl not in CONV_IMPLS:
         raise ValueError(f"conv_impl={conv_impl!r}: use one of {CONV_IMPLS}")
@@ -64,8 +84,11 @@ def conv_impl_for(conv_impl: str, *, parallel_mode: str, dtype: str) -> str:
     return "onednn" if conv_impl == "auto" else conv_impl
 
 
-def conv_backend(conv_impl: str, *, parallel_mode: str = "single", dtype: str = "float32") -> ConvBackend | None:
-    """The models' `conv_backend` for a run: None (XLA's), oneDNN's, or the faster of the two per shape, as
+def conv_backend(
+    conv_impl: str, *, parallel_mode: str = "single", dtype: str = "float32"
+) -> ConvBackend | None:
+    """The models' `conv_backend` for a run: None (XLA's), oneDNN's, or the faster of the two per
+    shape, as
     `conv_impl_for` decides."""
     impl = conv_impl_for(conv_impl, parallel_mode=parallel_mode, dtype=dtype)
     return {"onednn": onednn.conv_backend, "fastest": conv_choice.fastest}.get(impl)

@@ -1,19 +1,25 @@
-"""A fake `gcloud` for the TPU launcher's tests: records every call and simulates TPU VMs and their queues.
+"""A fake `gcloud` for the TPU launcher's tests: records every call and simulates TPU VMs and their
+queues.
 
     FAKE_GCLOUD_DIR=DIR python tests/fake_gcloud.py compute tpus tpu-vm create NAME --zone=Z ...
 
 (tests/test_cloud_launcher.py puts a `gcloud` script that runs this first on PATH). In DIR:
     calls.jsonl     each call's arguments, a JSON list a line, in order
-    outcomes.json   {point: [outcome of attempt 1, of attempt 2, ...]}: an exit status, "preempt" (the VM is
-                    preempted while the point trains) or "hang" (it trains on and on); the last one repeats; a
+    outcomes.json   {point: [outcome of attempt 1, of attempt 2, ...]}: an exit status, "preempt"
+    (the VM is
+                    preempted while the point trains) or "hang" (it trains on and on); the last one
+                    repeats; a
                     point not listed exits 0
     create_errors.json  {tpu: error}: that TPU's create fails with gcloud's line for it
-    world.json      the fake's state: the VMs (state, queued points, finished points) and each point's attempts
+    world.json      the fake's state: the VMs (state, queued points, finished points) and each
+    point's attempts
     gs/             what `gcloud storage cp` copied to gs://
 
-A VM's queue advances one point per status poll. Zones and accelerator types outside the few below fail as
+A VM's queue advances one point per status poll. Zones and accelerator types outside the few below
+fail as
 gcloud does, with an `ERROR: (gcloud.compute.tpus.tpu-vm.create) ...` line on stderr.
 """
+
 import fcntl
 import json
 import os
@@ -42,15 +48,27 @@ def tpu_vm(verb: str, name: str, options: dict, world: dict, root: Path) -> None
         if zone not in ZONES:
             fail("create", f"NOT_FOUND: Location {zone} is not found or access is unauthorized.")
         if accelerator not in ACCELERATOR_TYPES:
-            fail("create", f"INVALID_ARGUMENT: Accelerator type {accelerator} is not available in zone {zone}.")
+            fail(
+                "create",
+                f"INVALID_ARGUMENT: Accelerator type {accelerator} is not available in zone "
+                f"{zone}.",
+            )
         if name in read(root / "create_errors.json", {}):
             fail("create", read(root / "create_errors.json", {})[name])
         if vm:
-            fail("create", f"ALREADY_EXISTS: Resource 'projects/p/locations/{zone}/nodes/{name}' already exists")
+            fail(
+                "create",
+                f"ALREADY_EXISTS: Resource 'projects/p/locations/{zone}/nodes/{name}' already "
+                "exists",
+            )
         vms[name] = {"state": "READY", "queue": [], "finished": {}}
         return
     if vm is None:
-        fail(verb, f"NOT_FOUND: Resource 'projects/p/locations/{options.get('--zone')}/nodes/{name}' was not found")
+        fail(
+            verb,
+            f"NOT_FOUND: Resource 'projects/p/locations/{options.get('--zone')}/nodes/{name}' was "
+            "not found",
+        )
     if verb == "delete":
         del vms[name]
     elif verb == "describe":
@@ -63,10 +81,14 @@ def tpu_vm(verb: str, name: str, options: dict, world: dict, root: Path) -> None
 
 def ssh(command: str, vm: dict, world: dict, root: Path) -> None:
     if "setsid" in command:  # the queue: its points from their --workdir=.../POINT arguments
-        vm["queue"] = list(dict.fromkeys(re.findall(r"--workdir=\S+/([A-Za-z0-9._=,+-]+)", command)))
+        vm["queue"] = list(
+            dict.fromkeys(re.findall(r"--workdir=\S+/([A-Za-z0-9._=,+-]+)", command))
+        )
         for point in vm["queue"]:
             vm["finished"].pop(point, None)
-    elif "queue.pid" in command:  # a status poll: the next point of the queue finishes (or is preempted)
+    elif (
+        "queue.pid" in command
+    ):  # a status poll: the next point of the queue finishes (or is preempted)
         next_point = next((p for p in vm["queue"] if p not in vm["finished"]), None)
         if next_point:
             attempt = world["attempts"].get(next_point, 0)

@@ -1,5 +1,7 @@
-"""Cutout and TrivialAugment: what each op computes on small images, the same result for the same seed, and the
+"""Cutout and TrivialAugment: what each op computes on small images, the same result for the same
+seed, and the
 pipeline's batches with them on."""
+
 import numpy as np
 import pytest
 
@@ -22,12 +24,18 @@ def test_cutout_zeroes_one_clipped_square_of_the_given_side():
         zero = out[..., 0] == 0
         assert np.array_equal(zero[..., None].repeat(3, -1), out == 0)  # every channel alike
         rows, cols = np.nonzero(zero)
-        assert zero[rows.min():rows.max() + 1, cols.min():cols.max() + 1].all() and zero.sum() == zero[
-            rows.min():rows.max() + 1, cols.min():cols.max() + 1].size  # one rectangle
+        assert (
+            zero[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1].all()
+            and zero.sum() == zero[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1].size
+        )  # one rectangle
         h, w = rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
-        assert h <= 4 and w <= 4 and (h == 4 or rows.min() == 0 or rows.max() == 7)  # clipped only at a border
+        assert (
+            h <= 4 and w <= 4 and (h == 4 or rows.min() == 0 or rows.max() == 7)
+        )  # clipped only at a border
         shapes.add((rows.min(), cols.min()))
-        np.testing.assert_array_equal(out, augment.cutout(image, seed(i), size=4).numpy())  # same seed, same square
+        np.testing.assert_array_equal(
+            out, augment.cutout(image, seed(i), size=4).numpy()
+        )  # same seed, same square
     assert len(shapes) > 5  # the centre is random
 
 
@@ -37,25 +45,40 @@ def ramp(channels=3):
 
 
 def op(name, image, magnitude):
-    return augment.apply_trivial_augment_op(image, tf.constant(augment.TRIVIAL_AUGMENT_OPS.index(name)),
-                                            tf.constant(magnitude, tf.float32)).numpy()
+    return augment.apply_trivial_augment_op(
+        image,
+        tf.constant(augment.TRIVIAL_AUGMENT_OPS.index(name)),
+        tf.constant(magnitude, tf.float32),
+    ).numpy()
 
 
 def test_trivial_augment_ops_compute_what_their_names_say():
     x = ramp()
     pixels = x.numpy()
     np.testing.assert_array_equal(op("identity", x, 0.7), pixels)
-    np.testing.assert_allclose(op("brightness", x, 0.5), np.clip(pixels * (1 + 0.5 * 0.99), 0, 255), rtol=1e-6)
-    np.testing.assert_array_equal(op("posterize", x, 1.0), np.floor(pixels / 64) * 64)  # 2 bits kept
-    np.testing.assert_array_equal(op("solarize", x, 0.5), np.where(pixels >= 127.5, 255 - pixels, pixels))
-    np.testing.assert_array_equal(op("translate_x", x, 1.0), np.zeros_like(pixels))  # 32 px: out of the image
+    np.testing.assert_allclose(
+        op("brightness", x, 0.5), np.clip(pixels * (1 + 0.5 * 0.99), 0, 255), rtol=1e-6
+    )
+    np.testing.assert_array_equal(
+        op("posterize", x, 1.0), np.floor(pixels / 64) * 64
+    )  # 2 bits kept
+    np.testing.assert_array_equal(
+        op("solarize", x, 0.5), np.where(pixels >= 127.5, 255 - pixels, pixels)
+    )
+    np.testing.assert_array_equal(
+        op("translate_x", x, 1.0), np.zeros_like(pixels)
+    )  # 32 px: out of the image
     shifted = op("translate_y", tf.ones([40, 4, 1]), 1.0)
-    assert shifted[:8].all() and not shifted[8:].any()  # rows y read y + 32: only the top 8 rows remain
+    assert (
+        shifted[:8].all() and not shifted[8:].any()
+    )  # rows y read y + 32: only the top 8 rows remain
     np.testing.assert_array_equal(op("rotate", tf.ones([9, 9, 1]), 0.0), np.ones((9, 9, 1)))
     contrast = op("autocontrast", x / 2 + 10, 0.3)
     assert contrast.min() == 0 and contrast.max() == 255
     grey = op("color", x, -1.0 / 0.99)  # factor 0: the luma in every channel
-    np.testing.assert_allclose(grey, np.repeat(pixels @ [0.299, 0.587, 0.114], 3).reshape(8, 8, 3), atol=1e-3)
+    np.testing.assert_allclose(
+        grey, np.repeat(pixels @ [0.299, 0.587, 0.114], 3).reshape(8, 8, 3), atol=1e-3
+    )
     flat = op("equalize", x, 0.0)
     assert len(np.unique(flat)) == len(np.unique(pixels)) and flat.max() <= 255
 
@@ -66,7 +89,9 @@ def test_trivial_augment_is_one_op_at_one_strength_per_seed():
     for i in range(60):
         index, magnitude = (t.numpy() for t in augment.trivial_augment_choice(seed(i)))
         assert -1 <= magnitude <= 1 and round(abs(magnitude) * 30, 4) == round(abs(magnitude) * 30)
-        expected = augment.apply_trivial_augment_op(x, tf.constant(index), tf.constant(magnitude)).numpy()
+        expected = augment.apply_trivial_augment_op(
+            x, tf.constant(index), tf.constant(magnitude)
+        ).numpy()
         np.testing.assert_array_equal(augment.trivial_augment(x, seed(i)).numpy(), expected)
         chosen.add(int(index))
     assert len(chosen) >= 12  # 60 draws of 14 ops
@@ -81,23 +106,34 @@ def test_train_batches_with_cutout_or_trivial_augment(tmp_path, options):
     first = next(data.train_batches(dataset, batch_size=8, seed=0, augment="cifar", **options))
     again = next(data.train_batches(dataset, batch_size=8, seed=0, augment="cifar", **options))
     assert first["image"].shape == plain["image"].shape == (8, 8, 8, 3)
-    np.testing.assert_array_equal(first["image"], again["image"])  # resumable: a pure function of the seed
+    np.testing.assert_array_equal(
+        first["image"], again["image"]
+    )  # resumable: a pure function of the seed
     np.testing.assert_array_equal(first["label"], plain["label"])
     assert not np.array_equal(first["image"], plain["image"])
 
 
 def test_trivial_augment_ops_match_pil():
-    """PIL is the reference of TrivialAugment's ops; PIL rounds to uint8 levels, so they agree within 1.5."""
+    """PIL is the reference of TrivialAugment's ops; PIL rounds to uint8 levels, so they agree
+    within 1.5."""
     from PIL import Image, ImageEnhance, ImageOps
 
     pixels = np.random.default_rng(0).integers(0, 200, (16, 16, 3)).astype(np.uint8)
     image, x = Image.fromarray(pixels), tf.constant(pixels)
     factor = 1 + 0.5 * 0.99
-    references = {"equalize": (0.0, ImageOps.equalize(image)), "autocontrast": (0.0, ImageOps.autocontrast(image)),
-                  "sharpness": (0.5, ImageEnhance.Sharpness(image).enhance(factor)),
-                  "contrast": (0.5, ImageEnhance.Contrast(image).enhance(factor)),
-                  "color": (0.5, ImageEnhance.Color(image).enhance(factor)),
-                  "rotate": (30 / 135, image.rotate(-30)), "shear_x": (0.2, image.transform(
-                      (16, 16), Image.AFFINE, (1, 0.2 * 0.99, 0, 0, 1, 0), Image.NEAREST))}
+    references = {
+        "equalize": (0.0, ImageOps.equalize(image)),
+        "autocontrast": (0.0, ImageOps.autocontrast(image)),
+        "sharpness": (0.5, ImageEnhance.Sharpness(image).enhance(factor)),
+        "contrast": (0.5, ImageEnhance.Contrast(image).enhance(factor)),
+        "color": (0.5, ImageEnhance.Color(image).enhance(factor)),
+        "rotate": (30 / 135, image.rotate(-30)),
+        "shear_x": (
+            0.2,
+            image.transform((16, 16), Image.AFFINE, (1, 0.2 * 0.99, 0, 0, 1, 0), Image.NEAREST),
+        ),
+    }
     for name, (magnitude, reference) in references.items():
-        np.testing.assert_allclose(op(name, x, magnitude), np.asarray(reference, np.float32), atol=1.5, err_msg=name)
+        np.testing.assert_allclose(
+            op(name, x, magnitude), np.asarray(reference, np.float32), atol=1.5, err_msg=name
+        )

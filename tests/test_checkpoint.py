@@ -1,4 +1,6 @@
-"""Checkpoints: exact round trips, keep-last-N, damaged ones skipped, and a SIGKILLed run resuming exactly."""
+"""Checkpoints: exact round trips, keep-last-N, damaged ones skipped, and a SIGKILLed run resuming
+exactly."""
+
 import asyncio
 import contextlib
 import glob
@@ -14,11 +16,11 @@ import chex
 import jax
 import numpy as np
 import pytest
+from tiny_run import REPO, command_line, tiny_config, write_tiny_npz
 
 from resnet_jax import trainer
-from resnet_jax.training import checkpoint, optim, train
 from resnet_jax.nn.models import get_model
-from tiny_run import REPO, command_line, tiny_config, write_tiny_npz
+from resnet_jax.training import checkpoint, optim, train
 
 
 @pytest.fixture(scope="module")
@@ -26,13 +28,17 @@ def state():
     """A host TrainState with momentum, EMA and integer leaves."""
     model = get_model("cifar_resnet", depth=8, width_multiplier=0.25, num_classes=4)
     tx = optim.make_optimizer("sgd", 0.1, momentum=0.9)
-    return jax.device_get(train.create_train_state(model, tx, jax.random.key(0), image_shape=(8, 8, 3), ema=True))
+    return jax.device_get(
+        train.create_train_state(model, tx, jax.random.key(0), image_shape=(8, 8, 3), ema=True)
+    )
 
 
 def with_step(state, step):
     """`state` at `step`, with params changed so that each step's checkpoint differs."""
-    return state._replace(step=np.asarray(step, np.int32),
-                          params=jax.tree.map(lambda p: p + np.float32(step), state.params))
+    return state._replace(
+        step=np.asarray(step, np.int32),
+        params=jax.tree.map(lambda p: p + np.float32(step), state.params),
+    )
 
 
 def save_steps(directory, state, steps, keep=5):
@@ -68,13 +74,16 @@ def flip_bytes(step_dir):
 
 
 def truncate_array_data(step_dir):
-    """Empty the step's array data files, metadata intact: reads of arrays fail while others are in flight."""
+    """Empty the step's array data files, metadata intact: reads of arrays fail while others are in
+    flight."""
     for path in glob.glob(str(step_dir / "state" / "ocdbt.process_*" / "d" / "*")):
         open(path, "wb").close()
 
 
 @pytest.mark.parametrize("damage", [flip_bytes, truncate_array_data])
-def test_a_damaged_latest_checkpoint_is_skipped_for_the_one_before(tmp_path, state, caplog, capfd, damage):
+def test_a_damaged_latest_checkpoint_is_skipped_for_the_one_before(
+    tmp_path, state, caplog, capfd, damage
+):
     save_steps(tmp_path, state, [1, 2])
     damage(tmp_path / "2")
     checkpoints = checkpoint.Checkpoints(str(tmp_path), keep=5)
@@ -84,18 +93,28 @@ def test_a_damaged_latest_checkpoint_is_skipped_for_the_one_before(tmp_path, sta
     assert checkpoints.steps() == [1] and (tmp_path / "corrupt" / "2").is_dir()
     checkpoints.save(2, with_step(state, 2))  # the step can be written again
     checkpoints.close()
-    # One warning line, naming the step and saying what happens; nothing else on stderr (issue 14: the
-    # fallback printed 115-245 lines of "RuntimeError: Event loop is closed" from reads left running).
-    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "Checkpoint 2" in r.getMessage()]
-    assert len(warnings) == 1 and "\n" not in warnings[0] and warnings[0].endswith("skipping it."), warnings
+    # One warning line, naming the step and saying what happens; nothing else on stderr (issue 14:
+    # the
+    # fallback printed 115-245 lines of "RuntimeError: Event loop is closed" from reads left
+    # running).
+    warnings = [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelname == "WARNING" and "Checkpoint 2" in r.getMessage()
+    ]
+    assert (
+        len(warnings) == 1 and "\n" not in warnings[0] and warnings[0].endswith("skipping it.")
+    ), warnings
     time.sleep(0.5)  # reads still running would complete now, into a closed loop
     stderr = capfd.readouterr().err
     assert "Event loop is closed" not in stderr and "Traceback" not in stderr, stderr[-2000:]
 
 
 def test_reads_still_running_when_a_restore_fails_finish_before_its_loop_closes():
-    """What TensorStore does when one read of a damaged checkpoint fails: the other reads end later, in their
-    own threads, and hand their results to the loop orbax restored in. Without the drain that loop is closed."""
+    """What TensorStore does when one read of a damaged checkpoint fails: the other reads end
+    later, in their
+    own threads, and hand their results to the loop orbax restored in. Without the drain that loop
+    is closed."""
     from orbax.checkpoint._src import asyncio_utils  # the run_sync every orbax restore goes through
 
     def restore(late: list, threads: list):
@@ -141,7 +160,9 @@ def test_a_truncated_checkpoint_is_skipped(tmp_path, state):
 
 def test_an_unfinished_save_is_invisible(tmp_path, state):
     save_steps(tmp_path, state, [1])
-    (tmp_path / "2.orbax-checkpoint-tmp-1234" / "state").mkdir(parents=True)  # what a kill mid-save leaves
+    (tmp_path / "2.orbax-checkpoint-tmp-1234" / "state").mkdir(
+        parents=True
+    )  # what a kill mid-save leaves
     checkpoints = checkpoint.Checkpoints(str(tmp_path), keep=5)
     assert checkpoints.steps() == [1] and int(checkpoints.restore_latest(target=state).step) == 1
 
@@ -173,16 +194,31 @@ def test_a_state_with_nan_is_never_saved(tmp_path, state):
 
 
 def test_a_run_killed_at_any_moment_resumes_to_the_same_params(tmp_path):
-    """SIGKILL the entry point mid-run, rerun it: the final state equals an uninterrupted run's, bit for bit."""
+    """SIGKILL the entry point mid-run, rerun it: the final state equals an uninterrupted run's,
+    bit for bit."""
     npz = write_tiny_npz(tmp_path / "tiny.npz")
-    overrides = dict(train__steps=40, train__checkpoint_every=4, train__log_every=1, train__eval_every=100)
+    overrides = dict(
+        train__steps=40, train__checkpoint_every=4, train__log_every=1, train__eval_every=100
+    )
     _, _ = trainer.run(tiny_config(npz, **overrides), str(tmp_path / "straight"))
     expected = checkpoint.Checkpoints(str(tmp_path / "straight" / "checkpoints"), keep=3)
 
     workdir = tmp_path / "killed"
-    command = [sys.executable, "-m", "resnet_jax.main", f"--workdir={workdir}", *command_line(npz, **overrides)]
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                               env=os.environ.copy())  # conftest's XLA_FLAGS: the same 8-device CPU backend
+    command = [
+        sys.executable,
+        "-m",
+        "resnet_jax.main",
+        f"--workdir={workdir}",
+        *command_line(npz, **overrides),
+    ]
+    process = subprocess.Popen(
+        command,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=os.environ.copy(),
+    )  # conftest's XLA_FLAGS: the same 8-device CPU backend
     deadline = time.monotonic() + 120
     for line in process.stdout:  # kill at once when step 14 is reported: mid-run, maybe mid-save
         if line.startswith("step 14/") or time.monotonic() > deadline:
@@ -197,5 +233,7 @@ def test_a_run_killed_at_any_moment_resumes_to_the_same_params(tmp_path):
     assert int(resumed.step) == int(reference.step) == 40
     chex.assert_trees_all_equal(resumed, reference)
     # The metrics the killed run wrote after its checkpoint were dropped, not repeated.
-    steps = [json.loads(line)["step"] for line in open(workdir / "metrics.jsonl") if "train/loss" in line]
+    steps = [
+        json.loads(line)["step"] for line in open(workdir / "metrics.jsonl") if "train/loss" in line
+    ]
     assert steps == list(range(1, 41))

@@ -1,11 +1,13 @@
-"""python -m resnet_jax.evaluate: a run's checkpoint on its held-out split, the same numbers the run logged."""
+"""python -m resnet_jax.evaluate: a run's checkpoint on its held-out split, the same numbers the
+run logged."""
+
 import json
 
 import numpy as np
-
-from resnet_jax import trainer
 from test_errors import command
 from tiny_run import command_line, tiny_config, write_tiny_npz
+
+from resnet_jax import trainer
 
 
 def evaluate(*args):
@@ -20,7 +22,9 @@ def test_evaluate_reports_what_the_run_logged_and_writes_json_and_plot(tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     numbers = json.loads((workdir / "eval" / "step_6.json").read_text())
     assert (workdir / "eval" / "step_6_confusion.png").stat().st_size > 1000
-    assert numbers["weights"] == "ema" and numbers["examples"] == 24  # the whole held-out quarter, once
+    assert (
+        numbers["weights"] == "ema" and numbers["examples"] == 24
+    )  # the whole held-out quarter, once
     # The run evaluates the EMA weights on the same split: the same accuracy and loss.
     assert numbers["top1"] == summary["eval/accuracy"]
     np.testing.assert_allclose(numbers["loss"], summary["eval/loss"], rtol=1e-5)
@@ -52,22 +56,40 @@ def test_evaluate_weights_file_with_a_config_gives_the_runs_numbers(tmp_path):
     assert numbers["examples"] == 24 and numbers["top1"] == summary["eval/accuracy"]
     np.testing.assert_allclose(numbers["loss"], summary["eval/loss"], rtol=1e-5)
     assert "top-5 1.0000" in result.stdout
-    checkpoint = evaluate(f"--weights={workdir / 'checkpoints' / '6'}", *flags)  # a run's checkpoint as weights
+    checkpoint = evaluate(
+        f"--weights={workdir / 'checkpoints' / '6'}", *flags
+    )  # a run's checkpoint as weights
     assert checkpoint.returncode == 0, checkpoint.stderr[-2000:]
-    assert json.loads((workdir / "eval" / "weights_step_6.json").read_text())["top1"] == numbers["top1"]
+    assert (
+        json.loads((workdir / "eval" / "weights_step_6.json").read_text())["top1"]
+        == numbers["top1"]
+    )
 
-    wrong = evaluate("--weights=" + str(tmp_path / "weights.safetensors"), *flags, "--config.model.depth=14")
+    wrong = evaluate(
+        "--weights=" + str(tmp_path / "weights.safetensors"), *flags, "--config.model.depth=14"
+    )
     assert wrong.returncode == 2
     line = wrong.stderr.splitlines()[-1]  # depth 14 has two blocks per stage, the weights one
-    assert line.startswith(f"error: --weights={tmp_path / 'weights.safetensors'}: Missing key(s) in the weights "
-                           f"for the model: ") and "/stage1_block1/" in line
+    assert (
+        line.startswith(
+            f"error: --weights={tmp_path / 'weights.safetensors'}: Missing key(s) in the weights "
+            f"for the model: "
+        )
+        and "/stage1_block1/" in line
+    )
     # --weights without --config: one of tests/test_errors.py's cases.
 
 
-def test_without_matplotlib_the_confusion_plot_is_skipped_with_a_warning(tmp_path, monkeypatch, caplog):
+def test_without_matplotlib_the_confusion_plot_is_skipped_with_a_warning(
+    tmp_path, monkeypatch, caplog
+):
     import sys
+
     from resnet_jax.training import evaluation
-    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as where the [plots] extra is not installed
+
+    monkeypatch.setitem(
+        sys.modules, "matplotlib", None
+    )  # as where the [plots] extra is not installed
     evaluation.plot_confusion(np.eye(3), tmp_path / "c.png", "t")
     assert not (tmp_path / "c.png").exists()
     assert "pip install -e .[plots]" in caplog.text

@@ -1,15 +1,18 @@
-"""The tree shows the layers: imports point down only, read from the source with `ast` (nothing is imported).
+"""The tree shows the layers: imports point down only, read from the source with `ast` (nothing is
+imported).
 
-    nn/        pure modules: may import only nn/ (and JAX, Flax, NumPy)
-    data/      may import nn/ and data/
-    training/  may import nn/ and training/
-    cpu/       may import nn/ and cpu/
-    interop/   may import nn/ and interop/ (torchvision weights for our models)
-    sweeps/    may import nn/ and sweeps/ (it traces a point's model; it runs the trainer as a command, never
-               in-process)
-    the top level (runtime.py and the commands) may import any layer
-    anything in resnet_jax/: never configs/ or experiments/
+nn/        pure modules: may import only nn/ (and JAX, Flax, NumPy)
+data/      may import nn/ and data/
+training/  may import nn/ and training/
+cpu/       may import nn/ and cpu/
+interop/   may import nn/ and interop/ (torchvision weights for our models)
+sweeps/    may import nn/ and sweeps/ (it traces a point's model; it runs the trainer as a command,
+never
+           in-process)
+the top level (runtime.py and the commands) may import any layer
+anything in resnet_jax/: never configs/ or experiments/
 """
+
 import ast
 from pathlib import Path
 
@@ -17,22 +20,33 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "resnet_jax"
 # Third-party modules a layer may not import, beside the project's own layers.
-FORBIDDEN_EXTERNAL = {"nn": ("absl", "ml_collections", "tensorflow", "tensorflow_datasets", "orbax", "torch")}
+FORBIDDEN_EXTERNAL = {
+    "nn": ("absl", "ml_collections", "tensorflow", "tensorflow_datasets", "orbax", "torch")
+}
 # What each subpackage may import of the project (itself always).
-ALLOWED_LAYERS = {"nn": (), "data": ("nn",), "training": ("nn",), "cpu": ("nn",), "interop": ("nn",),
-                  "sweeps": ("nn",)}
+ALLOWED_LAYERS = {
+    "nn": (),
+    "data": ("nn",),
+    "training": ("nn",),
+    "cpu": ("nn",),
+    "interop": ("nn",),
+    "sweeps": ("nn",),
+}
 NEVER = ("configs", "experiments")
 
 
 def imports(source: str) -> list[tuple[int, str]]:
-    """(line, module) of every import statement in `source`, absolute; relative ones as 'resnet_jax.?'."""
+    """(line, module) of every import statement in `source`, absolute; relative ones as
+    'resnet_jax.?'."""
     found = []
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
             found += [(node.lineno, alias.name) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             if node.level:
-                found.append((node.lineno, "resnet_jax.?"))  # relative imports are not used in the project
+                found.append(
+                    (node.lineno, "resnet_jax.?")
+                )  # relative imports are not used in the project
             elif node.module == "resnet_jax":
                 found += [(node.lineno, f"resnet_jax.{alias.name}") for alias in node.names]
             else:
@@ -41,21 +55,28 @@ def imports(source: str) -> list[tuple[int, str]]:
 
 
 def violations(layer: str | None, source: str, where: str) -> list[str]:
-    """The imports of one file of `layer` (None: the package's top level) that break the layering."""
+    """The imports of one file of `layer` (None: the package's top level) that break the
+    layering."""
     bad = []
     for line, module in imports(source):
         top, _, rest = module.partition(".")
         if top in NEVER:
-            bad.append(f"{where}:{line} imports {module} (the package never imports {'/'.join(NEVER)})")
+            bad.append(
+                f"{where}:{line} imports {module} (the package never imports {'/'.join(NEVER)})"
+            )
         if layer is None:
             continue
         if top in FORBIDDEN_EXTERNAL.get(layer, ()):
             bad.append(f"{where}:{line} imports {module} ({layer}/ stays free of it)")
         if top == "resnet_jax":
             target = rest.partition(".")[0]
-            if module == "resnet_jax.?" or (target != layer and target not in ALLOWED_LAYERS[layer]):
-                bad.append(f"{where}:{line} imports {module} ({layer}/ may import only "
-                           f"{', '.join((layer, *ALLOWED_LAYERS[layer]))})")
+            if module == "resnet_jax.?" or (
+                target != layer and target not in ALLOWED_LAYERS[layer]
+            ):
+                bad.append(
+                    f"{where}:{line} imports {module} ({layer}/ may import only "
+                    f"{', '.join((layer, *ALLOWED_LAYERS[layer]))})"
+                )
     return bad
 
 
@@ -71,7 +92,9 @@ def test_imports_point_down_the_layers():
     for layer, path in package_files():
         bad += violations(layer, path.read_text(), str(path.relative_to(PACKAGE.parent)))
     assert not bad, "\n".join(bad)
-    assert {layer for layer, _ in package_files()} >= set(ALLOWED_LAYERS)  # the scan saw every layer
+    assert {layer for layer, _ in package_files()} >= set(
+        ALLOWED_LAYERS
+    )  # the scan saw every layer
 
 
 def test_nothing_in_the_package_imports_configs_or_experiments():
@@ -81,20 +104,25 @@ def test_nothing_in_the_package_imports_configs_or_experiments():
     assert not bad
 
 
-@pytest.mark.parametrize("layer,planted,why", [
-    ("nn", "from resnet_jax.training import train\n", "nn/ may import only nn"),
-    ("nn", "from resnet_jax.cpu import onednn\n", "nn/ may import only nn"),
-    ("nn", "import resnet_jax.data.pipeline\n", "nn/ may import only nn"),
-    ("nn", "from absl import flags\n", "stays free of it"),
-    ("nn", "import ml_collections\n", "stays free of it"),
-    ("nn", "from resnet_jax import runtime\n", "nn/ may import only nn"),
-    ("data", "from resnet_jax.training import checkpoint\n", "data/ may import only data, nn"),
-    ("cpu", "from resnet_jax.data import augment\n", "cpu/ may import only cpu, nn"),
-    (None, "from configs import default\n", "never imports configs"),
-    (None, "    import experiments.degradation\n", "never imports"),
-])
+@pytest.mark.parametrize(
+    "layer,planted,why",
+    [
+        ("nn", "from resnet_jax.training import train\n", "nn/ may import only nn"),
+        ("nn", "from resnet_jax.cpu import onednn\n", "nn/ may import only nn"),
+        ("nn", "import resnet_jax.data.pipeline\n", "nn/ may import only nn"),
+        ("nn", "from absl import flags\n", "stays free of it"),
+        ("nn", "import ml_collections\n", "stays free of it"),
+        ("nn", "from resnet_jax import runtime\n", "nn/ may import only nn"),
+        ("data", "from resnet_jax.training import checkpoint\n", "data/ may import only data, nn"),
+        ("cpu", "from resnet_jax.data import augment\n", "cpu/ may import only cpu, nn"),
+        (None, "from configs import default\n", "never imports configs"),
+        (None, "    import experiments.degradation\n", "never imports"),
+    ],
+)
 def test_a_planted_upward_import_is_caught(layer, planted, why):
-    source = "import jax\n\n\ndef f():\n" + (planted if planted.startswith(" ") else "    " + planted)
+    source = "import jax\n\n\ndef f():\n" + (
+        planted if planted.startswith(" ") else "    " + planted
+    )
     found = violations(layer, source, "planted.py")
     assert len(found) == 1 and why in found[0], found
     assert not violations(layer, "import jax\nfrom resnet_jax.nn.conv import conv2d\n", "clean.py")
@@ -103,9 +131,13 @@ def test_a_planted_upward_import_is_caught(layer, planted, why):
 def test_importing_the_research_api_loads_no_trainer_data_or_backend():
     import subprocess
     import sys
-    code = ("import sys, resnet_jax as rj; rj.get_model('cifar_resnet20'); "
-            "print(sorted({m.split('.')[1] for m in sys.modules if m.startswith('resnet_jax.')}), "
-            "'tensorflow' in sys.modules, 'orbax' in sys.modules, 'ml_collections' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=PACKAGE.parent).stdout.strip()
+
+    code = (
+        "import sys, resnet_jax as rj; rj.get_model('cifar_resnet20'); "
+        "print(sorted({m.split('.')[1] for m in sys.modules if m.startswith('resnet_jax.')}), "
+        "'tensorflow' in sys.modules, 'orbax' in sys.modules, 'ml_collections' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=PACKAGE.parent
+    ).stdout.strip()
     assert out == "['nn'] False False False"

@@ -1,9 +1,14 @@
-"""Two processes on one machine, joined by jax.distributed over localhost, train as one data-parallel run.
+"""Two processes on one machine, joined by jax.distributed over localhost, train as one
+data-parallel run.
 
-Each process has 2 CPU devices and reads its own shard of the data; gradients and BatchNorm statistics are
-reduced over all 4 devices (gloo collectives on CPU). Both processes must end with bit-identical state and
-write one shared set of checkpoints. (That either mode equals one device on the global batch is test_parallel's.)
+Each process has 2 CPU devices and reads its own shard of the data; gradients and BatchNorm
+statistics are
+reduced over all 4 devices (gloo collectives on CPU). Both processes must end with bit-identical
+state and
+write one shared set of checkpoints. (That either mode equals one device on the global batch is
+test_parallel's.)
 """
+
 import json
 import os
 import socket
@@ -12,14 +17,14 @@ import sys
 
 import numpy as np
 import pytest
+from tiny_run import REPO, write_tiny_npz
 
 from resnet_jax.training import checkpoint
-from tiny_run import REPO, write_tiny_npz
 
 WORKER = """
 import json, sys
 import jax
-port, process_id, npz, workdir, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+port, process_id, npz, workdir, mode = sys.argv[1], int(sys.argv[2]), *sys.argv[3:6]
 jax.distributed.initialize(f"localhost:{port}", num_processes=2, process_id=process_id)
 sys.path.insert(0, "tests")
 from resnet_jax import main
@@ -43,17 +48,31 @@ def free_port() -> int:
 @pytest.mark.parametrize("mode", ["sharding", pytest.param("pmap", marks=pytest.mark.slow)])
 def test_two_processes_train_as_one(tmp_path, mode):
     npz = write_tiny_npz(tmp_path / "tiny.npz")
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
+    env = {
+        **os.environ,
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+        "JAX_PLATFORMS": "cpu",
+    }
     port, workdir = free_port(), tmp_path / "run"
-    processes = [subprocess.Popen([sys.executable, "-c", WORKER, str(port), str(i), str(npz), str(workdir), mode],
-                                  cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                 for i in range(2)]
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(port), str(i), str(npz), str(workdir), mode],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
     results = []
     try:
         for process in processes:
             stdout, stderr = process.communicate(timeout=240)
             assert process.returncode == 0, stderr[-3000:]
-            results += [json.loads(line[7:]) for line in stdout.splitlines() if line.startswith("RESULT ")]
+            results += [
+                json.loads(line[7:]) for line in stdout.splitlines() if line.startswith("RESULT ")
+            ]
     finally:
         for process in processes:
             process.kill()

@@ -1,6 +1,9 @@
-"""oneDNN convolutions (conv2d backend=onednn.conv_backend) give XLA's numbers: forward against the float64 reference, gradients
-against XLA's, whole ResNets' train steps, bfloat16 against float32 on every block kind, and a clear error or a
+"""oneDNN convolutions (conv2d backend=onednn.conv_backend) give XLA's numbers: forward against the
+float64 reference, gradients
+against XLA's, whole ResNets' train steps, bfloat16 against float32 on every block kind, and a
+clear error or a
 fallback where oneDNN cannot run."""
+
 import functools
 import json
 import logging
@@ -10,29 +13,40 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from hypothesis import given, settings, strategies as st
-
-from resnet_jax import build, runtime
-from resnet_jax.cpu import conv_choice, machine, onednn
-from resnet_jax.training import train
-from resnet_jax.nn import blocks
-from resnet_jax.nn.conv import Conv2D, conv2d
-from resnet_jax.nn.norm import BatchNorm
-from resnet_jax.nn.models import get_model
-from resnet_jax.nn.shapes import ShapeError, output_size, resolve_padding
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_conv import padding_forms, reference_conv2d
 from tiny_run import load_config
 
+from resnet_jax import build, runtime
+from resnet_jax.cpu import conv_choice, machine, onednn
+from resnet_jax.nn import blocks
+from resnet_jax.nn.conv import Conv2D, conv2d
+from resnet_jax.nn.models import get_model
+from resnet_jax.nn.norm import BatchNorm
+from resnet_jax.nn.shapes import ShapeError, output_size, resolve_padding
+from resnet_jax.training import train
+
 BACKENDS = {"xla": None, "onednn": onednn.conv_backend}
 
-needs_onednn = pytest.mark.skipif(not onednn.available(), reason=f"oneDNN unavailable: {onednn.why_unavailable()}")
-needs_bf16_units = pytest.mark.skipif(not (onednn.available() and machine.bf16_units()),
-                                      reason="oneDNN bfloat16 needs a CPU with AVX512-BF16 or AMX")
+needs_onednn = pytest.mark.skipif(
+    not onednn.available(), reason=f"oneDNN unavailable: {onednn.why_unavailable()}"
+)
+needs_bf16_units = pytest.mark.skipif(
+    not (onednn.available() and machine.bf16_units()),
+    reason="oneDNN bfloat16 needs a CPU with AVX512-BF16 or AMX",
+)
 GRADIENT_CASES = [
     ((4, 8, 8, 16), 3, 1, 1, 1),
     ((4, 8, 8, 16), 3, 2, 1, 1),  # stride 2 on an even input: oneDNN's high padding is trimmed
     ((2, 16, 16, 8), 1, 2, 0, 1),  # 1x1 stride-2 projection: the last row and column are never read
-    ((2, 7, 9, 8), 1, 3, 0, 1),  # strided 1x1 on sizes the stride does not divide: subsampled, then stride 1
+    (
+        (2, 7, 9, 8),
+        1,
+        3,
+        0,
+        1,
+    ),  # strided 1x1 on sizes the stride does not divide: subsampled, then stride 1
     ((2, 32, 32, 3), 7, 2, 3, 1),  # the ImageNet stem
     ((2, 9, 11, 4), 3, 1, (2, 0), 2),  # dilation and one-sided padding
     ((2, 10, 10, 4), 3, 2, "SAME", 1),  # XLA's asymmetric (0, 1)
@@ -41,14 +55,24 @@ GRADIENT_CASES = [
 
 def relative_error(got, expected) -> float:
     """|got - expected| / |expected| over a whole pytree (L2)."""
-    return float(optax.tree.norm(jax.tree.map(lambda a, b: a.astype(jnp.float32) - b, got, expected))
-                 / optax.tree.norm(expected))
+    return float(
+        optax.tree.norm(jax.tree.map(lambda a, b: a.astype(jnp.float32) - b, got, expected))
+        / optax.tree.norm(expected)
+    )
 
 
 @needs_onednn
 @settings(max_examples=40, deadline=None)
-@given(h=st.integers(5, 12), w=st.integers(5, 12), kernel=st.integers(1, 4), stride=st.integers(1, 3),
-       dilation=st.integers(1, 2), padding=padding_forms, flip=st.booleans(), seed=st.integers(0, 2**16))
+@given(
+    h=st.integers(5, 12),
+    w=st.integers(5, 12),
+    kernel=st.integers(1, 4),
+    stride=st.integers(1, 3),
+    dilation=st.integers(1, 2),
+    padding=padding_forms,
+    flip=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
 def test_onednn_conv2d_matches_numpy_reference(h, w, kernel, stride, dilation, padding, flip, seed):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((2, h, w, 3)).astype(np.float32)
@@ -57,12 +81,24 @@ def test_onednn_conv2d_matches_numpy_reference(h, w, kernel, stride, dilation, p
         expected_hw = [output_size(s, kernel, stride, padding, dilation) for s in (h, w)]
     except ShapeError:
         return  # conv2d raises before either implementation runs (test_conv covers it)
-    y = jax.jit(functools.partial(conv2d, stride=stride, padding=padding, dilation=dilation, flip=flip,
-                                  backend=onednn.conv_backend))(x, weights)
+    y = jax.jit(
+        functools.partial(
+            conv2d,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            flip=flip,
+            backend=onednn.conv_backend,
+        )
+    )(x, weights)
     pads = [resolve_padding(padding, s, kernel, stride, dilation) for s in (h, w)]
     assert list(y.shape[1:3]) == expected_hw
-    np.testing.assert_allclose(np.asarray(y), reference_conv2d(x, weights, stride, pads, dilation, 1, flip),
-                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        np.asarray(y),
+        reference_conv2d(x, weights, stride, pads, dilation, 1, flip),
+        rtol=1e-4,
+        atol=1e-4,
+    )
 
 
 def conv_inputs(rng, shape, kernel):
@@ -81,8 +117,10 @@ def test_onednn_gradients_equal_xla(shape, kernel, stride, padding, dilation):
         y = conv2d(x, w, stride=stride, padding=padding, dilation=dilation, backend=BACKENDS[impl])
         return jnp.sum(jnp.sin(y))  # a non-trivial output gradient
 
-    grads = {impl: jax.jit(jax.value_and_grad(loss, argnums=(0, 1)), static_argnums=2)(x, w, impl)
-             for impl in ("xla", "onednn")}
+    grads = {
+        impl: jax.jit(jax.value_and_grad(loss, argnums=(0, 1)), static_argnums=2)(x, w, impl)
+        for impl in ("xla", "onednn")
+    }
     for got, expected in zip(jax.tree.leaves(grads["onednn"]), jax.tree.leaves(grads["xla"])):
         np.testing.assert_allclose(got, expected, rtol=2e-4, atol=2e-4)
 
@@ -96,26 +134,36 @@ def train_step_results(name, impl, image_size, **overrides):
     variables = get_model(name, num_classes=10, **overrides).init(jax.random.key(0), x[:1])
 
     def loss_fn(params):
-        logits, updates = model.apply({"params": params, "batch_stats": variables["batch_stats"]}, x, train=True,
-                                      mutable=["batch_stats"])
+        logits, updates = model.apply(
+            {"params": params, "batch_stats": variables["batch_stats"]},
+            x,
+            train=True,
+            mutable=["batch_stats"],
+        )
         return train.cross_entropy(logits, labels).mean(), updates
 
     return jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(variables["params"])
 
 
 @needs_onednn
-@pytest.mark.parametrize("name,image_size,overrides", [
-    ("cifar_resnet8", 16, {}),
-    # 7x7 stem, max-pool, 1x1 stride-2 projections (slow: each convolution is in GRADIENT_CASES)
-    pytest.param("resnet18", 32, {"width_multiplier": 0.125}, marks=pytest.mark.slow),
-    pytest.param("resnet50", 32, {"width_multiplier": 0.0625}, marks=pytest.mark.slow),  # bottlenecks (slow:
-    # their convolutions are checked block by block in the default run)
-])
+@pytest.mark.parametrize(
+    "name,image_size,overrides",
+    [
+        ("cifar_resnet8", 16, {}),
+        # 7x7 stem, max-pool, 1x1 stride-2 projections (slow: each convolution is in GRADIENT_CASES)
+        pytest.param("resnet18", 32, {"width_multiplier": 0.125}, marks=pytest.mark.slow),
+        pytest.param(
+            "resnet50", 32, {"width_multiplier": 0.0625}, marks=pytest.mark.slow
+        ),  # bottlenecks (slow:
+        # their convolutions are checked block by block in the default run)
+    ],
+)
 def test_onednn_train_step_equals_xla(name, image_size, overrides):
     (loss_x, stats_x), grads_x = train_step_results(name, "xla", image_size, **overrides)
     (loss_o, stats_o), grads_o = train_step_results(name, "onednn", image_size, **overrides)
     np.testing.assert_allclose(loss_o, loss_x, rtol=1e-5)
-    # BatchNorm over a batch of 8 amplifies float32 rounding; compare the whole gradient as one vector.
+    # BatchNorm over a batch of 8 amplifies float32 rounding; compare the whole gradient as one
+    # vector.
     difference = optax.tree.norm(jax.tree.map(jnp.subtract, grads_o, grads_x))
     assert float(difference / optax.tree.norm(grads_x)) < 1e-3
     for got, expected in zip(jax.tree.leaves(stats_o), jax.tree.leaves(stats_x)):
@@ -125,17 +173,26 @@ def test_onednn_train_step_equals_xla(name, image_size, overrides):
 @needs_bf16_units
 @pytest.mark.parametrize("wgrad", ["bf16", "f32"])
 @pytest.mark.parametrize("shape,kernel,stride,padding,dilation", GRADIENT_CASES)
-def test_onednn_bfloat16_values_and_gradients_match_float32(shape, kernel, stride, padding, dilation, wgrad,
-                                                             monkeypatch):
+def test_onednn_bfloat16_values_and_gradients_match_float32(
+    shape, kernel, stride, padding, dilation, wgrad, monkeypatch
+):
     monkeypatch.setenv("RESNET_JAX_BF16_WGRAD", wgrad)
     rng = np.random.default_rng(0)
     x, w = conv_inputs(rng, shape, kernel)
-    out_shape = jax.eval_shape(functools.partial(conv2d, stride=stride, padding=padding, dilation=dilation), x, w)
+    out_shape = jax.eval_shape(
+        functools.partial(conv2d, stride=stride, padding=padding, dilation=dilation), x, w
+    )
     r = jnp.asarray(rng.standard_normal(out_shape.shape), jnp.float32)
 
     def loss(x, w, impl, dtype):  # linear in y, so the gradients' errors are the convolutions' own
-        y = conv2d(x.astype(dtype), w.astype(dtype), stride=stride, padding=padding, dilation=dilation,
-                   backend=BACKENDS[impl])
+        y = conv2d(
+            x.astype(dtype),
+            w.astype(dtype),
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            backend=BACKENDS[impl],
+        )
         return jnp.sum(y.astype(jnp.float32) * r), y
 
     step = jax.jit(jax.value_and_grad(loss, argnums=(0, 1), has_aux=True), static_argnums=(2, 3))
@@ -143,31 +200,41 @@ def test_onednn_bfloat16_values_and_gradients_match_float32(shape, kernel, strid
     (_, y16), grads16 = step(x, w, "onednn", jnp.bfloat16)
     hlo = step.lower(x, w, "onednn", jnp.bfloat16).as_text()
     assert "@RjOnednnConvForwardBf16(" in hlo and "@RjOnednnConvBackwardDataBf16(" in hlo
-    # The weight gradient from the bf16 operands (the default) or from them widened to float32; float32 out.
+    # The weight gradient from the bf16 operands (the default) or from them widened to float32;
+    # float32 out.
     assert f"@RjOnednnConvBackwardWeights{'Bf16' if wgrad == 'bf16' else ''}(" in hlo
     assert y16.dtype == jnp.bfloat16 and [g.dtype for g in grads16] == [jnp.float32] * 2
-    # bfloat16 keeps 8 significant bits (relative rounding <= 2^-9 per input); sums of many products average it
+    # bfloat16 keeps 8 significant bits (relative rounding <= 2^-9 per input); sums of many products
+    # average it
     assert relative_error(y16, y32) < 1e-2
     for got, expected in zip(grads16, grads32):
         assert relative_error(got, expected) < 1e-2
 
 
 def block_step(block_cls, shortcut, impl, dtype):
-    """Output, gradients (of the params and the input) and BatchNorm updates of one block in training mode."""
+    """Output, gradients (of the params and the input) and BatchNorm updates of one block in
+    training mode."""
     features = 16 if block_cls.expansion == 1 else 8  # shortcut 'A' may only widen
     conv = functools.partial(Conv2D, padding="symmetric", dtype=dtype, backend=BACKENDS[impl])
     norm = functools.partial(BatchNorm, use_running_average=False, dtype=dtype)
     block = block_cls(features=features, stride=2, shortcut=shortcut, conv=conv, norm=norm)
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.standard_normal((16, 16, 16, 8)), jnp.float32)
-    variables = block_cls(features=features, stride=2, shortcut=shortcut, conv=functools.partial(
-        Conv2D, padding="symmetric"), norm=functools.partial(BatchNorm, use_running_average=False)).init(
-        jax.random.key(0), x)  # float32 parameters and statistics, the same for every dtype
+    variables = block_cls(
+        features=features,
+        stride=2,
+        shortcut=shortcut,
+        conv=functools.partial(Conv2D, padding="symmetric"),
+        norm=functools.partial(BatchNorm, use_running_average=False),
+    ).init(jax.random.key(0), x)  # float32 parameters and statistics, the same for every dtype
     r = jnp.asarray(rng.standard_normal((16, 8, 8, features * block_cls.expansion)), jnp.float32)
 
     def loss(params, x):
-        y, updates = block.apply({"params": params, "batch_stats": variables["batch_stats"]}, x.astype(dtype),
-                                 mutable=["batch_stats"])
+        y, updates = block.apply(
+            {"params": params, "batch_stats": variables["batch_stats"]},
+            x.astype(dtype),
+            mutable=["batch_stats"],
+        )
         return jnp.sum(y.astype(jnp.float32) * r), (y, updates)
 
     step = jax.jit(jax.value_and_grad(loss, argnums=(0, 1), has_aux=True))
@@ -176,20 +243,33 @@ def block_step(block_cls, shortcut, impl, dtype):
 
 
 @needs_bf16_units
-@pytest.mark.parametrize("block_cls,shortcut", [
-    (blocks.BasicBlock, "A"), (blocks.BasicBlock, "B"), (blocks.BottleneckBlock, "B"),
-    (blocks.PreActBasicBlock, "A"), (blocks.PreActBasicBlock, "B"), (blocks.PreActBottleneckBlock, "B")])
+@pytest.mark.parametrize(
+    "block_cls,shortcut",
+    [
+        (blocks.BasicBlock, "A"),
+        (blocks.BasicBlock, "B"),
+        (blocks.BottleneckBlock, "B"),
+        (blocks.PreActBasicBlock, "A"),
+        (blocks.PreActBasicBlock, "B"),
+        (blocks.PreActBottleneckBlock, "B"),
+    ],
+)
 def test_onednn_bfloat16_blocks_match_float32_as_closely_as_xla_bfloat16(block_cls, shortcut):
     y32, grads32, stats32, _ = block_step(block_cls, shortcut, "xla", jnp.float32)
     y_xla, grads_xla, stats_xla, _ = block_step(block_cls, shortcut, "xla", jnp.bfloat16)
     y16, grads16, stats16, hlo = block_step(block_cls, shortcut, "onednn", jnp.bfloat16)
     convs = hlo.count("RjOnednnConvForwardBf16")
-    assert convs == (2 if block_cls.expansion == 1 else 3) + (shortcut == "B")  # every conv, none left to XLA
+    assert convs == (2 if block_cls.expansion == 1 else 3) + (
+        shortcut == "B"
+    )  # every conv, none left to XLA
     assert hlo.count("@RjOnednnConvBackwardWeightsBf16(") == convs and "convolution(" not in hlo
-    assert {g.dtype for g in jax.tree.leaves(grads16)} == {jnp.dtype(jnp.float32)}  # params and input stay f32
+    assert {g.dtype for g in jax.tree.leaves(grads16)} == {
+        jnp.dtype(jnp.float32)
+    }  # params and input stay f32
     assert {s.dtype for s in jax.tree.leaves(stats16)} == {jnp.dtype(jnp.float32)}
     assert relative_error(y16, y32) < 1e-2 and relative_error(stats16, stats32) < 1e-3
-    # BatchNorm's backward pass (batch statistics of 8x8 maps) amplifies bf16 rounding to ~5% in XLA's bf16 too:
+    # BatchNorm's backward pass (batch statistics of 8x8 maps) amplifies bf16 rounding to ~5% in
+    # XLA's bf16 too:
     # oneDNN's may differ from float32 by about as much as XLA's does, not more.
     for got, xla_bf16, expected in zip(grads16, grads_xla, grads32):
         assert relative_error(got, expected) < 1.5 * relative_error(xla_bf16, expected) + 0.01
@@ -213,18 +293,27 @@ def test_bfloat16_without_bf16_units_and_grouped_convolutions_stay_with_xla(monk
     assert not onednn.supports(x, w, groups=1)
     assert not onednn.supports(x, w.astype(jnp.float32), groups=1)  # mixed dtypes
     assert not onednn.supports(x.astype(jnp.float32), w.astype(jnp.float32), groups=2)
-    hlo = jax.jit(functools.partial(conv2d, padding=1, groups=2, backend=onednn.conv_backend)).lower(
-        x.astype(jnp.float32), w[:, :, :2].astype(jnp.float32)).as_text()
+    hlo = (
+        jax.jit(functools.partial(conv2d, padding=1, groups=2, backend=onednn.conv_backend))
+        .lower(x.astype(jnp.float32), w[:, :, :2].astype(jnp.float32))
+        .as_text()
+    )
     assert "custom_call" not in hlo and "convolution" in hlo
 
 
 def test_unavailable_onednn_is_a_clear_error_and_auto_falls_back(monkeypatch):
-    monkeypatch.setattr(onednn, "_load", lambda: onednn.OneDnnUnavailable("the wheel is not installed"))
+    monkeypatch.setattr(
+        onednn, "_load", lambda: onednn.OneDnnUnavailable("the wheel is not installed")
+    )
     with pytest.raises(onednn.OneDnnUnavailable, match="the wheel is not installed. Use XLA's"):
-        conv2d(jnp.ones((1, 4, 4, 2)), jnp.ones((3, 3, 2, 2)), padding=1, backend=onednn.conv_backend)
+        conv2d(
+            jnp.ones((1, 4, 4, 2)), jnp.ones((3, 3, 2, 2)), padding=1, backend=onednn.conv_backend
+        )
     config = load_config()
     config.train.conv_impl = "onednn"
-    with pytest.raises(ValueError, match=r"config.train.conv_impl='onednn': .*the wheel is not installed"):
+    with pytest.raises(
+        ValueError, match=r"config.train.conv_impl='onednn': .*the wheel is not installed"
+    ):
         build.validate_config(config, device_count=1, process_count=1)
     assert runtime.conv_impl_for("auto", parallel_mode="single", dtype="float32") == "xla"
     assert runtime.conv_impl_for("fastest", parallel_mode="single", dtype="float32") == "xla"
@@ -238,7 +327,9 @@ def test_auto_picks_onednn_for_cpu_runs_outside_sharding():
     assert runtime.conv_impl_for("auto", parallel_mode="single", dtype="float32") == "onednn"
     assert runtime.conv_impl_for("auto", parallel_mode="pmap", dtype="float32") == "onednn"
     assert runtime.conv_impl_for("auto", parallel_mode="sharding", dtype="float32") == "xla"
-    bf16 = "onednn" if machine.bf16_units() else "xla"  # oneDNN's bf16 kernels pay only with bf16 units
+    bf16 = (
+        "onednn" if machine.bf16_units() else "xla"
+    )  # oneDNN's bf16 kernels pay only with bf16 units
     assert runtime.conv_impl_for("auto", parallel_mode="single", dtype="bfloat16") == bf16
     assert runtime.conv_impl_for("xla", parallel_mode="single", dtype="float32") == "xla"
     assert runtime.conv_impl_for("fastest", parallel_mode="single", dtype="float32") == "fastest"
@@ -247,31 +338,49 @@ def test_auto_picks_onednn_for_cpu_runs_outside_sharding():
 
 
 @needs_onednn
-def test_fastest_sends_each_shape_to_the_faster_and_measures_it_once_per_machine(tmp_path, monkeypatch, caplog):
-    """conv_impl='fastest': XLA where it took under XLA_MARGIN of oneDNN's time, else oneDNN; 1x1 kernels and a
-    batch of one are not measured; the times persist in the cache folder for the next process, unless other
+def test_fastest_sends_each_shape_to_the_faster_and_measures_it_once_per_machine(
+    tmp_path, monkeypatch, caplog
+):
+    """conv_impl='fastest': XLA where it took under XLA_MARGIN of oneDNN's time, else oneDNN; 1x1
+    kernels and a
+    batch of one are not measured; the times persist in the cache folder for the next process,
+    unless other
     processes loaded the cores while they were taken."""
     monkeypatch.setenv("RESNET_JAX_CACHE", str(tmp_path))
     conv_choice._times.cache_clear()
     measured = []
 
-    def fake_measure(x_shape, kernel_shape, dtype, stride, padding, dilation):  # XLA faster on 8 channels only
+    def fake_measure(
+        x_shape, kernel_shape, dtype, stride, padding, dilation
+    ):  # XLA faster on 8 channels only
         measured.append((x_shape, kernel_shape))
         times = {"xla": 1.0, "onednn": 2.0} if x_shape[-1] == 8 else {"xla": 0.95, "onednn": 1.0}
-        return {**times, "others": 1.5 if x_shape[1] == 7 else 0.0}  # 7 rows: timed on a loaded machine
+        return {
+            **times,
+            "others": 1.5 if x_shape[1] == 7 else 0.0,
+        }  # 7 rows: timed on a loaded machine
 
     monkeypatch.setattr(conv_choice, "measure", fake_measure)
 
     def calls(x_shape, kernel_shape, **kw):
-        step = jax.jit(jax.grad(lambda x, k: conv2d(x, k, padding=kernel_shape[0] // 2,
-                                                    backend=conv_choice.fastest, **kw).sum(), argnums=(0, 1)))
+        step = jax.jit(
+            jax.grad(
+                lambda x, k: conv2d(
+                    x, k, padding=kernel_shape[0] // 2, backend=conv_choice.fastest, **kw
+                ).sum(),
+                argnums=(0, 1),
+            )
+        )
         hlo = step.lower(jnp.ones(x_shape), jnp.ones(kernel_shape)).as_text()
         return "custom_call" in hlo, "convolution" in hlo
 
     assert calls((2, 6, 6, 8), (3, 3, 8, 4)) == (False, True)  # XLA at twice the speed
     assert calls((2, 6, 6, 4), (3, 3, 4, 4)) == (True, False)  # XLA 5% faster: a tie, oneDNN
     assert calls((2, 6, 6, 8), (1, 1, 8, 4), stride=2) == (True, False)  # 1x1: oneDNN, not measured
-    assert calls((1, 6, 6, 8), (3, 3, 8, 4)) == (True, False)  # a batch of one: oneDNN, not measured
+    assert calls((1, 6, 6, 8), (3, 3, 8, 4)) == (
+        True,
+        False,
+    )  # a batch of one: oneDNN, not measured
     assert calls((2, 6, 6, 8), (3, 3, 8, 4)) == (False, True)  # known: not measured again
     assert measured == [((2, 6, 6, 8), (3, 3, 8, 4)), ((2, 6, 6, 4), (3, 3, 4, 4))]
     conv_choice._times.cache_clear()  # a new process reads the file
@@ -291,13 +400,25 @@ def test_fastest_sends_each_shape_to_the_faster_and_measures_it_once_per_machine
 def test_fastest_measures_both_implementations_and_computes_xlas_numbers(tmp_path, monkeypatch):
     monkeypatch.setenv("RESNET_JAX_CACHE", str(tmp_path))
     conv_choice._times.cache_clear()
-    times = conv_choice.measure((2, 8, 8, 4), (3, 3, 4, 6), "float32", (2, 2), ((1, 1), (1, 1)), (1, 1))
-    assert set(times) == {"xla", "onednn", "others"} and all(0 < times[impl] < 10 for impl in ("xla", "onednn"))
+    times = conv_choice.measure(
+        (2, 8, 8, 4), (3, 3, 4, 6), "float32", (2, 2), ((1, 1), (1, 1)), (1, 1)
+    )
+    assert set(times) == {"xla", "onednn", "others"} and all(
+        0 < times[impl] < 10 for impl in ("xla", "onednn")
+    )
     assert times["others"] >= 0  # cores other processes used meanwhile (pytest's other worker, say)
     rng = np.random.default_rng(0)
-    x, w = rng.standard_normal((3, 9, 9, 4)).astype(np.float32), rng.standard_normal((3, 3, 4, 6)).astype(np.float32)
-    loss = lambda backend: lambda x, w: jnp.sum(jnp.sin(conv2d(x, w, padding=1, backend=backend)))  # noqa: E731
+    x, w = (
+        rng.standard_normal((3, 9, 9, 4)).astype(np.float32),
+        rng.standard_normal((3, 3, 4, 6)).astype(np.float32),
+    )
+
+    def loss(backend):
+        return lambda x, w: jnp.sum(jnp.sin(conv2d(x, w, padding=1, backend=backend)))
+
     got = jax.jit(jax.value_and_grad(loss(conv_choice.fastest), argnums=(0, 1)))(x, w)
     expected = jax.jit(jax.value_and_grad(loss(None), argnums=(0, 1)))(x, w)
     assert relative_error(got, expected) < 1e-5
-    assert conv_choice._times()  # the measured shapes are known to this process (and cached when it was quiet)
+    assert (
+        conv_choice._times()
+    )  # the measured shapes are known to this process (and cached when it was quiet)

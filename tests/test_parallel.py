@@ -1,4 +1,6 @@
-"""Data parallelism on 8 fake CPU devices: pmap and jit-with-shardings compute the one-device step."""
+"""Data parallelism on 8 fake CPU devices: pmap and jit-with-shardings compute the one-device
+step."""
+
 import functools
 
 import chex
@@ -8,34 +10,56 @@ import pytest
 
 from resnet_jax import runtime
 from resnet_jax.cpu import onednn
-from resnet_jax.training import optim, parallel, train
 from resnet_jax.nn.models import get_model
+from resnet_jax.training import optim, parallel, train
 
 IMAGE_SHAPE = (8, 8, 3)
-GLOBAL_BATCH = 16  # two examples per device: BatchNorm statistics must be cross-replica to match one device
+GLOBAL_BATCH = (
+    16  # two examples per device: BatchNorm statistics must be cross-replica to match one device
+)
 
 
 def batches(n):
     rng = np.random.default_rng(0)
     for _ in range(n):
         labels = rng.integers(0, 4, GLOBAL_BATCH).astype(np.int32)
-        images = rng.normal(size=(GLOBAL_BATCH, *IMAGE_SHAPE)).astype(np.float32) + labels[:, None, None, None]
+        images = (
+            rng.normal(size=(GLOBAL_BATCH, *IMAGE_SHAPE)).astype(np.float32)
+            + labels[:, None, None, None]
+        )
         yield {"image": images, "label": labels, "mask": np.arange(GLOBAL_BATCH) < GLOBAL_BATCH - 3}
 
 
 def run(mode, steps=3, conv_impl="xla"):
     """Per-step train metrics, eval sums and the final state (host) of `steps` updates in `mode`."""
     placement = parallel.Placement(mode)
-    model = placement.model(get_model("cifar_resnet", depth=8, width_multiplier=0.25, num_classes=4,
-                                      conv_backend=runtime.conv_backend(conv_impl)))
+    model = placement.model(
+        get_model(
+            "cifar_resnet",
+            depth=8,
+            width_multiplier=0.25,
+            num_classes=4,
+            conv_backend=runtime.conv_backend(conv_impl),
+        )
+    )
     lr_fn = optim.learning_rate_schedule("cosine", lr=0.1, total_steps=10, warmup_steps=1)
     tx = optim.make_optimizer("sgd", lr_fn, momentum=0.9, weight_decay=1e-4)
-    state = train.create_train_state(model, tx, jax.random.key(0), image_shape=IMAGE_SHAPE, ema=False)
-    step = placement.compile(functools.partial(train.train_step, apply_fn=model.apply,
-                                               optimizer=optim.Optimizer(tx, lr_fn), axis_name=placement.axis_name),
-                             donate_state=True)
-    evaluate = placement.compile(functools.partial(train.eval_step, apply_fn=model.apply,
-                                                   axis_name=placement.axis_name), donate_state=False)
+    state = train.create_train_state(
+        model, tx, jax.random.key(0), image_shape=IMAGE_SHAPE, ema=False
+    )
+    step = placement.compile(
+        functools.partial(
+            train.train_step,
+            apply_fn=model.apply,
+            optimizer=optim.Optimizer(tx, lr_fn),
+            axis_name=placement.axis_name,
+        ),
+        donate_state=True,
+    )
+    evaluate = placement.compile(
+        functools.partial(train.eval_step, apply_fn=model.apply, axis_name=placement.axis_name),
+        donate_state=False,
+    )
     state = placement.put_state(jax.device_get(state))
     history = []
     for batch in batches(steps):
@@ -50,10 +74,17 @@ def one_device():
     return run("single")
 
 
-@pytest.mark.parametrize("mode,conv_impl", [
-    ("pmap", "xla"), ("sharding", "xla"),
-    # oneDNN's convolutions called from 8 device threads at once.
-    pytest.param("pmap", "onednn", marks=pytest.mark.skipif(not onednn.available(), reason="no oneDNN"))])
+@pytest.mark.parametrize(
+    "mode,conv_impl",
+    [
+        ("pmap", "xla"),
+        ("sharding", "xla"),
+        # oneDNN's convolutions called from 8 device threads at once.
+        pytest.param(
+            "pmap", "onednn", marks=pytest.mark.skipif(not onednn.available(), reason="no oneDNN")
+        ),
+    ],
+)
 def test_data_parallel_step_equals_one_device_on_the_global_batch(mode, conv_impl, one_device):
     assert jax.device_count() == 8
     history, sums, state = run(mode, conv_impl=conv_impl)
@@ -66,7 +97,9 @@ def test_data_parallel_step_equals_one_device_on_the_global_batch(mode, conv_imp
     chex.assert_trees_all_close(state, expected_state, rtol=1e-4, atol=1e-5)
     assert int(state.step) == 3
     lr_fn = optim.learning_rate_schedule("cosine", lr=0.1, total_steps=10, warmup_steps=1)
-    np.testing.assert_allclose([h["learning_rate"] for h in history], [lr_fn(s) for s in range(3)], rtol=1e-6)
+    np.testing.assert_allclose(
+        [h["learning_rate"] for h in history], [lr_fn(s) for s in range(3)], rtol=1e-6
+    )
 
 
 def test_pmap_keeps_one_copy_per_device_and_to_host_returns_one():
@@ -90,4 +123,3 @@ def test_sharding_splits_the_batch_and_replicates_the_state():
 def test_unknown_mode_is_an_error():
     with pytest.raises(ValueError, match="Unknown parallel mode 'dp'"):
         parallel.Placement("dp")
-

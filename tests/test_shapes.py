@@ -1,13 +1,20 @@
 """output_size and padding resolution: the formula, its padding forms, and its errors."""
+
 import math
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from resnet_jax.nn.shapes import ShapeError, output_size, resolve_padding, stack_receptive_field
 
-sizes, kernels, strides, pads, dilations = (st.integers(1, 64), st.integers(1, 7), st.integers(1, 4),
-                                             st.integers(0, 4), st.integers(1, 3))
+sizes, kernels, strides, pads, dilations = (
+    st.integers(1, 64),
+    st.integers(1, 7),
+    st.integers(1, 4),
+    st.integers(0, 4),
+    st.integers(1, 3),
+)
 
 
 @given(sizes, kernels, strides, pads, dilations)
@@ -27,7 +34,9 @@ def test_same_gives_ceil_and_valid_gives_no_padding(size, kernel, stride, dilati
     assert 0 <= high - low <= 1  # XLA puts the odd pixel on the high side
     effective = dilation * (kernel - 1) + 1
     if size >= effective:
-        assert output_size(size, kernel, stride, "VALID", dilation) == (size - effective) // stride + 1
+        assert (
+            output_size(size, kernel, stride, "VALID", dilation) == (size - effective) // stride + 1
+        )
 
 
 @given(sizes, kernels, strides, pads, pads)

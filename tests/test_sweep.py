@@ -1,5 +1,7 @@
-"""Sweeps: grid expansion, point names and commands, the TPU launcher's queues and dry run, result collection,
+"""Sweeps: grid expansion, point names and commands, the TPU launcher's queues and dry run, result
+collection,
 and the repository's sweep files against the configs they are run with."""
+
 import json
 import subprocess
 import sys
@@ -8,17 +10,22 @@ import numpy as np
 import pytest
 from absl import flags
 from ml_collections import config_flags
-
-from resnet_jax.sweeps.grid import expand, load_function, parse_seeds, point_command, point_name
-from resnet_jax.sweeps import tpu
-from resnet_jax.sweeps.plots import describe_budget, point_label, series, series_styles
-from resnet_jax.sweeps.results import collect, read_metrics
 from tiny_run import REPO, load_config
 
+from resnet_jax.sweeps import tpu
+from resnet_jax.sweeps.grid import expand, load_function, parse_seeds, point_command, point_name
+from resnet_jax.sweeps.plots import describe_budget, point_label, series, series_styles
+from resnet_jax.sweeps.results import collect, read_metrics
+
 # Each sweep file of the repository with a config it is meant for (the experiments' pairings).
-REPO_SWEEPS = [("degradation.py", "default.py"), ("degradation.py:20+56,zero_init", "mnist5k.py"),
-               ("degradation.py:20+56", "cifar10.py:resnet20"), ("stride_padding.py", "default.py"),
-               ("stride_padding.py", "mnist5k.py"), ("depth.py:20+56", "cifar10.py:resnet20,epochs=2")]
+REPO_SWEEPS = [
+    ("degradation.py", "default.py"),
+    ("degradation.py:20+56,zero_init", "mnist5k.py"),
+    ("degradation.py:20+56", "cifar10.py:resnet20"),
+    ("stride_padding.py", "default.py"),
+    ("stride_padding.py", "mnist5k.py"),
+    ("depth.py:20+56", "cifar10.py:resnet20,epochs=2"),
+]
 
 
 def test_grid_is_the_cartesian_product_first_axis_slowest():
@@ -33,7 +40,9 @@ def test_grid_is_the_cartesian_product_first_axis_slowest():
     assert expand(explicit) == explicit
 
 
-@pytest.mark.parametrize("bad", [{"model.depth": []}, {"model.depth": 20}, {"model.name": "resnet"}, []])
+@pytest.mark.parametrize(
+    "bad", [{"model.depth": []}, {"model.depth": 20}, {"model.name": "resnet"}, []]
+)
 def test_bad_sweeps_are_rejected(bad):
     with pytest.raises(ValueError):
         expand(bad)
@@ -43,38 +52,91 @@ def test_point_names_and_commands():
     point = {"model.depth": 56, "model.stage_strides": (1, 2, 2), "optim.lr": 0.05}
     assert point_name(point) == "model.depth=56,model.stage_strides=1,2,2,optim.lr=0.05"
     assert point_command("configs/default.py", "/w/p", point) == [
-        "python", "-m", "resnet_jax.main", "--config=configs/default.py", "--workdir=/w/p",
-        "--config.model.depth=56", "--config.model.stage_strides=(1,2,2)", "--config.optim.lr=0.05"]
+        "python",
+        "-m",
+        "resnet_jax.main",
+        "--config=configs/default.py",
+        "--workdir=/w/p",
+        "--config.model.depth=56",
+        "--config.model.stage_strides=(1,2,2)",
+        "--config.optim.lr=0.05",
+    ]
 
 
 def test_tpu_launcher_queues_points_round_robin():
     points = expand({"model.depth": [20, 32, 44]})
-    jobs = tpu.make_jobs(str(REPO / "configs" / "cifar10.py") + ":resnet20", points, "gs://bucket/sweep/")
+    jobs = tpu.make_jobs(
+        str(REPO / "configs" / "cifar10.py") + ":resnet20", points, "gs://bucket/sweep/"
+    )
     queues = tpu.queues(jobs, ["tpu-a", "tpu-b"])
     assert {name: [job.name for job in queue] for name, queue in queues.items()} == {
-        "tpu-a": ["model.depth=20", "model.depth=44"], "tpu-b": ["model.depth=32"]}
+        "tpu-a": ["model.depth=20", "model.depth=44"],
+        "tpu-b": ["model.depth=32"],
+    }
     assert queues["tpu-a"][1].command == [
-        "python3", "-m", "resnet_jax.main", "--config=configs/cifar10.py:resnet20",
-        "--workdir=gs://bucket/sweep/model.depth=44", "--config.model.depth=44", "--distributed"]  # relative: repo_dir
+        "python3",
+        "-m",
+        "resnet_jax.main",
+        "--config=configs/cifar10.py:resnet20",
+        "--workdir=gs://bucket/sweep/model.depth=44",
+        "--config.model.depth=44",
+        "--distributed",
+    ]  # relative: repo_dir
     run = tpu.run_command("tpu-a", tpu.Cloud("us-central2-b"), queues["tpu-a"])
-    assert run[:7] == ["gcloud", "compute", "tpus", "tpu-vm", "ssh", "tpu-a", "--zone=us-central2-b"]
+    assert run[:7] == [
+        "gcloud",
+        "compute",
+        "tpus",
+        "tpu-vm",
+        "ssh",
+        "tpu-a",
+        "--zone=us-central2-b",
+    ]
     assert "--worker=all" in run and run[-1].startswith("--command=")
-    first, last = "--workdir=gs://bucket/sweep/model.depth=20", "--workdir=gs://bucket/sweep/model.depth=44"
+    first, last = (
+        "--workdir=gs://bucket/sweep/model.depth=20",
+        "--workdir=gs://bucket/sweep/model.depth=44",
+    )
     assert run[-1].index(first) < run[-1].index(last)
 
 
 def test_tpu_dry_run_from_the_command_line(tmp_path):
     sweep = tmp_path / "sweep.py"
-    sweep.write_text("def get_sweep(arg=None):\n    return {'model.depth': [int(d) for d in arg.split('+')]}\n")
-    out = subprocess.run([sys.executable, "-m", "resnet_jax.sweep", "--config=configs/default.py",
-                          f"--sweep={sweep}:20+56", "--workdir=gs://bucket/sweep", "--launcher=tpu", "--tpus=v4-8",
-                          "--zone=us-central2-b", "--dry_run"], cwd=REPO, capture_output=True, text=True,
-                         timeout=120)
+    sweep.write_text(
+        "def get_sweep(arg=None):\n    return {'model.depth': [int(d) for d in arg.split('+')]}\n"
+    )
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "resnet_jax.sweep",
+            "--config=configs/default.py",
+            f"--sweep={sweep}:20+56",
+            "--workdir=gs://bucket/sweep",
+            "--launcher=tpu",
+            "--tpus=v4-8",
+            "--zone=us-central2-b",
+            "--dry_run",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
-    lines = [line for line in out.stdout.splitlines() if line.startswith("gcloud compute tpus tpu-vm")]
+    lines = [
+        line for line in out.stdout.splitlines() if line.startswith("gcloud compute tpus tpu-vm")
+    ]
     assert [line.split()[4:6] for line in lines] == [
-        ["create", "v4-8"], ["scp", "v4-8"], ["ssh", "v4-8"], ["ssh", "v4-8"], ["ssh", "v4-8"],
-        ["describe", "v4-8"], ["ssh", "v4-8"], ["delete", "v4-8"]]
+        ["create", "v4-8"],
+        ["scp", "v4-8"],
+        ["ssh", "v4-8"],
+        ["ssh", "v4-8"],
+        ["ssh", "v4-8"],
+        ["describe", "v4-8"],
+        ["ssh", "v4-8"],
+        ["delete", "v4-8"],
+    ]
     assert "--config.model.depth=20" in lines[4] and "--config.model.depth=56" in lines[4]
 
 
@@ -83,33 +145,58 @@ def test_collect_reads_resumed_runs_once_and_writes_table_and_plots(tmp_path):
     for i, point in enumerate(points):
         directory = tmp_path / point_name(point)
         directory.mkdir()
-        rows = [{"step": s, "train/loss": 2.0 / s + i, "train/accuracy": 0.1 * s, "train/images_per_second": 100}
-                for s in (1, 2, 3)]
-        rows.append({"step": 2, "train/loss": 9.0})  # a resumed run repeats step 2: the later row wins
+        rows = [
+            {
+                "step": s,
+                "train/loss": 2.0 / s + i,
+                "train/accuracy": 0.1 * s,
+                "train/images_per_second": 100,
+            }
+            for s in (1, 2, 3)
+        ]
+        rows.append(
+            {"step": 2, "train/loss": 9.0}
+        )  # a resumed run repeats step 2: the later row wins
         rows.append({"step": 3, "eval/loss": 1.5, "eval/accuracy": 0.5 + i / 10})
         (directory / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-        (directory / "model_summary.json").write_text(json.dumps({"params": 1000 * (i + 1), "macs": 2e9}))
+        (directory / "model_summary.json").write_text(
+            json.dumps({"params": 1000 * (i + 1), "macs": 2e9})
+        )
     assert read_metrics(tmp_path / point_name(points[0]) / "metrics.jsonl")[2]["train/loss"] == 9.0
     table = collect(tmp_path, points)
     assert [row["eval/accuracy"] for row in table] == [0.5, 0.6, 0.7, 0.8]
     assert table[0]["train/loss"] == pytest.approx(2.0 / 3) and table[0]["GMACs"] == 2.0
     assert (tmp_path / "results.md").read_text().count("\n") == 6
-    assert (tmp_path / "curves.png").stat().st_size > 0 and (tmp_path / "vs_model_depth.png").exists()
+    assert (tmp_path / "curves.png").stat().st_size > 0 and (
+        tmp_path / "vs_model_depth.png"
+    ).exists()
 
 
-@pytest.mark.parametrize("point,label", [
-    ({"model.shortcut": "none", "model.depth": 20}, "plain-20"),
-    ({"model.shortcut": "A", "model.depth": 56}, "ResNet-56"),
-    ({"model.shortcut": "A", "model.zero_init_last": True, "model.depth": 56}, "ResNet-56, zero-init"),
-    ({"model.shortcut": "A", "model.zero_init_last": None, "model.depth": 56}, "ResNet-56"),  # a table's None
-    ({"model.shortcut": "B", "model.depth": 56}, "ResNet-56, projection shortcuts (B)"),
-    ({"model.shortcut": "none", "model.zero_init_last": None}, "plain"),
-    ({}, "baseline"),
-    ({"model.stem_stride": 2, "model.stem_pool": True}, "stem stride 2, stem max-pool"),
-    ({"model.padding": "same"}, "'same' padding"),
-    ({"model.stage_strides": (2, 2, 1)}, "stage strides 2/2/1"),
-    ({"model.depth": 20, "optim.lr": 0.05, "model.zero_init_last": False}, "depth 20, lr 0.05, no zero-init"),
-])
+@pytest.mark.parametrize(
+    "point,label",
+    [
+        ({"model.shortcut": "none", "model.depth": 20}, "plain-20"),
+        ({"model.shortcut": "A", "model.depth": 56}, "ResNet-56"),
+        (
+            {"model.shortcut": "A", "model.zero_init_last": True, "model.depth": 56},
+            "ResNet-56, zero-init",
+        ),
+        (
+            {"model.shortcut": "A", "model.zero_init_last": None, "model.depth": 56},
+            "ResNet-56",
+        ),  # a table's None
+        ({"model.shortcut": "B", "model.depth": 56}, "ResNet-56, projection shortcuts (B)"),
+        ({"model.shortcut": "none", "model.zero_init_last": None}, "plain"),
+        ({}, "baseline"),
+        ({"model.stem_stride": 2, "model.stem_pool": True}, "stem stride 2, stem max-pool"),
+        ({"model.padding": "same"}, "'same' padding"),
+        ({"model.stage_strides": (2, 2, 1)}, "stage strides 2/2/1"),
+        (
+            {"model.depth": 20, "optim.lr": 0.05, "model.zero_init_last": False},
+            "depth 20, lr 0.05, no zero-init",
+        ),
+    ],
+)
 def test_point_labels_are_what_a_reader_would_say(point, label):
     assert point_label(point) == label
 
@@ -119,42 +206,80 @@ def test_seeds_of_a_point_form_one_series_and_styles_never_repeat():
     assert series(points) == {"depth 20": [0, 1, 2], "depth 56": [3, 4, 5]}
     for n in (3, 12, 25):
         styles = series_styles(n)
-        assert len({str(s["color"]) for s in styles}) == n  # no colour used twice, past ten series too
-    assert describe_budget([{"data": {"name": "npz", "path": "/d/cifar10", "batch_size": 128}, "optim": {"lr": 0.1}}],
-                           [150, 150], [3, 3]) == "CIFAR-10, 150 steps of batch 128 (peak lr 0.1), 3 seeds per point"
-    assert describe_budget([{}], [300], [1]) == "300 steps, 1 seed per point"  # runs without a config.json
+        assert (
+            len({str(s["color"]) for s in styles}) == n
+        )  # no colour used twice, past ten series too
+    assert (
+        describe_budget(
+            [
+                {
+                    "data": {"name": "npz", "path": "/d/cifar10", "batch_size": 128},
+                    "optim": {"lr": 0.1},
+                }
+            ],
+            [150, 150],
+            [3, 3],
+        )
+        == "CIFAR-10, 150 steps of batch 128 (peak lr 0.1), 3 seeds per point"
+    )
+    assert (
+        describe_budget([{}], [300], [1]) == "300 steps, 1 seed per point"
+    )  # runs without a config.json
 
 
-def test_local_sweep_skips_finished_points_stops_at_a_failed_one_and_reruns_it(tmp_path, monkeypatch, capsys):
-    """run_local's bookkeeping with a stand-in for each point's training command (the test below trains)."""
+def test_local_sweep_skips_finished_points_stops_at_a_failed_one_and_reruns_it(
+    tmp_path, monkeypatch, capsys
+):
+    """run_local's bookkeeping with a stand-in for each point's training command (the test below
+    trains)."""
     from resnet_jax.sweeps import launch
 
-    def stand_in(config, workdir, overrides, python):  # fails once on the second point, as an interrupted run
-        script = ("import pathlib, sys; d = pathlib.Path(sys.argv[1]); runs = d / 'runs'; "
-                  "runs.write_text(runs.read_text() + 'x' if runs.exists() else 'x'); "
-                  "sys.exit(1 if d.name.endswith('=A') and runs.read_text() == 'x' else 0)")
+    def stand_in(
+        config, workdir, overrides, python
+    ):  # fails once on the second point, as an interrupted run
+        script = (
+            "import pathlib, sys; d = pathlib.Path(sys.argv[1]); runs = d / 'runs'; "
+            "runs.write_text(runs.read_text() + 'x' if runs.exists() else 'x'); "
+            "sys.exit(1 if d.name.endswith('=A') and runs.read_text() == 'x' else 0)"
+        )
         return [python, "-c", script, workdir]
 
     monkeypatch.setattr(launch, "point_command", stand_in)
     points = expand({"model.shortcut": ["none", "A"]})
-    with pytest.raises(SystemExit, match="Point model.shortcut=A failed \\(exit 1\\); fix it and run the same"):
+    with pytest.raises(
+        SystemExit, match="Point model.shortcut=A failed \\(exit 1\\); fix it and run the same"
+    ):
         launch.run_local("config.py", points, tmp_path)
-    assert json.loads((tmp_path / "model.shortcut=A" / "sweep_status.json").read_text())["status"] == "failed"
+    assert (
+        json.loads((tmp_path / "model.shortcut=A" / "sweep_status.json").read_text())["status"]
+        == "failed"
+    )
     capsys.readouterr()
     directories = launch.run_local("config.py", points, tmp_path)
     assert "[1/2] model.shortcut=none: done, skipped" in capsys.readouterr().out
-    assert [(d / "runs").read_text() for d in directories] == ["x", "xx"]  # the first ran once, the second twice
+    assert [(d / "runs").read_text() for d in directories] == [
+        "x",
+        "xx",
+    ]  # the first ran once, the second twice
     statuses = [json.loads((d / "sweep_status.json").read_text()) for d in directories]
-    assert [s["status"] for s in statuses] == ["done", "done"] and statuses[1]["point"] == {"model.shortcut": "A"}
+    assert [s["status"] for s in statuses] == ["done", "done"] and statuses[1]["point"] == {
+        "model.shortcut": "A"
+    }
 
 
-@pytest.mark.slow  # three real trainings (~75 s); the test above checks the same bookkeeping in a second
+# three real trainings (~75 s); the test above checks the same bookkeeping in a second
+@pytest.mark.slow
 def test_local_sweep_runs_each_point_skips_finished_and_resumes(tmp_path, capsys):
     from resnet_jax.sweeps.launch import run_local
     from tests.tiny_run import REPO, TINY_OVERRIDES, write_tiny_npz
 
     npz = write_tiny_npz(tmp_path / "tiny.npz")
-    common = {**TINY_OVERRIDES, "data.path": str(npz), "train.steps": 4, "train.checkpoint_every": 2}
+    common = {
+        **TINY_OVERRIDES,
+        "data.path": str(npz),
+        "train.steps": 4,
+        "train.checkpoint_every": 2,
+    }
     points = expand({"model.shortcut": ["none", "A"]})
     config = str(REPO / "configs" / "default.py")
     directories = run_local(config, points, tmp_path / "sweep", common=common)
@@ -162,13 +287,16 @@ def test_local_sweep_runs_each_point_skips_finished_and_resumes(tmp_path, capsys
     for directory in directories:
         assert read_metrics(directory / "metrics.jsonl")
         assert json.loads((directory / "model_summary.json").read_text())["params"] > 0
-    # Interrupted second point: its status is gone, its checkpoints remain. A rerun skips the first point
+    # Interrupted second point: its status is gone, its checkpoints remain. A rerun skips the first
+    # point
     # and resumes the second from its checkpoint at the final step instead of training again.
     (directories[1] / "sweep_status.json").unlink()
     capsys.readouterr()
     run_local(config, points, tmp_path / "sweep", common=common)
     out = capsys.readouterr().out
-    assert "model.shortcut=none: done, skipped" in out and f"model.shortcut=A: {sys.executable}" in out
+    assert (
+        "model.shortcut=none: done, skipped" in out and f"model.shortcut=A: {sys.executable}" in out
+    )
     assert json.loads((directories[1] / "sweep_status.json").read_text())["status"] == "done"
     table = collect(tmp_path / "sweep", points)
     assert [row["steps"] for row in table] == [4, 4]
@@ -177,14 +305,19 @@ def test_local_sweep_runs_each_point_skips_finished_and_resumes(tmp_path, capsys
 
 @pytest.mark.parametrize("sweep,config", REPO_SWEEPS)
 def test_repository_sweeps_override_fields_their_configs_have(sweep, config, monkeypatch):
-    """Every point's overrides name existing fields, so a misspelt or missing one fails here, not mid-sweep."""
+    """Every point's overrides name existing fields, so a misspelt or missing one fails here, not
+    mid-sweep."""
     get_sweep, arg = load_function(str(REPO / "configs" / "sweeps" / sweep), "get_sweep")
     path, _, config_arg = config.partition(":")
     for point in expand(get_sweep(arg)):
         # Loaded as the entry point does (locked) and overridden from its command line.
         flag_values = flags.FlagValues()
-        config_flags.DEFINE_config_file("config", None, "", flag_values=flag_values, lock_config=True)
-        argv = point_command(f"{REPO / 'configs' / path}{':' + config_arg if config_arg else ''}", "/w", point)
+        config_flags.DEFINE_config_file(
+            "config", None, "", flag_values=flag_values, lock_config=True
+        )
+        argv = point_command(
+            f"{REPO / 'configs' / path}{':' + config_arg if config_arg else ''}", "/w", point
+        )
         argv = ["main", *(a for a in argv if a.startswith("--config"))]
         monkeypatch.setattr("sys.argv", argv)  # config_flags reads the overrides from sys.argv
         flag_values(argv)
@@ -194,25 +327,49 @@ def test_repository_sweeps_override_fields_their_configs_have(sweep, config, mon
 
 
 def test_degradation_sweep_dry_run_from_the_command_line(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "resnet_jax.sweep", "--config=configs/default.py",
-                          "--sweep=configs/sweeps/degradation.py", f"--workdir={tmp_path}", "--dry_run"],
-                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "resnet_jax.sweep",
+            "--config=configs/default.py",
+            "--sweep=configs/sweeps/degradation.py",
+            f"--workdir={tmp_path}",
+            "--dry_run",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     lines = out.stdout.strip().splitlines()
-    assert len(lines) == 8 and all("-m resnet_jax.main --config=configs/default.py" in line for line in lines)
+    assert len(lines) == 8 and all(
+        "-m resnet_jax.main --config=configs/default.py" in line for line in lines
+    )
     assert f"--workdir={tmp_path}/model.shortcut=none,model.depth=20 " in lines[0]
     assert "--config.model.shortcut=A --config.model.depth=56" in lines[-1]
 
 
 def test_seeds_are_an_axis_seed_major_with_one_directory_per_seed():
     points = expand({"model.depth": [20, 56], "seeds": [0, 1]})
-    assert [point_name(p) for p in points] == ["model.depth=20,seed=0", "model.depth=56,seed=0",
-                                                "model.depth=20,seed=1", "model.depth=56,seed=1"]
+    assert [point_name(p) for p in points] == [
+        "model.depth=20,seed=0",
+        "model.depth=56,seed=0",
+        "model.depth=20,seed=1",
+        "model.depth=56,seed=1",
+    ]
     assert points[3] == {"model.depth": 56, "train.seed": 1, "data.seed": 1}
-    assert expand([{}, {"model.stem_stride": 2}], seeds=[3])[1] == {"model.stem_stride": 2, "train.seed": 3,
-                                                                   "data.seed": 3}
-    assert expand({"model.depth": [20], "seeds": [0, 1]}, seeds=[5]) == [  # --seeds replaces the file's axis
-        {"model.depth": 20, "train.seed": 5, "data.seed": 5}]
+    assert expand([{}, {"model.stem_stride": 2}], seeds=[3])[1] == {
+        "model.stem_stride": 2,
+        "train.seed": 3,
+        "data.seed": 3,
+    }
+    assert expand(
+        {"model.depth": [20], "seeds": [0, 1]}, seeds=[5]
+    ) == [  # --seeds replaces the file's axis
+        {"model.depth": 20, "train.seed": 5, "data.seed": 5}
+    ]
     for bad in ([0, 0], [-1], [1.5], [True]):
         with pytest.raises(ValueError, match="seeds="):
             expand([{}], seeds=bad)
@@ -221,8 +378,10 @@ def test_seeds_are_an_axis_seed_major_with_one_directory_per_seed():
 
 
 def test_collect_groups_seeds_with_intervals_that_equal_scipys(tmp_path):
-    """Synthetic records of 3 points x 3 seeds: the group table's mean, std, Student-t interval and Welch
-    difference are scipy.stats' on the same final accuracies, and a point far from the baseline is marked."""
+    """Synthetic records of 3 points x 3 seeds: the group table's mean, std, Student-t interval and
+    Welch
+    difference are scipy.stats' on the same final accuracies, and a point far from the baseline is
+    marked."""
     from scipy import stats as scipy_stats
 
     accuracy = {0: [0.90, 0.91, 0.92], 1: [0.905, 0.925, 0.89], 2: [0.70, 0.72, 0.71]}
@@ -230,10 +389,14 @@ def test_collect_groups_seeds_with_intervals_that_equal_scipys(tmp_path):
     for i, point in enumerate(points):
         directory = tmp_path / "sweep" / point_name(point)
         directory.mkdir(parents=True)
-        rows = [{"step": 10, "train/loss": 1.0, "train/images_per_second": 50.0},
-                {"step": 10, "eval/loss": 1.0, "eval/accuracy": accuracy[i % 3][i // 3]}]
+        rows = [
+            {"step": 10, "train/loss": 1.0, "train/images_per_second": 50.0},
+            {"step": 10, "eval/loss": 1.0, "eval/accuracy": accuracy[i % 3][i // 3]},
+        ]
         (directory / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-        (directory / "model_summary.json").write_text(json.dumps({"params": 100, "macs": 4e7 / (1 + i % 3)}))
+        (directory / "model_summary.json").write_text(
+            json.dumps({"params": 100, "macs": 4e7 / (1 + i % 3)})
+        )
     out = tmp_path / "results"
     collect(tmp_path / "sweep", points, out=out, command="python -m resnet_jax.sweep ...")
     saved = json.loads((out / "results.json").read_text())
@@ -262,18 +425,36 @@ def test_collect_groups_seeds_with_intervals_that_equal_scipys(tmp_path):
 
 def test_a_sweep_point_that_collapses_a_map_is_refused_before_anything_runs(tmp_path):
     sweep = tmp_path / "sweep.py"
-    sweep.write_text("def get_sweep(arg=None):\n    return [{}, {'model.stem_kernel': 33, 'model.stem_padding': 0}]\n")
-    out = subprocess.run([sys.executable, "-m", "resnet_jax.sweep", "--config=configs/default.py",
-                          f"--sweep={sweep}", f"--workdir={tmp_path / 'w'}", "--seeds=0,1"], cwd=REPO,
-                         capture_output=True, text=True, timeout=120)
+    sweep.write_text(
+        "def get_sweep(arg=None):\n    return [{}, {'model.stem_kernel': 33, 'model.stem_padding': "
+        "0}]\n"
+    )
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "resnet_jax.sweep",
+            "--config=configs/default.py",
+            f"--sweep={sweep}",
+            f"--workdir={tmp_path / 'w'}",
+            "--seeds=0,1",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 2, out.stderr
     last = out.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: sweep point model.stem_kernel=33,model.stem_padding=0,seed=0: config.model: "
-                           "Layer 'stem_conv' collapses its feature map to 0")
+    assert last.startswith(
+        "error: sweep point model.stem_kernel=33,model.stem_padding=0,seed=0: config.model: "
+        "Layer 'stem_conv' collapses its feature map to 0"
+    )
     assert not (tmp_path / "w").exists()
 
 
-# Every sweep file of the repository with every config whose data it fits: CIFAR-style 32x32 or 28x28 images.
+# Every sweep file of the repository with every config whose data it fits: CIFAR-style 32x32 or
+# 28x28 images.
 SWEEP_FILES = ("degradation.py", "depth.py", "stride_padding.py")
 CIFAR_STYLE_CONFIGS = ("default.py", "mnist5k.py", "mnist.py", "cifar10.py:resnet20_fast")
 SHARED = REPO.parent / "shared" / "data"
@@ -282,7 +463,8 @@ SHARED = REPO.parent / "shared" / "data"
 @pytest.mark.parametrize("config", CIFAR_STYLE_CONFIGS)
 @pytest.mark.parametrize("sweep", SWEEP_FILES)
 def test_every_repository_sweep_builds_on_every_config_it_fits(sweep, config):
-    """Each point's fields exist in the config and its model keeps a feature map on the data's image shape."""
+    """Each point's fields exist in the config and its model keeps a feature map on the data's
+    image shape."""
     from resnet_jax.sweeps.check import check_points
 
     path, _, arg = config.partition(":")
@@ -293,21 +475,43 @@ def test_every_repository_sweep_builds_on_every_config_it_fits(sweep, config):
 
 
 @pytest.mark.slow  # ~40 one-step trainings
-@pytest.mark.skipif(not (SHARED / "cifar10" / "test.npz").exists(), reason="needs ../shared/data (CIFAR-10, MNIST-5k)")
-@pytest.mark.parametrize("config,data", [("default.py", None), ("mnist5k.py", "mnist5k.npz"),
-                                         ("cifar10.py:resnet20_fast", "cifar10/test.npz")])
+@pytest.mark.skipif(
+    not (SHARED / "cifar10" / "test.npz").exists(),
+    reason="needs ../shared/data (CIFAR-10, MNIST-5k)",
+)
+@pytest.mark.parametrize(
+    "config,data",
+    [
+        ("default.py", None),
+        ("mnist5k.py", "mnist5k.npz"),
+        ("cifar10.py:resnet20_fast", "cifar10/test.npz"),
+    ],
+)
 @pytest.mark.parametrize("sweep", SWEEP_FILES)
-def test_every_repository_sweep_trains_one_step_per_point_on_real_data(sweep, config, data, tmp_path):
+def test_every_repository_sweep_trains_one_step_per_point_on_real_data(
+    sweep, config, data, tmp_path
+):
     from resnet_jax.sweeps.launch import run_local
 
-    common = {"train.steps": 1, "train.eval_every": 1, "train.log_every": 1, "train.checkpoint_every": 1,
-              "optim.warmup_steps": 0, "data.batch_size": 16, "data.eval_batch_size": 16}
+    common = {
+        "train.steps": 1,
+        "train.eval_every": 1,
+        "train.log_every": 1,
+        "train.checkpoint_every": 1,
+        "optim.warmup_steps": 0,
+        "data.batch_size": 16,
+        "data.eval_batch_size": 16,
+    }
     if data:  # a slice of the real set: its first 64 images, a quarter held out
         with np.load(SHARED / data) as arrays:
-            np.savez(tmp_path / "slice.npz", images=arrays["images"][:64], labels=arrays["labels"][:64])
+            np.savez(
+                tmp_path / "slice.npz", images=arrays["images"][:64], labels=arrays["labels"][:64]
+            )
         common.update({"data.path": str(tmp_path / "slice.npz"), "data.eval_fraction": 0.25})
     get_sweep, arg = load_function(str(REPO / "configs" / "sweeps" / sweep), "get_sweep")
     points = expand(get_sweep(arg))
-    directories = run_local(str(REPO / "configs" / config), points, tmp_path / "sweep", common=common)
+    directories = run_local(
+        str(REPO / "configs" / config), points, tmp_path / "sweep", common=common
+    )
     for directory in directories:
         assert max(read_metrics(directory / "metrics.jsonl")) == 1, directory.name

@@ -1,4 +1,6 @@
-"""The train and eval steps: compiled once, learning, mixed precision, losses, optimizers, schedules, NaN stop."""
+"""The train and eval steps: compiled once, learning, mixed precision, losses, optimizers,
+schedules, NaN stop."""
+
 import functools
 
 import chex
@@ -8,8 +10,8 @@ import numpy as np
 import optax
 import pytest
 
-from resnet_jax.training import checkpoint, optim, train
 from resnet_jax.nn.models import get_model
+from resnet_jax.training import checkpoint, optim, train
 
 IMAGE_SHAPE = (8, 8, 3)
 
@@ -33,15 +35,23 @@ def setup(model=None, lr=0.1, ema=False, **optimizer):
     lr_fn = optax.constant_schedule(lr)
     tx = optim.make_optimizer(optimizer.pop("name", "sgd"), lr_fn, **optimizer)
     state = train.create_train_state(model, tx, jax.random.key(0), image_shape=IMAGE_SHAPE, ema=ema)
-    step = functools.partial(train.train_step, apply_fn=model.apply, optimizer=optim.Optimizer(tx, lr_fn))
+    step = functools.partial(
+        train.train_step, apply_fn=model.apply, optimizer=optim.Optimizer(tx, lr_fn)
+    )
     return model, tx, state, step
 
 
 @pytest.fixture(scope="module")
 def sgd():
-    """One compiled SGD step shared by the tests below; it fails if any call makes it trace again."""
+    """One compiled SGD step shared by the tests below; it fails if any call makes it trace
+    again."""
     model, tx, state, step = setup(weight_decay=0.1, exclude_bn_and_bias=True)
-    return model, tx, state, jax.jit(chex.assert_max_traces(lambda state, batch: step(state, batch), n=1))
+    return (
+        model,
+        tx,
+        state,
+        jax.jit(chex.assert_max_traces(lambda state, batch: step(state, batch), n=1)),
+    )
 
 
 def test_train_step_compiles_once_and_fits_a_batch(sgd):
@@ -61,7 +71,10 @@ def test_training_loop_traces_each_step_once(tmp_path, monkeypatch):
     monkeypatch.setattr(train, "eval_step", chex.assert_max_traces(train.eval_step, n=1))
     state, summary = run_loop(tmp_path, steps=6, ema_decay=0.5)  # 2 evaluations, 3 checkpoints
     assert np.isfinite(summary["eval/loss"])
-    assert set(state.ema) == {"params", "batch_stats"}  # eval used the moving average, which trails the params
+    assert set(state.ema) == {
+        "params",
+        "batch_stats",
+    }  # eval used the moving average, which trails the params
     assert not np.allclose(state.ema["params"]["head"]["kernel"], state.params["head"]["kernel"])
 
 
@@ -82,10 +95,17 @@ def run_loop(workdir, *, steps, lr=0.1, nan_at=None, parallel_mode="single", ema
         return [{**batch, "mask": np.arange(8) < 6}]
 
     return train.train_and_evaluate(
-        model=model, optimizer=optim.Optimizer(tx, lr_fn),
+        model=model,
+        optimizer=optim.Optimizer(tx, lr_fn),
         data=train.Input(train_batches, eval_batches, IMAGE_SHAPE, batch_size=8),
-        loop=train.Loop(steps, eval_every=3, checkpoint_every=2, log_every=5, keep_checkpoints=keep),
-        workdir=str(workdir), seed=0, parallel_mode=parallel_mode, recipe=train.Recipe(ema_decay=ema_decay))
+        loop=train.Loop(
+            steps, eval_every=3, checkpoint_every=2, log_every=5, keep_checkpoints=keep
+        ),
+        workdir=str(workdir),
+        seed=0,
+        parallel_mode=parallel_mode,
+        recipe=train.Recipe(ema_decay=ema_decay),
+    )
 
 
 def test_nan_loss_stops_naming_the_step_and_saves_nothing_after_it(tmp_path):
@@ -99,11 +119,15 @@ def test_mixed_precision_computes_in_bfloat16_and_keeps_float32_state():
     _, _, state, step = setup(model)
     state, metrics = jax.jit(step)(state, fake_batch(0))
     assert metrics["loss"].dtype == jnp.float32 and np.isfinite(metrics["loss"])
-    dtypes = {x.dtype for x in jax.tree.leaves((state.params, state.batch_stats, state.opt_state))
-              if jnp.issubdtype(x.dtype, jnp.floating)}
+    dtypes = {
+        x.dtype
+        for x in jax.tree.leaves((state.params, state.batch_stats, state.opt_state))
+        if jnp.issubdtype(x.dtype, jnp.floating)
+    }
     assert dtypes == {jnp.dtype(jnp.float32)}
-    hidden = jax.jit(lambda v, x: model.apply(v, x, capture_intermediates=True, mutable=["intermediates"]))(
-        {"params": state.params, "batch_stats": state.batch_stats}, fake_batch(0)["image"])[1]
+    hidden = jax.jit(
+        lambda v, x: model.apply(v, x, capture_intermediates=True, mutable=["intermediates"])
+    )({"params": state.params, "batch_stats": state.batch_stats}, fake_batch(0)["image"])[1]
     assert hidden["intermediates"]["stage1_block0"]["conv1"]["__call__"][0].dtype == jnp.bfloat16
 
 
@@ -111,16 +135,24 @@ def test_label_smoothing_is_cross_entropy_against_smoothed_targets():
     logits = jnp.array([[2.0, 0.0, -1.0, 0.5]])
     smoothed = jnp.array([[0.9 + 0.025, 0.025, 0.025, 0.025]])
     expected = -jnp.sum(smoothed * jax.nn.log_softmax(logits))
-    np.testing.assert_allclose(train.cross_entropy(logits, jnp.array([0]), 0.1), [expected], rtol=1e-6)
-    np.testing.assert_allclose(train.cross_entropy(logits, jnp.array([0]), 0.0),
-                               -jax.nn.log_softmax(logits)[:, 0], rtol=1e-6)
+    np.testing.assert_allclose(
+        train.cross_entropy(logits, jnp.array([0]), 0.1), [expected], rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        train.cross_entropy(logits, jnp.array([0]), 0.0),
+        -jax.nn.log_softmax(logits)[:, 0],
+        rtol=1e-6,
+    )
 
 
 def test_eval_step_ignores_padding(sgd):
     model, _, state, _ = sgd
     batch = fake_batch(1)
-    padded = {"image": np.concatenate([batch["image"], np.full_like(batch["image"], 1e3)]),
-              "label": np.concatenate([batch["label"], batch["label"]]), "mask": np.arange(16) < 8}
+    padded = {
+        "image": np.concatenate([batch["image"], np.full_like(batch["image"], 1e3)]),
+        "label": np.concatenate([batch["label"], batch["label"]]),
+        "mask": np.arange(16) < 8,
+    }
     evaluate = jax.jit(functools.partial(train.eval_step, apply_fn=model.apply))
     full = evaluate(state, {**batch, "mask": np.ones(8, bool)})
     chex.assert_trees_all_close(full, evaluate(state, padded), rtol=1e-5)
@@ -135,7 +167,9 @@ def test_weight_decay_skips_batchnorm_and_biases_when_asked(sgd):
     zero = jax.tree.map(jnp.zeros_like, state.params)
     updates, _ = tx.update(zero, state.opt_state, state.params)  # only the decay moves anything
     assert not np.any(updates["stem_bn"]["scale"]) and not np.any(updates["head"]["bias"])
-    np.testing.assert_allclose(updates["head"]["kernel"], -0.1 * 0.1 * state.params["head"]["kernel"], rtol=1e-6)
+    np.testing.assert_allclose(
+        updates["head"]["kernel"], -0.1 * 0.1 * state.params["head"]["kernel"], rtol=1e-6
+    )
 
 
 @pytest.mark.parametrize("name", optim.OPTIMIZERS)
@@ -164,15 +198,27 @@ def test_ema_update():
 
 
 def test_schedules():
-    step_lr = optim.learning_rate_schedule("step", lr=0.1, total_steps=100, boundaries=(50, 75), scales=(0.1, 0.1))
-    np.testing.assert_allclose([step_lr(s) for s in (0, 49, 50, 74, 75, 99)], [0.1, 0.1, 0.01, 0.01, 1e-3, 1e-3],
-                               rtol=1e-6)
-    warm = optim.learning_rate_schedule("step", lr=0.01, total_steps=100, warmup_steps=10,
-                                        boundaries=(40,), scales=(10.0,))
-    np.testing.assert_allclose([warm(s) for s in (0, 5, 10, 39, 40)], [0.0, 0.005, 0.01, 0.01, 0.1], rtol=1e-6)
+    step_lr = optim.learning_rate_schedule(
+        "step", lr=0.1, total_steps=100, boundaries=(50, 75), scales=(0.1, 0.1)
+    )
+    np.testing.assert_allclose(
+        [step_lr(s) for s in (0, 49, 50, 74, 75, 99)], [0.1, 0.1, 0.01, 0.01, 1e-3, 1e-3], rtol=1e-6
+    )
+    warm = optim.learning_rate_schedule(
+        "step", lr=0.01, total_steps=100, warmup_steps=10, boundaries=(40,), scales=(10.0,)
+    )
+    np.testing.assert_allclose(
+        [warm(s) for s in (0, 5, 10, 39, 40)], [0.0, 0.005, 0.01, 0.01, 0.1], rtol=1e-6
+    )
     cosine = optim.learning_rate_schedule("cosine", lr=0.2, total_steps=110, warmup_steps=10)
-    np.testing.assert_allclose([cosine(s) for s in (0, 5, 10, 60, 110)], [0.0, 0.1, 0.2, 0.1, 0.0], atol=1e-6)
+    np.testing.assert_allclose(
+        [cosine(s) for s in (0, 5, 10, 60, 110)], [0.0, 0.1, 0.2, 0.1, 0.0], atol=1e-6
+    )
     onecycle = optim.learning_rate_schedule("onecycle", lr=0.4, total_steps=100, warmup_steps=20)
-    assert float(onecycle(20)) == pytest.approx(0.4) and float(onecycle(0)) < 0.02 and float(onecycle(100)) < 1e-4
+    assert (
+        float(onecycle(20)) == pytest.approx(0.4)
+        and float(onecycle(0)) < 0.02
+        and float(onecycle(100)) < 1e-4
+    )
     with pytest.raises(ValueError, match="Unknown schedule"):
         optim.learning_rate_schedule("linear", lr=0.1, total_steps=10)

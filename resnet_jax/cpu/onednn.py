@@ -1,26 +1,40 @@
-"""Convolutions through oneDNN on the CPU: the library behind PyTorch's CPU convolutions, as XLA custom calls.
+"""Convolutions through oneDNN on the CPU: the library behind PyTorch's CPU convolutions, as XLA
+custom calls.
 
     from resnet_jax.cpu import onednn
     if onednn.available():                      # builds and registers the handlers once per machine
         y = onednn.conv(x, kernel, stride=(1, 1), padding=((1, 1), (1, 1)), dilation=(1, 1))
-        model = get_model("cifar_resnet20", conv_backend=onednn.conv_backend)   # every conv of a model
+        model = get_model("cifar_resnet20", conv_backend=onednn.conv_backend)   # every conv of a
+        model
 
-XLA:CPU's own convolutions run ResNet train steps at about half PyTorch's speed (docs/performance_notes.md);
-calling oneDNN for the forward pass, the data gradient and the weight gradient closes most of that gap.
+XLA:CPU's own convolutions run ResNet train steps at about half PyTorch's speed
+(docs/performance_notes.md);
+calling oneDNN for the forward pass, the data gradient and the weight gradient closes most of that
+gap.
 `conv_backend` is a `resnet_jax.nn.conv.ConvBackend`: passed to `conv2d(..., backend=)` or a model's
-`conv_backend=`, it routes one-group float32 convolutions on the CPU here, and bfloat16 ones where the CPU has
-bf16 units (`machine.bf16_units()`: AVX512-BF16 or AMX, where oneDNN has native bf16 kernels; XLA's computes bf16
-through float32), and keeps XLA's everywhere else (other dtypes, groups, GPU and TPU). In bfloat16 all three run
-oneDNN's bf16 kernels; the weight gradient accumulates and returns float32 and is rounded to the kernel's
-bfloat16 once, as the VJP requires (XLA's bf16 convolution rounds it too). `RESNET_JAX_BF16_WGRAD=f32` computes
-it instead with the float32 kernel on operands widened to float32 (exact; slower in quiet runs on AVX512-BF16,
+`conv_backend=`, it routes one-group float32 convolutions on the CPU here, and bfloat16 ones where
+the CPU has
+bf16 units (`machine.bf16_units()`: AVX512-BF16 or AMX, where oneDNN has native bf16 kernels; XLA's
+computes bf16
+through float32), and keeps XLA's everywhere else (other dtypes, groups, GPU and TPU). In bfloat16
+all three run
+oneDNN's bf16 kernels; the weight gradient accumulates and returns float32 and is rounded to the
+kernel's
+bfloat16 once, as the VJP requires (XLA's bf16 convolution rounds it too).
+`RESNET_JAX_BF16_WGRAD=f32` computes
+it instead with the float32 kernel on operands widened to float32 (exact; slower in quiet runs on
+AVX512-BF16,
 docs/performance_notes.md attempt 36). `conv` is
 differentiable once (custom VJP); forward-mode and second derivatives are not defined.
 
-The handlers (csrc/onednn_conv.cc) are compiled on first use with the system's C++ compiler against jaxlib's FFI
-headers and the oneDNN of the `onednn-cpu-gomp` and `onednn-devel-cpu-gomp` wheels (requirements.txt), into
-$RESNET_JAX_CACHE or ~/.cache/resnet_jax, keyed by the source and the versions; a build takes ~10 s once.
+The handlers (csrc/onednn_conv.cc) are compiled on first use with the system's C++ compiler against
+jaxlib's FFI
+headers and the oneDNN of the `onednn-cpu-gomp` and `onednn-devel-cpu-gomp` wheels
+(requirements.txt), into
+$RESNET_JAX_CACHE or ~/.cache/resnet_jax, keyed by the source and the versions; a build takes ~10 s
+once.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -32,21 +46,27 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from resnet_jax.nn.conv import xla_conv
 from resnet_jax.cpu import machine
+from resnet_jax.nn.conv import xla_conv
 from resnet_jax.nn.shapes import output_size
 
 SOURCE = Path(__file__).parent / "csrc" / "onednn_conv.cc"
-TARGETS = {"forward": "RjOnednnConvForward", "backward_data": "RjOnednnConvBackwardData",
-           "backward_weights": "RjOnednnConvBackwardWeights"}  # float32; forward and data gradient + "Bf16"
-DTYPES = {jnp.dtype(jnp.float32): "", jnp.dtype(jnp.bfloat16): "Bf16"}  # activation dtype -> symbol suffix
+TARGETS = {
+    "forward": "RjOnednnConvForward",
+    "backward_data": "RjOnednnConvBackwardData",
+    "backward_weights": "RjOnednnConvBackwardWeights",
+}  # float32; forward and data gradient + "Bf16"
+DTYPES = {
+    jnp.dtype(jnp.float32): "",
+    jnp.dtype(jnp.bfloat16): "Bf16",
+}  # activation dtype -> symbol suffix
 RUNTIME, HEADERS = "onednn-cpu-gomp", "onednn-devel-cpu-gomp"
 
 
@@ -59,8 +79,10 @@ def _locate(distribution: str, suffix: str) -> Path:
     try:
         files = importlib.metadata.files(distribution) or []
     except importlib.metadata.PackageNotFoundError:
-        raise OneDnnUnavailable(f"the {distribution!r} wheel is not installed: pip install -r requirements.txt "
-                                f"(x86-64 Linux only)") from None
+        raise OneDnnUnavailable(
+            f"the {distribution!r} wheel is not installed: pip install -r requirements.txt "
+            f"(x86-64 Linux only)"
+        ) from None
     for file in files:
         if str(file).endswith(suffix):
             return Path(file.locate()).resolve()
@@ -68,7 +90,8 @@ def _locate(distribution: str, suffix: str) -> Path:
 
 
 def cache_dir() -> Path:
-    """Where the built handlers and conv_choice's times are kept: $RESNET_JAX_CACHE or ~/.cache/resnet_jax."""
+    """Where the built handlers and conv_choice's times are kept: $RESNET_JAX_CACHE or
+    ~/.cache/resnet_jax."""
     return Path(os.environ.get("RESNET_JAX_CACHE", Path.home() / ".cache" / "resnet_jax"))
 
 
@@ -79,17 +102,36 @@ def _build() -> Path:
     compiler = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
     if compiler is None:
         raise OneDnnUnavailable("no C++ compiler found (set CXX, or install g++)")
-    versions = [jax.__version__, importlib.metadata.version(RUNTIME), importlib.metadata.version(HEADERS)]
+    versions = [
+        jax.__version__,
+        importlib.metadata.version(RUNTIME),
+        importlib.metadata.version(HEADERS),
+    ]
     digest = hashlib.sha256(SOURCE.read_bytes() + " ".join(versions).encode()).hexdigest()[:16]
     cache = cache_dir()
     target = cache / f"onednn_conv_{digest}.so"
     if target.exists():
         return target
     cache.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=cache) as scratch:  # build aside, then rename: safe with parallel builds
+    with tempfile.TemporaryDirectory(
+        dir=cache
+    ) as scratch:  # build aside, then rename: safe with parallel builds
         built = Path(scratch) / target.name
-        command = [compiler, "-O2", "-std=c++17", "-shared", "-fPIC", "-w", f"-I{jax.ffi.include_dir()}",
-                   f"-I{include}", str(SOURCE), str(library), f"-Wl,-rpath,{library.parent}", "-o", str(built)]
+        command = [
+            compiler,
+            "-O2",
+            "-std=c++17",
+            "-shared",
+            "-fPIC",
+            "-w",
+            f"-I{jax.ffi.include_dir()}",
+            f"-I{include}",
+            str(SOURCE),
+            str(library),
+            f"-Wl,-rpath,{library.parent}",
+            "-o",
+            str(built),
+        ]
         result = subprocess.run(command, capture_output=True, text=True)
         if result.returncode != 0:
             raise OneDnnUnavailable(f"building {SOURCE.name} failed:\n{result.stderr[-2000:]}")
@@ -99,16 +141,21 @@ def _build() -> Path:
 
 @functools.cache
 def _load() -> OneDnnUnavailable | None:
-    """Build, load and register the handlers; the reason they are unavailable, or None when they are ready."""
+    """Build, load and register the handlers; the reason they are unavailable, or None when they
+    are ready."""
     if not sys.platform.startswith("linux"):
-        return OneDnnUnavailable(f"oneDNN convolutions are built for Linux only, not {sys.platform}")
+        return OneDnnUnavailable(
+            f"oneDNN convolutions are built for Linux only, not {sys.platform}"
+        )
     try:
         library = ctypes.cdll.LoadLibrary(str(_build()))
     except (OneDnnUnavailable, OSError) as error:
         return error if isinstance(error, OneDnnUnavailable) else OneDnnUnavailable(str(error))
     bf16 = [TARGETS[name] + DTYPES[jnp.dtype(jnp.bfloat16)] for name in TARGETS]
     for symbol in [*TARGETS.values(), *bf16]:
-        jax.ffi.register_ffi_target(symbol, jax.ffi.pycapsule(getattr(library, symbol)), platform="cpu")
+        jax.ffi.register_ffi_target(
+            symbol, jax.ffi.pycapsule(getattr(library, symbol)), platform="cpu"
+        )
     return None
 
 
@@ -127,11 +174,14 @@ def require() -> None:
     """Raise OneDnnUnavailable, saying why, unless oneDNN convolutions can run here."""
     error = _load()
     if error is not None:
-        raise OneDnnUnavailable(f"oneDNN convolutions cannot run: {error}. Use XLA's (train.conv_impl='xla').")
+        raise OneDnnUnavailable(
+            f"oneDNN convolutions cannot run: {error}. Use XLA's (train.conv_impl='xla')."
+        )
 
 
 def supports(x: jax.Array, kernel: jax.Array, groups: int) -> bool:
-    """Whether `conv_backend` sends this convolution to oneDNN: one group, float32, or bfloat16 on a CPU with
+    """Whether `conv_backend` sends this convolution to oneDNN: one group, float32, or bfloat16 on
+    a CPU with
     bf16 units (`machine.bf16_units`); others stay with XLA."""
     dtype = jnp.dtype(x.dtype)
     if groups != 1 or kernel.dtype != dtype or dtype not in DTYPES:
@@ -139,15 +189,27 @@ def supports(x: jax.Array, kernel: jax.Array, groups: int) -> bool:
     return dtype == jnp.float32 or machine.bf16_units()
 
 
-def handles(x: jax.Array, kernel: jax.Array, groups: int, padding: Sequence[tuple[int, int]]) -> bool:
-    """Whether `conv_backend` computes this convolution with oneDNN: what `supports`, without negative padding
+def handles(
+    x: jax.Array, kernel: jax.Array, groups: int, padding: Sequence[tuple[int, int]]
+) -> bool:
+    """Whether `conv_backend` computes this convolution with oneDNN: what `supports`, without
+    negative padding
     (a crop, which XLA's convolution does)."""
     return supports(x, kernel, groups) and min(min(p) for p in padding) >= 0
 
 
-def conv_backend(x: jax.Array, kernel: jax.Array, *, stride: tuple[int, int], padding: Sequence[tuple[int, int]],
-                 dilation: tuple[int, int], groups: int) -> jax.Array:
-    """A ConvBackend (nn/conv.py): oneDNN on the CPU for what it `handles`, XLA's convolution otherwise."""
+def conv_backend(
+    x: jax.Array,
+    kernel: jax.Array,
+    *,
+    stride: tuple[int, int],
+    padding: Sequence[tuple[int, int]],
+    dilation: tuple[int, int],
+    groups: int,
+) -> jax.Array:
+    """A ConvBackend (nn/conv.py): oneDNN on the CPU for what it `handles`, XLA's convolution
+    otherwise."""
+
     def with_xla(x, kernel):
         return xla_conv(x, kernel, stride=stride, padding=padding, dilation=dilation, groups=groups)
 
@@ -161,9 +223,16 @@ def conv_backend(x: jax.Array, kernel: jax.Array, *, stride: tuple[int, int], pa
     return jax.lax.platform_dependent(x, kernel, cpu=with_onednn, default=with_xla)
 
 
-def conv(x: jax.Array, kernel: jax.Array, *, stride: Sequence[int], padding: Sequence[tuple[int, int]],
-         dilation: Sequence[int]) -> jax.Array:
-    """Cross-correlation like `lax.conv_general_dilated` with NHWC/HWIO/NHWC, computed by oneDNN on the CPU.
+def conv(
+    x: jax.Array,
+    kernel: jax.Array,
+    *,
+    stride: Sequence[int],
+    padding: Sequence[tuple[int, int]],
+    dilation: Sequence[int],
+) -> jax.Array:
+    """Cross-correlation like `lax.conv_general_dilated` with NHWC/HWIO/NHWC, computed by oneDNN on
+    the CPU.
 
     Args:
       x: [N, H, W, C], float32 or bfloat16.
@@ -171,41 +240,56 @@ def conv(x: jax.Array, kernel: jax.Array, *, stride: Sequence[int], padding: Seq
       stride, dilation: (h, w) ints >= 1.
       padding: ((low_h, high_h), (low_w, high_w)), each >= 0.
     Returns:
-      [N, H', W', K] in x's dtype, H' = floor((H + low + high - dilation * (KH - 1) - 1) / stride) + 1.
+      [N, H', W', K] in x's dtype, H' = floor((H + low + high - dilation * (KH - 1) - 1) / stride)
+      + 1.
     """
     require()
     if jnp.dtype(x.dtype) not in DTYPES or kernel.dtype != x.dtype:
-        raise TypeError(f"onednn.conv takes float32 or bfloat16 x and a kernel of its dtype, got {x.dtype} and "
-                        f"{kernel.dtype}")
+        raise TypeError(
+            f"onednn.conv takes float32 or bfloat16 x and a kernel of its dtype, got {x.dtype} and "
+            f"{kernel.dtype}"
+        )
     stride, dilation = tuple(map(int, stride)), tuple(map(int, dilation))
     pads = tuple((int(lo), int(hi)) for lo, hi in padding)
     if min(min(p) for p in pads) < 0:
         raise ValueError(f"onednn.conv takes padding >= 0, got {pads}")
     kh, kw = kernel.shape[:2]
     if (kh, kw) == (1, 1) and stride != (1, 1) and pads == ((0, 0), (0, 0)):
-        # A strided 1x1 convolution reads every stride-th pixel alone: take those, then convolve at stride 1.
-        # oneDNN 3.2's strided 1x1 gradients take 2-4x as long as stride 1 on the smaller input (AVX2).
-        x, stride = x[:, ::stride[0], ::stride[1], :], (1, 1)  # (N, H, W, C) -> (N, ceil(H/s), ceil(W/s), C)
-    # oneDNN wants high padding that ends exactly at the last window; XLA floors it away. Rows past the last
-    # window are never read: trim the padding, or the input when padding alone cannot cover the difference.
+        # A strided 1x1 convolution reads every stride-th pixel alone: take those, then convolve at
+        # stride 1.
+        # oneDNN 3.2's strided 1x1 gradients take 2-4x as long as stride 1 on the smaller input
+        # (AVX2).
+        x, stride = (
+            x[:, :: stride[0], :: stride[1], :],
+            (1, 1),
+        )  # (N, H, W, C) -> (N, ceil(H/s), ceil(W/s), C)
+    # oneDNN wants high padding that ends exactly at the last window; XLA floors it away. Rows past
+    # the last
+    # window are never read: trim the padding, or the input when padding alone cannot cover the
+    # difference.
     n, h, w, c = x.shape
     trimmed, rows = [], [h, w]
     for axis, (size, k, s, d, (lo, hi)) in enumerate(zip((h, w), (kh, kw), stride, dilation, pads)):
-        used = (output_size(size, k, s, (lo, hi), d) - 1) * s + d * (k - 1) + 1  # padded rows the windows cover
+        used = (
+            (output_size(size, k, s, (lo, hi), d) - 1) * s + d * (k - 1) + 1
+        )  # padded rows the windows cover
         hi = used - size - lo
         if hi < 0:
             rows[axis], hi = size + hi, 0
         trimmed.append((lo, hi))
     if rows != [h, w]:
-        x = x[:, :rows[0], :rows[1], :]
+        x = x[:, : rows[0], : rows[1], :]
     wgrad = bf16_weight_gradient() if x.dtype == jnp.bfloat16 else "f32"  # for _conv_backward
     return _conv(x, kernel, stride, tuple(trimmed), dilation, wgrad)
 
 
 def _attributes(stride, padding, dilation) -> dict[str, np.ndarray]:
-    return {"stride": np.asarray(stride, np.int64), "dilation": np.asarray(dilation, np.int64),
-            "pad_lo": np.asarray([p[0] for p in padding], np.int64),
-            "pad_hi": np.asarray([p[1] for p in padding], np.int64)}
+    return {
+        "stride": np.asarray(stride, np.int64),
+        "dilation": np.asarray(dilation, np.int64),
+        "pad_lo": np.asarray([p[0] for p in padding], np.int64),
+        "pad_hi": np.asarray([p[1] for p in padding], np.int64),
+    }
 
 
 def _call(name: str, shape, dtype, *operands, stride, padding, dilation) -> jax.Array:
@@ -223,16 +307,26 @@ def _conv(x, kernel, stride, padding, dilation, wgrad):
 def _conv_forward(x, kernel, stride, padding, dilation, wgrad):
     n, h, w, c = x.shape
     kh, kw, _, k = kernel.shape
-    out = [output_size(size, kk, s, p, d) for size, kk, s, d, p in zip((h, w), (kh, kw), stride, dilation, padding)]
-    ohwi = kernel.transpose(3, 0, 1, 2)  # the handlers' kernel layout (see onednn_conv.cc); the data gradient reuses it
-    y = _call("forward", (n, *out, k), x.dtype, x, ohwi, stride=stride, padding=padding, dilation=dilation)
+    out = [
+        output_size(size, kk, s, p, d)
+        for size, kk, s, d, p in zip((h, w), (kh, kw), stride, dilation, padding)
+    ]
+    ohwi = kernel.transpose(
+        3, 0, 1, 2
+    )  # the handlers' kernel layout (see onednn_conv.cc); the data gradient reuses it
+    y = _call(
+        "forward", (n, *out, k), x.dtype, x, ohwi, stride=stride, padding=padding, dilation=dilation
+    )
     return y, (x, ohwi)
 
 
 def bf16_weight_gradient() -> str:
-    """How a bf16 convolution's weight gradient is computed, always accumulated and returned in float32: 'bf16'
-    (oneDNN's bf16 kernel on the bf16 operands, the default) or 'f32' (its float32 kernel on operands widened to
-    float32; attempt 34 of docs/performance_notes.md). From RESNET_JAX_BF16_WGRAD, read when a step is traced."""
+    """How a bf16 convolution's weight gradient is computed, always accumulated and returned in
+    float32: 'bf16'
+    (oneDNN's bf16 kernel on the bf16 operands, the default) or 'f32' (its float32 kernel on
+    operands widened to
+    float32; attempt 34 of docs/performance_notes.md). From RESNET_JAX_BF16_WGRAD, read when a step
+    is traced."""
     mode = os.environ.get("RESNET_JAX_BF16_WGRAD", "bf16")
     if mode not in ("bf16", "f32"):
         raise ValueError(f"RESNET_JAX_BF16_WGRAD={mode!r}: use bf16 (the default) or f32")
@@ -241,11 +335,28 @@ def bf16_weight_gradient() -> str:
 
 def _conv_backward(stride, padding, dilation, wgrad, residuals, dy):
     x, ohwi = residuals
-    dx = _call("backward_data", x.shape, x.dtype, dy, ohwi, stride=stride, padding=padding, dilation=dilation)
+    dx = _call(
+        "backward_data",
+        x.shape,
+        x.dtype,
+        dy,
+        ohwi,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+    )
     if wgrad == "f32":  # XLA fuses the widening into the producers
         x, dy = x.astype(jnp.float32), dy.astype(jnp.float32)
-    dohwi = _call("backward_weights", ohwi.shape, jnp.float32, x, dy, stride=stride, padding=padding,
-                  dilation=dilation)
+    dohwi = _call(
+        "backward_weights",
+        ohwi.shape,
+        jnp.float32,
+        x,
+        dy,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+    )
     return dx, dohwi.transpose(1, 2, 3, 0).astype(ohwi.dtype)
 
 

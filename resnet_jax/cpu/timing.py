@@ -1,6 +1,9 @@
-"""A timed block that also measures the cores other processes kept busy meanwhile: a timing taken while
-something else ran on the CPU is known for what it is (the benchmark's 'clean' rounds, conv_choice's cache).
+"""A timed block that also measures the cores other processes kept busy meanwhile: a timing taken
+while
+something else ran on the CPU is known for what it is (the benchmark's 'clean' rounds,
+conv_choice's cache).
 """
+
 from __future__ import annotations
 
 import os
@@ -11,7 +14,8 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 
 class Window:
-    """`with Window() as w: ...` sets w.seconds (wall time) and w.others (cores other processes used, /proc/stat)."""
+    """`with Window() as w: ...` sets w.seconds (wall time) and w.others (cores other processes
+    used, /proc/stat)."""
 
     @staticmethod
     def _busy() -> float:  # seconds of CPU all processes used since boot

@@ -1,16 +1,23 @@
 """shapes32: the project's embedded image dataset, drawn procedurally, never downloaded.
 
-Each 32x32 RGB image holds one glyph (the class: disk, ring, square, plus, cross, triangle, horizontal bars,
-vertical bars, diamond, corner) at a random position and size, in a random colour, over a background of a
-random colour with a gradient, pixel noise and a few small distractor blobs. Colours are drawn independently of
-the class, so every class has the same mean image: a linear model on raw pixels stays near chance, while a
-small CNN, which can find the glyph wherever it is, learns the set to high accuracy in a few CPU minutes.
+Each 32x32 RGB image holds one glyph (the class: disk, ring, square, plus, cross, triangle,
+horizontal bars,
+vertical bars, diamond, corner) at a random position and size, in a random colour, over a
+background of a
+random colour with a gradient, pixel noise and a few small distractor blobs. Colours are drawn
+independently of
+the class, so every class has the same mean image: a linear model on raw pixels stays near chance,
+while a
+small CNN, which can find the glyph wherever it is, learns the set to high accuracy in a few CPU
+minutes.
 
     images, labels = shapes32.generate(1000, seed=0)   # uint8 [1000, 32, 32, 3], int32 [1000]
 
-`Shapes32` wraps `generate` as a TFDS builder, so `tfds.builder('shapes32', data_dir=D)` prepares and caches
+`Shapes32` wraps `generate` as a TFDS builder, so `tfds.builder('shapes32', data_dir=D)` prepares
+and caches
 it in D (seconds, no network); `resnet_jax.data.load('shapes32')` does that for you.
 """
+
 import dataclasses
 
 import numpy as np
@@ -19,12 +26,22 @@ import tensorflow_datasets as tfds
 SIZE = 32
 CHUNK = 1000  # Images drawn at once: arrays this small are about twice as fast as 20,000 at once.
 CLASS_NAMES = (
-    "disk", "ring", "square", "plus", "cross", "triangle", "hbars", "vbars", "diamond", "corner",
+    "disk",
+    "ring",
+    "square",
+    "plus",
+    "cross",
+    "triangle",
+    "hbars",
+    "vbars",
+    "diamond",
+    "corner",
 )
 
 
 def _glyph_masks(label: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Where glyph `label` covers a pixel, given coordinates relative to the glyph: u right, v down, [-1, 1].
+    """Where glyph `label` covers a pixel, given coordinates relative to the glyph: u right, v
+    down, [-1, 1].
 
     Args:
       label: the class index.
@@ -77,13 +94,21 @@ def _draw(rng: np.random.Generator, labels: np.ndarray) -> np.ndarray:
     for _ in range(4):
         by, bx = uniform(0, SIZE, (2, n, 1, 1))
         half = uniform(0.5, 1.5, (n, 1, 1))
-        blob = (np.abs(y - by) <= half) & (np.abs(x - bx) <= half) & (rng.uniform(size=(n, 1, 1)) < 0.8)
+        blob = (
+            (np.abs(y - by) <= half)
+            & (np.abs(x - bx) <= half)
+            & (rng.uniform(size=(n, 1, 1)) < 0.8)
+        )
         np.copyto(image, uniform(0.0, 1.0, (n, 1, 1, 3)), where=blob[..., None])
 
-    # The glyph: a random half-size r in pixels, a centre that keeps it inside, a colour far enough from
+    # The glyph: a random half-size r in pixels, a centre that keeps it inside, a colour far enough
+    # from
     # the background colour to be seen.
     r = uniform(4.5, 7.0, (n, 1, 1))
-    cy, cx = rng.uniform(r, SIZE - r).astype(np.float32), rng.uniform(r, SIZE - r).astype(np.float32)
+    cy, cx = (
+        rng.uniform(r, SIZE - r).astype(np.float32),
+        rng.uniform(r, SIZE - r).astype(np.float32),
+    )
     u, v = (x - cx) / r, (y - cy) / r  # [N, H, W]
     colour = uniform(0.0, 1.0, (n, 1, 1, 3))
     too_close = np.linalg.norm(colour - background, axis=-1, keepdims=True) < 0.4
@@ -100,7 +125,8 @@ def _draw(rng: np.random.Generator, labels: np.ndarray) -> np.ndarray:
 
 
 def generate(num_examples: int, *, seed: int | tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """Draws `num_examples` images, classes balanced (round robin, then shuffled), deterministic in `seed`.
+    """Draws `num_examples` images, classes balanced (round robin, then shuffled), deterministic in
+    `seed`.
 
     Returns:
       images: uint8 [N, 32, 32, 3].
@@ -108,7 +134,7 @@ def generate(num_examples: int, *, seed: int | tuple[int, ...]) -> tuple[np.ndar
     """
     rng = np.random.default_rng(seed)
     labels = rng.permutation(np.arange(num_examples) % len(CLASS_NAMES)).astype(np.int32)
-    chunks = [_draw(rng, labels[start:start + CHUNK]) for start in range(0, num_examples, CHUNK)]
+    chunks = [_draw(rng, labels[start : start + CHUNK]) for start in range(0, num_examples, CHUNK)]
     images = np.concatenate(chunks) if chunks else np.zeros((0, SIZE, SIZE, 3), np.uint8)
     return images, labels
 
@@ -116,6 +142,7 @@ def generate(num_examples: int, *, seed: int | tuple[int, ...]) -> tuple[np.ndar
 @dataclasses.dataclass
 class Shapes32Config(tfds.core.BuilderConfig):
     """Sizes of the two splits; `seed` fixes every pixel."""
+
     num_train: int = 20_000
     num_test: int = 2_000
     seed: int = 0
@@ -124,22 +151,29 @@ class Shapes32Config(tfds.core.BuilderConfig):
 class Shapes32(tfds.core.GeneratorBasedBuilder):
     """TFDS builder of shapes32: generated by the project, so preparing it needs no download."""
 
-    # TFDS reuses what is prepared under a version: change it whenever `generate` draws different pixels.
+    # TFDS reuses what is prepared under a version: change it whenever `generate` draws different
+    # pixels.
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "First release."}
     BUILDER_CONFIGS = [
         Shapes32Config(name="default", description="20,000 train / 2,000 test images."),
-        Shapes32Config(name="small", description="2,000 train / 500 test images, for tests.",
-                       num_train=2_000, num_test=500),
+        Shapes32Config(
+            name="small",
+            description="2,000 train / 500 test images, for tests.",
+            num_train=2_000,
+            num_test=500,
+        ),
     ]
 
     def _info(self) -> tfds.core.DatasetInfo:
         return self.dataset_info_from_configs(
             description=__doc__.split("\n\n")[1],
-            features=tfds.features.FeaturesDict({
-                "image": tfds.features.Image(shape=(SIZE, SIZE, 3)),
-                "label": tfds.features.ClassLabel(names=CLASS_NAMES),
-            }),
+            features=tfds.features.FeaturesDict(
+                {
+                    "image": tfds.features.Image(shape=(SIZE, SIZE, 3)),
+                    "label": tfds.features.ClassLabel(names=CLASS_NAMES),
+                }
+            ),
             supervised_keys=("image", "label"),
         )
 

@@ -1,9 +1,14 @@
-"""The benchmark's PyTorch twins of our models: CIFAR ResNets (option-A shortcut) and torchvision's ResNet-50.
+"""The benchmark's PyTorch twins of our models: CIFAR ResNets (option-A shortcut) and torchvision's
+ResNet-50.
 
-Benchmark-only (imported by benchmark.py when torch is installed; nothing else depends on it). The networks
-have the same layers and parameter counts as `get_model(...)` (269,722 / 853,018 / 25,557,032), so a timing
-ratio compares like with like. Torchvision is not needed: ResNet-50 is written out here in its v1.5 form.
+Benchmark-only (imported by benchmark.py when torch is installed; nothing else depends on it). The
+networks
+have the same layers and parameter counts as `get_model(...)` (269,722 / 853,018 / 25,557,032), so
+a timing
+ratio compares like with like. Torchvision is not needed: ResNet-50 is written out here in its v1.5
+form.
 """
+
 from __future__ import annotations
 
 import torch
@@ -25,7 +30,7 @@ class CifarBasicBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.relu(self.bn1(self.conv1(x)))
         y = self.bn2(self.conv2(y))
-        sc = x[:, :, ::self.stride, ::self.stride] if self.stride > 1 else x
+        sc = x[:, :, :: self.stride, :: self.stride] if self.stride > 1 else x
         if self.extra:
             sc = F.pad(sc, (0, 0, 0, 0, self.extra // 2, self.extra - self.extra // 2))
         return F.relu(y + sc)
@@ -53,7 +58,8 @@ class CifarResNet(nn.Module):
 
 
 class Bottleneck(nn.Module):
-    """torchvision's v1.5 bottleneck: 1x1-3x3(stride)-1x1 (x4), projection shortcut where the shape changes."""
+    """torchvision's v1.5 bottleneck: 1x1-3x3(stride)-1x1 (x4), projection shortcut where the shape
+    changes."""
 
     def __init__(self, in_planes: int, planes: int, stride: int):
         super().__init__()
@@ -65,8 +71,9 @@ class Bottleneck(nn.Module):
         self.bn3 = nn.BatchNorm2d(planes * 4)
         self.downsample = None
         if stride != 1 or in_planes != planes * 4:
-            self.downsample = nn.Sequential(nn.Conv2d(in_planes, planes * 4, 1, stride, bias=False),
-                                            nn.BatchNorm2d(planes * 4))
+            self.downsample = nn.Sequential(
+                nn.Conv2d(in_planes, planes * 4, 1, stride, bias=False), nn.BatchNorm2d(planes * 4)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.relu(self.bn1(self.conv1(x)))
@@ -100,9 +107,10 @@ class ResNet50(nn.Module):
 
 
 def get_torch_model(name: str) -> nn.Module:
-    """The twin of `resnet_jax.models.get_model(name)` for 'cifar_resnetD' (D = 6n+2) and 'resnet50'."""
+    """The twin of `resnet_jax.models.get_model(name)` for 'cifar_resnetD' (D = 6n+2) and
+    'resnet50'."""
     if name.startswith("cifar_resnet"):
-        return CifarResNet(int(name[len("cifar_resnet"):]))
+        return CifarResNet(int(name[len("cifar_resnet") :]))
     if name == "resnet50":
         return ResNet50()
     raise ValueError(f"No PyTorch twin for {name!r}: use 'cifar_resnetD' or 'resnet50'.")

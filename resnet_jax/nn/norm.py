@@ -1,18 +1,25 @@
-"""BatchNorm over the batch and spatial axes of NHWC activations, with the ReLU that usually follows it.
+"""BatchNorm over the batch and spatial axes of NHWC activations, with the ReLU that usually
+follows it.
 
-The variables are flax.linen.BatchNorm's (params `scale`, `bias`; batch_stats `mean`, `var`), and so are the
-values: statistics in float32 as E[x^2] - E[x]^2, clipped at 0, averaged over `axis_name` under pmap; running
-averages `momentum * old + (1 - momentum) * new`, not updated during init. What differs is the training step's
-gradient: written by hand (`batch_norm`) so that XLA stores no activation-sized intermediate between the forward
+The variables are flax.linen.BatchNorm's (params `scale`, `bias`; batch_stats `mean`, `var`), and
+so are the
+values: statistics in float32 as E[x^2] - E[x]^2, clipped at 0, averaged over `axis_name` under
+pmap; running
+averages `momentum * old + (1 - momentum) * new`, not updated during init. What differs is the
+training step's
+gradient: written by hand (`batch_norm`) so that XLA stores no activation-sized intermediate
+between the forward
 and backward passes, and ReLU passed in as `relu=True` so its mask is recomputed rather than stored
 (docs/performance_notes.md, attempt 25).
 
     y = BatchNorm(use_running_average=not train)(x, relu=True)   # relu(BN(x))
 """
+
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -20,7 +27,8 @@ import jax.numpy as jnp
 
 
 class BatchNorm(nn.Module):
-    """BatchNorm of [..., C] over every axis but the last; `relu=True` at call time applies max(0, .) after."""
+    """BatchNorm of [..., C] over every axis but the last; `relu=True` at call time applies max(0,
+    .) after."""
 
     use_running_average: bool = False
     momentum: float = 0.9
@@ -43,7 +51,9 @@ class BatchNorm(nn.Module):
             return nn.relu(y) if relu else y
         initializing = self.is_initializing()
         axis_name = None if initializing else self.axis_name  # no mapped axis exists during init
-        y, mean, var = batch_norm(x, scale, bias, epsilon=self.epsilon, relu=relu, axis_name=axis_name)
+        y, mean, var = batch_norm(
+            x, scale, bias, epsilon=self.epsilon, relu=relu, axis_name=axis_name
+        )
         if not initializing:
             ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
             ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * var
@@ -51,7 +61,8 @@ class BatchNorm(nn.Module):
 
 
 def _statistics(x: jax.Array, axis_name: str | None) -> tuple[jax.Array, jax.Array]:
-    """Per-channel mean and biased variance in float32, as E[x^2] - E[x]^2 (clipped at 0), one pass."""
+    """Per-channel mean and biased variance in float32, as E[x^2] - E[x]^2 (clipped at 0), one
+    pass."""
     x = x.astype(jnp.promote_types(x.dtype, jnp.float32))
     axes = tuple(range(x.ndim - 1))
     mean, mean_sq = x.mean(axes), (x * x).mean(axes)
@@ -67,18 +78,31 @@ def _normalize(x, mean, var, scale, bias, epsilon):
 
 
 def _channels(values: jax.Array, x: jax.Array) -> jax.Array:
-    """[C] -> [1, ..., 1, C], to broadcast against x explicitly (the tests forbid implicit rank promotion)."""
+    """[C] -> [1, ..., 1, C], to broadcast against x explicitly (the tests forbid implicit rank
+    promotion)."""
     return values.reshape((1,) * (x.ndim - 1) + values.shape)
 
 
-def batch_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, *, epsilon: float, relu: bool = False,
-               axis_name: str | None = None) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Training-mode BatchNorm (+ ReLU) of [..., C] with a hand-written gradient; (y, mean, var), y float32.
+def batch_norm(
+    x: jax.Array,
+    scale: jax.Array,
+    bias: jax.Array,
+    *,
+    epsilon: float,
+    relu: bool = False,
+    axis_name: str | None = None,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Training-mode BatchNorm (+ ReLU) of [..., C] with a hand-written gradient; (y, mean, var), y
+    float32.
 
-    The values are `_normalize`'s. The gradient keeps only x and the per-channel statistics from the forward
-    pass: autodiff of the formula would store x - mean as well (one more activation-sized write and read per
-    BatchNorm), and the ReLU mask is recomputed from x. mean and var carry no gradient (they feed the running
-    averages). Under pmap, `axis_name` makes the statistics, and the gradient's means, cross-replica.
+    The values are `_normalize`'s. The gradient keeps only x and the per-channel statistics from
+    the forward
+    pass: autodiff of the formula would store x - mean as well (one more activation-sized write and
+    read per
+    BatchNorm), and the ReLU mask is recomputed from x. mean and var carry no gradient (they feed
+    the running
+    averages). Under pmap, `axis_name` makes the statistics, and the gradient's means,
+    cross-replica.
     """
     y, mean, var = _batch_norm(x, scale, bias, float(epsilon), bool(relu), axis_name)
     return y, jax.lax.stop_gradient(mean), jax.lax.stop_gradient(var)
@@ -101,15 +125,20 @@ def _batch_norm_backward(epsilon, relu, axis_name, residuals, cotangents):
     xf = x.astype(jnp.float32)
     if relu:  # the forward's own expression, so the mask is exactly where y was clipped
         dy = jnp.where(_normalize(xf, mean, var, scale, bias, epsilon) > 0, dy, 0.0)
-    # With x_hat = (x - mean) * inv: dx = scale * inv * (dy - E[dy] - x_hat * E[dy * x_hat]), written as
-    # a * dy + b * x + c per channel, and E[dy * x_hat] = inv * (E[dy * x] - mean * E[dy]): two passes over x and
+    # With x_hat = (x - mean) * inv: dx = scale * inv * (dy - E[dy] - x_hat * E[dy * x_hat]),
+    # written as
+    # a * dy + b * x + c per channel, and E[dy * x_hat] = inv * (E[dy * x] - mean * E[dy]): two
+    # passes over x and
     # dy (the sums, then dx), and no activation-sized intermediate for XLA to store between them.
     inv = jax.lax.rsqrt(var + epsilon)
     axes = tuple(range(x.ndim - 1))
     mean_dy, mean_dy_x = dy.mean(axes), (dy * xf).mean(axes)
     mean_dy_x_hat = inv * (mean_dy_x - mean * mean_dy)
     count = x.size // x.shape[-1]
-    dbias, dscale = mean_dy * count, mean_dy_x_hat * count  # this replica's sums, as autodiff would give
+    dbias, dscale = (
+        mean_dy * count,
+        mean_dy_x_hat * count,
+    )  # this replica's sums, as autodiff would give
     if axis_name is not None:
         mean_dy, mean_dy_x_hat = jax.lax.pmean(jnp.stack([mean_dy, mean_dy_x_hat]), axis_name)
     a = scale * inv

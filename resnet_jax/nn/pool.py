@@ -1,4 +1,5 @@
 """Spatial pooling over NHWC arrays, with the same padding forms and shape checks as `conv2d`."""
+
 from __future__ import annotations
 
 import flax.linen as nn
@@ -8,8 +9,14 @@ import jax.numpy as jnp
 from resnet_jax.nn.conv import IntPair, Padding, explicit_padding, pair, spatial_output
 
 
-def max_pool2d(x: jax.Array, window: IntPair = 3, *, stride: IntPair = 2, padding: Padding = 1,
-               layer: str | None = None) -> jax.Array:
+def max_pool2d(
+    x: jax.Array,
+    window: IntPair = 3,
+    *,
+    stride: IntPair = 2,
+    padding: Padding = 1,
+    layer: str | None = None,
+) -> jax.Array:
     """Max over windows; padded pixels are -inf, so they never win (PyTorch's MaxPool2d semantics).
 
     Args:
@@ -21,8 +28,9 @@ def max_pool2d(x: jax.Array, window: IntPair = 3, *, stride: IntPair = 2, paddin
     windows, strides = pair(window, "window"), pair(stride, "stride")
     pads = explicit_padding(padding, (h, w), windows, strides, (1, 1))
     spatial_output(layer, (h, w), windows, strides, pads, (1, 1))
-    return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, *windows, 1), (1, *strides, 1),
-                                 [(0, 0), *pads, (0, 0)])
+    return jax.lax.reduce_window(
+        x, -jnp.inf, jax.lax.max, (1, *windows, 1), (1, *strides, 1), [(0, 0), *pads, (0, 0)]
+    )
 
 
 class MaxPool2D(nn.Module):
@@ -33,8 +41,13 @@ class MaxPool2D(nn.Module):
     padding: Padding = 1
 
     def __call__(self, x: jax.Array) -> jax.Array:  # [N, H, W, C] -> [N, H', W', C]
-        return max_pool2d(x, self.window, stride=self.stride, padding=self.padding,
-                          layer="/".join(self.path) or self.name)
+        return max_pool2d(
+            x,
+            self.window,
+            stride=self.stride,
+            padding=self.padding,
+            layer="/".join(self.path) or self.name,
+        )
 
 
 class GlobalAvgPool(nn.Module):

@@ -1,20 +1,31 @@
 """Per-layer trace of any model: shapes, padding, parameters, MACs, receptive field and jump.
 
-The chapter's habit of printing the shape after every layer, as a tool. `trace(model, (1, 224, 224, 3))` runs
-the model's init abstractly (jax.eval_shape: nothing is computed) and records each Conv2D, pool, BatchNorm
-and Dense call. Receptive fields follow the main path; a shortcut projection is measured from its block's
-input and does not advance the path. `empirical_receptive_field` measures the same thing from gradients.
+The chapter's habit of printing the shape after every layer, as a tool. `trace(model, (1, 224, 224,
+3))` runs
+the model's init abstractly (jax.eval_shape: nothing is computed) and records each Conv2D, pool,
+BatchNorm
+and Dense call. Receptive fields follow the main path; a shortcut projection is measured from its
+block's
+input and does not advance the path. `empirical_receptive_field` measures the same thing from
+gradients.
 
-MACs count the whole kernel window at every output pixel, padding taps included (what a dense kernel computes);
-FLOPs are 2 x MACs. XLA's `cost_analysis()` counts only the taps that fall on the image, and adds the
-BatchNorm, ReLU and shortcut arithmetic, so it reports less for padded networks: ResNet-20's forward pass is
-40.55 M MACs here (81.1 M FLOPs) against XLA's 74.8 M FLOPs; a 3x3 convolution with padding 1 on 32x32 has
-94 x 94 valid taps per channel pair instead of 9 x 32 x 32 (-4.1%), on 8x8 22 x 22 instead of 576 (-16%).
+MACs count the whole kernel window at every output pixel, padding taps included (what a dense
+kernel computes);
+FLOPs are 2 x MACs. XLA's `cost_analysis()` counts only the taps that fall on the image, and adds
+the
+BatchNorm, ReLU and shortcut arithmetic, so it reports less for padded networks: ResNet-20's
+forward pass is
+40.55 M MACs here (81.1 M FLOPs) against XLA's 74.8 M FLOPs; a 3x3 convolution with padding 1 on
+32x32 has
+94 x 94 valid taps per channel pair instead of 9 x 32 x 32 (-4.1%), on 8x8 22 x 22 instead of 576
+(-16%).
 """
+
 from __future__ import annotations
 
 import warnings
-from typing import Callable, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import flax.linen as nn
 import jax
@@ -50,16 +61,34 @@ def _spatial_row(name, kind, module, x, y, state, params, macs, kernel, stride, 
     """Check y's spatial size against output_size, advance (rf, jump) and build the row."""
     n, h, w, c = x.shape
     pads = explicit_padding(padding, (h, w), kernel, stride, dilation)
-    expected = tuple(output_size(s, k, st, p, d, layer=name)
-                     for s, k, st, p, d in zip((h, w), kernel, stride, pads, dilation))
+    expected = tuple(
+        output_size(s, k, st, p, d, layer=name)
+        for s, k, st, p, d in zip((h, w), kernel, stride, pads, dilation)
+    )
     if tuple(y.shape[1:3]) != expected:
-        raise ShapeError(f"Layer '{name}': XLA produced spatial size {tuple(y.shape[1:3])} but output_size "
-                         f"gives {expected}; the layer's padding bookkeeping is wrong.")
-    rf_jump = [receptive_field_step(r, j, k, s, d)
-               for r, j, k, s, d in zip(state[0], state[1], kernel, stride, dilation)]
+        raise ShapeError(
+            f"Layer '{name}': XLA produced spatial size {tuple(y.shape[1:3])} but output_size "
+            f"gives {expected}; the layer's padding bookkeeping is wrong."
+        )
+    rf_jump = [
+        receptive_field_step(r, j, k, s, d)
+        for r, j, k, s, d in zip(state[0], state[1], kernel, stride, dilation)
+    ]
     rf, jump = tuple(r for r, _ in rf_jump), tuple(j for _, j in rf_jump)
-    row = LayerRow(name, kind, tuple(x.shape), tuple(y.shape), kernel, stride, tuple(pads), dilation,
-                   params, macs, rf, jump)
+    row = LayerRow(
+        name,
+        kind,
+        tuple(x.shape),
+        tuple(y.shape),
+        kernel,
+        stride,
+        tuple(pads),
+        dilation,
+        params,
+        macs,
+        rf,
+        jump,
+    )
     return row, (rf, jump)
 
 
@@ -69,7 +98,9 @@ def trace(model: nn.Module, input_shape: Sequence[int], **call_kwargs) -> list[L
     Emits a warning (see `feature_map_warnings`) when a map collapses to 1x1 early or never shrinks.
     """
     rows: list[LayerRow] = []
-    state = [((1, 1), (1, 1))]  # (receptive field, jump) of the main path, as a one-element stack cell
+    state = [
+        ((1, 1), (1, 1))
+    ]  # (receptive field, jump) of the main path, as a one-element stack cell
     block_inputs: list[tuple] = []
 
     def interceptor(next_fun, args, kwargs, context):
@@ -91,30 +122,96 @@ def trace(model: nn.Module, input_shape: Sequence[int], **call_kwargs) -> list[L
             macs = y.shape[1] * y.shape[2] * k * kh * kw * (c // module.groups)
             is_shortcut = module.name == "shortcut_conv" and block_inputs
             start = block_inputs[-1] if is_shortcut else state[0]
-            row, new_state = _spatial_row(name, "conv", module, x, y, start, params, macs, (kh, kw),
-                                          pair(module.stride), module.padding, pair(module.dilation))
+            row, new_state = _spatial_row(
+                name,
+                "conv",
+                module,
+                x,
+                y,
+                start,
+                params,
+                macs,
+                (kh, kw),
+                pair(module.stride),
+                module.padding,
+                pair(module.dilation),
+            )
             rows.append(row)
             if not is_shortcut:
                 state[0] = new_state
         elif isinstance(module, MaxPool2D):
-            row, state[0] = _spatial_row(name, "max_pool", module, x, y, state[0], 0, 0, pair(module.window),
-                                         pair(module.stride), module.padding, (1, 1))
+            row, state[0] = _spatial_row(
+                name,
+                "max_pool",
+                module,
+                x,
+                y,
+                state[0],
+                0,
+                0,
+                pair(module.window),
+                pair(module.stride),
+                module.padding,
+                (1, 1),
+            )
             rows.append(row)
         elif isinstance(module, (BatchNorm, nn.BatchNorm)):
-            rows.append(LayerRow(name, "batch_norm", tuple(x.shape), tuple(y.shape), None, None, None, None,
-                                 2 * x.shape[-1], 0, *state[0]))
+            rows.append(
+                LayerRow(
+                    name,
+                    "batch_norm",
+                    tuple(x.shape),
+                    tuple(y.shape),
+                    None,
+                    None,
+                    None,
+                    None,
+                    2 * x.shape[-1],
+                    0,
+                    *state[0],
+                )
+            )
         elif isinstance(module, GlobalAvgPool):
-            rows.append(LayerRow(name, "global_pool", tuple(x.shape), tuple(y.shape), None, None, None, None,
-                                 0, 0, *state[0]))
+            rows.append(
+                LayerRow(
+                    name,
+                    "global_pool",
+                    tuple(x.shape),
+                    tuple(y.shape),
+                    None,
+                    None,
+                    None,
+                    None,
+                    0,
+                    0,
+                    *state[0],
+                )
+            )
         elif isinstance(module, nn.Dense):
             fan_in = x.shape[-1]
-            rows.append(LayerRow(name, "dense", tuple(x.shape), tuple(y.shape), None, None, None, None,
-                                 fan_in * module.features + (module.features if module.use_bias else 0),
-                                 fan_in * module.features, *state[0]))
+            rows.append(
+                LayerRow(
+                    name,
+                    "dense",
+                    tuple(x.shape),
+                    tuple(y.shape),
+                    None,
+                    None,
+                    None,
+                    None,
+                    fan_in * module.features + (module.features if module.use_bias else 0),
+                    fan_in * module.features,
+                    *state[0],
+                )
+            )
         return y
 
     with nn.intercept_methods(interceptor):
-        jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(input_shape, jnp.float32), **call_kwargs))
+        jax.eval_shape(
+            lambda: model.init(
+                jax.random.key(0), jnp.zeros(input_shape, jnp.float32), **call_kwargs
+            )
+        )
     for message in feature_map_warnings(rows, tuple(input_shape[1:3])):
         warnings.warn(message, stacklevel=2)
     return rows
@@ -126,7 +223,8 @@ def _stage(name: str) -> int | None:
 
 
 def feature_map_warnings(rows: Sequence[LayerRow], input_hw: tuple[int, int]) -> list[str]:
-    """Messages for a map that is 1x1 before the last stage, or that never shrinks before global pooling."""
+    """Messages for a map that is 1x1 before the last stage, or that never shrinks before global
+    pooling."""
     messages = []
     stages = [s for s in (_stage(r.name) for r in rows) if s is not None]
     last_stage = max(stages) if stages else None
@@ -134,14 +232,18 @@ def feature_map_warnings(rows: Sequence[LayerRow], input_hw: tuple[int, int]) ->
         if row.kind in ("conv", "max_pool") and row.out_shape[1:3] == (1, 1):
             stage = _stage(row.name)
             if last_stage is not None and (stage is None or stage < last_stage):
-                messages.append(f"Layer '{row.name}' reduces the feature map to 1x1 before the last stage "
-                                f"(stage {last_stage}); later 3x3 convs see only padding. Use a larger "
-                                f"input or fewer stride-2 layers.")
+                messages.append(
+                    f"Layer '{row.name}' reduces the feature map to 1x1 before the last stage "
+                    f"(stage {last_stage}); later 3x3 convs see only padding. Use a larger "
+                    f"input or fewer stride-2 layers."
+                )
                 break
     for row in rows:
         if row.kind == "global_pool" and tuple(row.in_shape[1:3]) == tuple(input_hw):
-            messages.append(f"The feature map never shrinks before global pooling ('{row.name}' sees "
-                            f"{row.in_shape[1]}x{row.in_shape[2]}, the input size): no layer downsamples.")
+            messages.append(
+                f"The feature map never shrinks before global pooling ('{row.name}' sees "
+                f"{row.in_shape[1]}x{row.in_shape[2]}, the input size): no layer downsamples."
+            )
     return messages
 
 
@@ -150,12 +252,19 @@ def totals(rows: Sequence[LayerRow]) -> tuple[int, int]:
     return sum(r.params for r in rows), sum(r.macs for r in rows)
 
 
-def empirical_receptive_field(fn: Callable[[jax.Array], jax.Array], input_shape: Sequence[int],
-                              samples: int = 8, seed: int = 0) -> tuple[int, int]:
-    """(RF_H, RF_W) of the centre output pixel, from where its gradient w.r.t. the input is non-zero.
+def empirical_receptive_field(
+    fn: Callable[[jax.Array], jax.Array],
+    input_shape: Sequence[int],
+    samples: int = 8,
+    seed: int = 0,
+) -> tuple[int, int]:
+    """(RF_H, RF_W) of the centre output pixel, from where its gradient w.r.t. the input is
+    non-zero.
 
-    `fn` maps [1, H, W, C] -> [1, H', W', K]; choose H, W larger than the receptive field so that it is not
-    clipped by the image border. Max-pooling and ReLU route gradient to only some pixels of a window, so
+    `fn` maps [1, H, W, C] -> [1, H', W', K]; choose H, W larger than the receptive field so that
+    it is not
+    clipped by the image border. Max-pooling and ReLU route gradient to only some pixels of a
+    window, so
     one input can under-measure; the support is the union over `samples` random inputs.
     """
     xs = jax.random.normal(jax.random.key(seed), (samples, *input_shape), jnp.float32)

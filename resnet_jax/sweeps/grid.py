@@ -1,22 +1,31 @@
 """A sweep as data: the points of a grid, their directory names and the command that trains each.
 
-A sweep file defines `get_sweep(arg=None)` returning either a dict of axes, {"model.depth": [20, 56],
-"model.shortcut": ["none", "A"]} (their grid), or an explicit list of override dicts; `expand` turns either
-into a list of points, each a dict of config overrides. Seeds are an axis of their own: "seeds": [0, 1, 2] in a
-dict of axes (or the sweep command's --seeds) runs every point once per seed, the seed set as both train.seed and
+A sweep file defines `get_sweep(arg=None)` returning either a dict of axes, {"model.depth": [20,
+56],
+"model.shortcut": ["none", "A"]} (their grid), or an explicit list of override dicts; `expand`
+turns either
+into a list of points, each a dict of config overrides. Seeds are an axis of their own: "seeds":
+[0, 1, 2] in a
+dict of axes (or the sweep command's --seeds) runs every point once per seed, the seed set as both
+train.seed and
 data.seed, and a point's seeds are one group when the sweep is collected.
 """
+
 from __future__ import annotations
 
 import copy
 import importlib.util
 import itertools
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 STATUS_FILE = "sweep_status.json"
-SEED_FIELDS = ("train.seed", "data.seed")  # what one seed of a point sets: the run's and the data order's
+SEED_FIELDS = (
+    "train.seed",
+    "data.seed",
+)  # what one seed of a point sets: the run's and the data order's
 
 
 def load_function(spec: str, name: str):
@@ -32,14 +41,20 @@ def load_function(spec: str, name: str):
     return getattr(module, name), (arg or None)
 
 
-def expand(sweep: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]],
-           seeds: Sequence[int] | None = None) -> list[dict[str, Any]]:
-    """Points of a sweep: the grid (cartesian product, first axis slowest) of a dict of axes, or the list; each
-    once per seed where the sweep has a "seeds" axis or `seeds` is given (which replaces that axis)."""
+def expand(
+    sweep: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]],
+    seeds: Sequence[int] | None = None,
+) -> list[dict[str, Any]]:
+    """Points of a sweep: the grid (cartesian product, first axis slowest) of a dict of axes, or
+    the list; each
+    once per seed where the sweep has a "seeds" axis or `seeds` is given (which replaces that
+    axis)."""
     if isinstance(sweep, Mapping):
         for key, values in sweep.items():
             if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
-                raise ValueError(f"Sweep axis {key!r} must be a non-empty list of values, got {values!r}.")
+                raise ValueError(
+                    f"Sweep axis {key!r} must be a non-empty list of values, got {values!r}."
+                )
         axes = {key: values for key, values in sweep.items() if key != "seeds"}
         seeds = sweep.get("seeds") if seeds is None else seeds
         keys = list(axes)
@@ -51,14 +66,23 @@ def expand(sweep: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]],
     return with_seeds(points, seeds)
 
 
-def with_seeds(points: Sequence[Mapping[str, Any]], seeds: Sequence[int] | None) -> list[dict[str, Any]]:
-    """Each point once per seed, seed-major (every point's first seed before any second one, so a sweep cut
+def with_seeds(
+    points: Sequence[Mapping[str, Any]], seeds: Sequence[int] | None
+) -> list[dict[str, Any]]:
+    """Each point once per seed, seed-major (every point's first seed before any second one, so a
+    sweep cut
     short has whole seeds); no seeds leave the points as they are."""
     if not seeds:
         return [dict(p) for p in points]
-    if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds) or len(set(seeds)) < len(seeds):
-        raise ValueError(f"seeds={list(seeds)}: give distinct non-negative integers, e.g. --seeds=0,1,2")
-    return [{**point, **{field: seed for field in SEED_FIELDS}} for seed in seeds for point in points]
+    if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds) or len(
+        set(seeds)
+    ) < len(seeds):
+        raise ValueError(
+            f"seeds={list(seeds)}: give distinct non-negative integers, e.g. --seeds=0,1,2"
+        )
+    return [
+        {**point, **{field: seed for field in SEED_FIELDS}} for seed in seeds for point in points
+    ]
 
 
 def parse_seeds(text: Sequence[str]) -> list[int] | None:
@@ -75,9 +99,12 @@ def without_seeds(point: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def point_config(config, point: Mapping[str, Any]):
-    """A copy of the (locked) ConfigDict with the point's overrides set, as the point's run resolves them; a
+    """A copy of the (locked) ConfigDict with the point's overrides set, as the point's run
+    resolves them; a
     field the config lacks raises ValueError naming it."""
-    config = copy.deepcopy(config)  # references kept: a derived field (the warmup) follows the point's steps
+    config = copy.deepcopy(
+        config
+    )  # references kept: a derived field (the warmup) follows the point's steps
     config.lock()
     for key, value in point.items():
         *groups, field = key.split(".")
@@ -89,13 +116,16 @@ def point_config(config, point: Mapping[str, Any]):
                 raise KeyError(field)
             node[field] = value
         except (KeyError, AttributeError, TypeError) as error:
-            raise ValueError(f"sweep point {dict(point)}: config.{key} cannot be set ({error}); the sweep's "
-                             f"fields must be the config's") from None
+            raise ValueError(
+                f"sweep point {dict(point)}: config.{key} cannot be set ({error}); the sweep's "
+                f"fields must be the config's"
+            ) from None
     return config
 
 
 def point_name(point: Mapping[str, Any]) -> str:
-    """A directory name that says what the point is: 'model.depth=20,model.shortcut=none'; one seed of it
+    """A directory name that says what the point is: 'model.depth=20,model.shortcut=none'; one seed
+    of it
     (train.seed and data.seed equal) ends in ',seed=S'."""
     fields = dict(point)
     seed = fields.get(SEED_FIELDS[0])
@@ -109,10 +139,19 @@ def format_value(value: Any) -> str:
     return ",".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
 
 
-def point_command(config: str, workdir: str, point: Mapping[str, Any], python: str = "python") -> list[str]:
+def point_command(
+    config: str, workdir: str, point: Mapping[str, Any], python: str = "python"
+) -> list[str]:
     """The command line that trains one point."""
     overrides = [f"--config.{k}={_cli_value(v)}" for k, v in point.items()]
-    return [python, "-m", "resnet_jax.main", f"--config={config}", f"--workdir={workdir}", *overrides]
+    return [
+        python,
+        "-m",
+        "resnet_jax.main",
+        f"--config={config}",
+        f"--workdir={workdir}",
+        *overrides,
+    ]
 
 
 def _cli_value(value: Any) -> str:

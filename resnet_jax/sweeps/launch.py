@@ -1,4 +1,6 @@
-"""A sweep on this machine: its points one after another, finished ones skipped (cloud TPU VMs: tpu.py)."""
+"""A sweep on this machine: its points one after another, finished ones skipped (cloud TPU VMs:
+tpu.py)."""
+
 from __future__ import annotations
 
 import json
@@ -6,14 +8,16 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from resnet_jax.sweeps.grid import STATUS_FILE, point_command, point_name
 
 
-def run_local(config: str, points: Sequence[dict], workdir: Path,
-              common: Mapping[str, Any] | None = None) -> list[Path]:
+def run_local(
+    config: str, points: Sequence[dict], workdir: Path, common: Mapping[str, Any] | None = None
+) -> list[Path]:
     """Train each point in turn; skip finished ones. Returns the point directories.
 
     `common` overrides go to every run (a budget, say) without appearing in the point names.
@@ -35,10 +39,19 @@ def run_local(config: str, points: Sequence[dict], workdir: Path,
         # Wall seconds of every attempt that returned, so a resumed point reports its whole cost.
         seconds = status.get("seconds", 0.0) + time.monotonic() - start
         done = result.returncode == 0
-        status_file.write_text(json.dumps({"status": "done" if done else "failed", "point": point,
-                                           "seconds": round(seconds, 1)}))
+        status_file.write_text(
+            json.dumps(
+                {
+                    "status": "done" if done else "failed",
+                    "point": point,
+                    "seconds": round(seconds, 1),
+                }
+            )
+        )
         if not done:
-            raise SystemExit(f"Point {directory.name} failed (exit {result.returncode}); fix it and run the same "
-                             f"command again: finished points are skipped, this one resumes.")
+            raise SystemExit(
+                f"Point {directory.name} failed (exit {result.returncode}); fix it and run the "
+                "same "
+                f"command again: finished points are skipped, this one resumes."
+            )
     return directories
-

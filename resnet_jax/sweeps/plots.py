@@ -1,36 +1,62 @@
-"""A sweep's plots, readable without the code: legend labels a person would say, a title with the data set, the
-budget and the number of seeds, axis labels, one style per series, a min-max band where a point has several seeds.
+"""A sweep's plots, readable without the code: legend labels a person would say, a title with the
+data set, the
+budget and the number of seeds, axis labels, one style per series, a min-max band where a point has
+several seeds.
 
-Pure: each function takes the points and what their runs logged and returns a matplotlib Figure; results.py
-reads the files and saves the figures. Points that differ only in a seed (train.seed, data.seed) are one series.
+Pure: each function takes the points and what their runs logged and returns a matplotlib Figure;
+results.py
+reads the files and saves the figures. Points that differ only in a seed (train.seed, data.seed)
+are one series.
 """
+
 from __future__ import annotations
 
 import math
 import os
 import statistics
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from resnet_jax.sweeps.grid import SEED_FIELDS
 
-# What a reader calls each shortcut option (resnet_jax/nn/blocks.py): 'none' is the plain net of the degradation
+# What a reader calls each shortcut option (resnet_jax/nn/blocks.py): 'none' is the plain net of the
+# degradation
 # study, 'A' (identity, zero-padded where the shape changes) the paper's CIFAR ResNet.
 SHORTCUT_NAMES = {"none": "plain", "A": "ResNet", "B": "ResNet", "C": "ResNet"}
 SHORTCUT_NOTES = {"B": "projection shortcuts (B)", "C": "all-projection shortcuts (C)"}
-FIELD_NAMES = {"model.zero_init_last": "zero-init", "model.stem_stride": "stem stride",
-               "model.stem_pool": "stem max-pool", "model.stem_padding": "stem padding",
-               "model.stage_strides": "stage strides", "model.width_multiplier": "width x",
-               "model.drop_path_rate": "drop-path", "optim.lr": "lr", "train.seed": "seed", "data.seed": "data seed"}
-AXIS_LABELS = {"model.depth": "depth (layers with weights)", "model.width_multiplier": "width multiplier",
-               "optim.lr": "peak learning rate"}
-DATASET_NAMES = {"cifar10": "CIFAR-10", "mnist5k": "MNIST-5k", "mnist": "MNIST", "fashion_mnist": "Fashion-MNIST",
-                 "shapes32": "shapes32 (synthetic)", "imagenet2012": "ImageNet"}
+FIELD_NAMES = {
+    "model.zero_init_last": "zero-init",
+    "model.stem_stride": "stem stride",
+    "model.stem_pool": "stem max-pool",
+    "model.stem_padding": "stem padding",
+    "model.stage_strides": "stage strides",
+    "model.width_multiplier": "width x",
+    "model.drop_path_rate": "drop-path",
+    "optim.lr": "lr",
+    "train.seed": "seed",
+    "data.seed": "data seed",
+}
+AXIS_LABELS = {
+    "model.depth": "depth (layers with weights)",
+    "model.width_multiplier": "width multiplier",
+    "optim.lr": "peak learning rate",
+}
+DATASET_NAMES = {
+    "cifar10": "CIFAR-10",
+    "mnist5k": "MNIST-5k",
+    "mnist": "MNIST",
+    "fashion_mnist": "Fashion-MNIST",
+    "shapes32": "shapes32 (synthetic)",
+    "imagenet2012": "ImageNet",
+}
 LINE_STYLES = ("-", "--", ":", "-.")
 
 
 def point_label(point: Mapping[str, Any]) -> str:
-    """A legend label from a point's overrides: {'model.shortcut': 'A', 'model.depth': 56, 'model.zero_init_last':
-    True} -> 'ResNet-56, zero-init'; {'model.shortcut': 'none', 'model.depth': 20} -> 'plain-20'; {} -> 'baseline'.
+    """A legend label from a point's overrides: {'model.shortcut': 'A', 'model.depth': 56,
+    'model.zero_init_last':
+    True} -> 'ResNet-56, zero-init'; {'model.shortcut': 'none', 'model.depth': 20} -> 'plain-20';
+    {} -> 'baseline'.
     None (a field the point leaves at the config's value) is left out."""
     point = {k: v for k, v in point.items() if v is not None}
     shortcut, depth = point.pop("model.shortcut", None), point.pop("model.depth", None)
@@ -56,32 +82,53 @@ def point_label(point: Mapping[str, Any]) -> str:
 
 
 def series_styles(n: int) -> list[dict[str, Any]]:
-    """n distinct styles, no colour used twice: tab10 (solid) up to ten series; up to twenty, tab20's dark shades
-    solid, then its light shades dashed and thicker; past twenty, a colour map sampled n times, line styles
+    """n distinct styles, no colour used twice: tab10 (solid) up to ten series; up to twenty,
+    tab20's dark shades
+    solid, then its light shades dashed and thicker; past twenty, a colour map sampled n times,
+    line styles
     cycling."""
     import matplotlib
 
     if n <= 10:
-        return [{"color": matplotlib.colormaps["tab10"](i), "linestyle": "-", "lw": 1.4} for i in range(n)]
+        return [
+            {"color": matplotlib.colormaps["tab10"](i), "linestyle": "-", "lw": 1.4}
+            for i in range(n)
+        ]
     if n <= 20:
         tab20 = matplotlib.colormaps["tab20"]
-        return [{"color": tab20(2 * (i % 10) + i // 10), "linestyle": LINE_STYLES[i // 10], "lw": 1.4 + 0.6 * (i // 10)}
-                for i in range(n)]
+        return [
+            {
+                "color": tab20(2 * (i % 10) + i // 10),
+                "linestyle": LINE_STYLES[i // 10],
+                "lw": 1.4 + 0.6 * (i // 10),
+            }
+            for i in range(n)
+        ]
     turbo = matplotlib.colormaps["turbo"]
-    return [{"color": turbo(i / (n - 1)), "linestyle": LINE_STYLES[i % len(LINE_STYLES)], "lw": 1.4} for i in range(n)]
+    return [
+        {"color": turbo(i / (n - 1)), "linestyle": LINE_STYLES[i % len(LINE_STYLES)], "lw": 1.4}
+        for i in range(n)
+    ]
 
 
 def series(points: Sequence[Mapping[str, Any]]) -> dict[str, list[int]]:
-    """{label: indices of the points}: points that differ only in their seeds share a label (one series)."""
+    """{label: indices of the points}: points that differ only in their seeds share a label (one
+    series)."""
     groups: dict[str, list[int]] = {}
     for i, point in enumerate(points):
-        groups.setdefault(point_label({k: v for k, v in point.items() if k not in SEED_FIELDS}), []).append(i)
+        groups.setdefault(
+            point_label({k: v for k, v in point.items() if k not in SEED_FIELDS}), []
+        ).append(i)
     return groups
 
 
-def describe_budget(configs: Sequence[Mapping[str, Any]], steps: Sequence[int], seeds: Sequence[int]) -> str:
-    """'CIFAR-10, 150 steps of batch 128 (peak lr 0.1), 1 seed per point' from the runs' config.json contents
+def describe_budget(
+    configs: Sequence[Mapping[str, Any]], steps: Sequence[int], seeds: Sequence[int]
+) -> str:
+    """'CIFAR-10, 150 steps of batch 128 (peak lr 0.1), 1 seed per point' from the runs'
+    config.json contents
     (empty where a run wrote none), their last steps and the number of seeds of each series."""
+
     def common(group: str, field: str):
         values = {c[group][field] for c in configs if field in c.get(group, {})}
         return values.pop() if len(values) == 1 else None
@@ -95,12 +142,17 @@ def describe_budget(configs: Sequence[Mapping[str, Any]], steps: Sequence[int], 
     budget += f" of batch {batch}" if batch else ""
     parts.append(budget + (f" (peak lr {lr:g})" if lr else ""))
     low, high = min(seeds), max(seeds)
-    parts.append(f"{high} seed{'s' if high > 1 else ''} per point" if low == high else f"{low}-{high} seeds per point")
+    parts.append(
+        f"{high} seed{'s' if high > 1 else ''} per point"
+        if low == high
+        else f"{low}-{high} seeds per point"
+    )
     return ", ".join(parts)
 
 
 def _log_tick(value: float, mantissas: Sequence[int]) -> str:
-    """Plain numbers on a log axis (0.3, 2 rather than 3x10^-1, 2x10^0), at the given mantissas of each decade."""
+    """Plain numbers on a log axis (0.3, 2 rather than 3x10^-1, 2x10^0), at the given mantissas of
+    each decade."""
     if value <= 0:
         return ""
     mantissa = round(value / 10 ** math.floor(math.log10(value)), 6)
@@ -111,9 +163,14 @@ def _spread(values: Sequence[float]) -> tuple[float, float, float]:
     return statistics.fmean(values), min(values), max(values)
 
 
-def curves_figure(points: Sequence[Mapping[str, Any]], metrics: Sequence[Mapping[int, Mapping[str, float]]],
-                  budget: str, metric: str = "train/loss"):
-    """`metric` against step, one line per series (the mean over its seeds, a min-max band where it has several)."""
+def curves_figure(
+    points: Sequence[Mapping[str, Any]],
+    metrics: Sequence[Mapping[int, Mapping[str, float]]],
+    budget: str,
+    metric: str = "train/loss",
+):
+    """`metric` against step, one line per series (the mean over its seeds, a min-max band where it
+    has several)."""
     import matplotlib.pyplot as plt
     from matplotlib import ticker
 
@@ -132,7 +189,9 @@ def curves_figure(points: Sequence[Mapping[str, Any]], metrics: Sequence[Mapping
         if len(runs) > 1:
             ax.fill_between(steps, low, high, color=style["color"], alpha=0.2, lw=0)
     ax.set_xlabel("training step")
-    ax.set_ylabel("training loss (mean over each log window, log scale)" if metric == "train/loss" else metric)
+    ax.set_ylabel(
+        "training loss (mean over each log window, log scale)" if metric == "train/loss" else metric
+    )
     ax.set_yscale("log")
     bottom, top = ax.get_ylim()
     mantissas = (1, 2, 3, 5)
@@ -150,8 +209,10 @@ def curves_figure(points: Sequence[Mapping[str, Any]], metrics: Sequence[Mapping
 
 
 def versus_figure(axis: str, axes: Sequence[str], rows: Sequence[Mapping[str, Any]], budget: str):
-    """Final training loss and eval accuracy against a numeric `axis`, one line per value of the other varying
-    `axes` (the mean over seeds, a min-max band where there are several). `rows` are results.py's table rows."""
+    """Final training loss and eval accuracy against a numeric `axis`, one line per value of the
+    other varying
+    `axes` (the mean over seeds, a min-max band where there are several). `rows` are results.py's
+    table rows."""
     import matplotlib.pyplot as plt
 
     groups = series([{k: row[k] for k in axes if k != axis} for row in rows])
@@ -169,35 +230,65 @@ def versus_figure(axis: str, axes: Sequence[str], rows: Sequence[Mapping[str, An
             panel.plot(xs, mean, marker="o", label=label, **style)
             if any(len(v) > 1 for v in by_x.values()):
                 panel.fill_between(xs, low, high, color=style["color"], alpha=0.2, lw=0)
-    for panel, ylabel in zip(panels, ("final training loss (last log window)", "final eval accuracy (held-out split)")):
+    for panel, ylabel in zip(
+        panels, ("final training loss (last log window)", "final eval accuracy (held-out split)")
+    ):
         panel.set_xlabel(AXIS_LABELS.get(axis, FIELD_NAMES.get(axis, axis)))
         panel.set_ylabel(ylabel)
         panel.set_xticks(sorted({row[axis] for row in rows}))
         panel.grid(True, alpha=0.3)
     panels[1].set_ylim(0, 1)
-    fig.suptitle(f"Final metrics against {AXIS_LABELS.get(axis, axis).split(' (')[0]}\n{budget}", fontsize=10)
+    fig.suptitle(
+        f"Final metrics against {AXIS_LABELS.get(axis, axis).split(' (')[0]}\n{budget}", fontsize=10
+    )
     panels[1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
     fig.tight_layout()
     return fig
 
 
 def accuracy_figure(groups: Sequence[Mapping[str, Any]], budget: str):
-    """Final eval accuracy per point: each seed a dot, the mean a bar with its 95% interval, the baseline's
-    mean a dashed line, and the point's MACs in its label. `groups` are results.group_table's rows."""
+    """Final eval accuracy per point: each seed a dot, the mean a bar with its 95% interval, the
+    baseline's
+    mean a dashed line, and the point's MACs in its label. `groups` are results.group_table's
+    rows."""
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(9, 0.55 * len(groups) + 1.6))
     rows = range(len(groups))[::-1]  # the baseline on top
     for y, group in zip(rows, groups):
-        ax.barh(y, group["accuracy %"], color="tab:blue" if y == rows[0] else "tab:gray", alpha=0.35, height=0.6)
-        ax.scatter(group["seeds %"], [y] * len(group["seeds %"]), color="black", s=12, zorder=3,
-                   label="one seed" if y == rows[0] else None)
+        ax.barh(
+            y,
+            group["accuracy %"],
+            color="tab:blue" if y == rows[0] else "tab:gray",
+            alpha=0.35,
+            height=0.6,
+        )
+        ax.scatter(
+            group["seeds %"],
+            [y] * len(group["seeds %"]),
+            color="black",
+            s=12,
+            zorder=3,
+            label="one seed" if y == rows[0] else None,
+        )
         if group["95% interval"] is not None:
             low, high = group["95% interval"]
-            ax.errorbar(group["accuracy %"], y, xerr=[[group["accuracy %"] - low], [high - group["accuracy %"]]],
-                        color="tab:red", capsize=4, lw=1.5, zorder=4, label="95% interval" if y == rows[0] else None)
-    ax.axvline(groups[0]["accuracy %"], color="tab:blue", linestyle="--", lw=1, label="baseline mean")
-    macs = [f"{g['point']}\n{g['GMACs'] * 1000:.0f} MMACs" if g["GMACs"] else g["point"] for g in groups]
+            ax.errorbar(
+                group["accuracy %"],
+                y,
+                xerr=[[group["accuracy %"] - low], [high - group["accuracy %"]]],
+                color="tab:red",
+                capsize=4,
+                lw=1.5,
+                zorder=4,
+                label="95% interval" if y == rows[0] else None,
+            )
+    ax.axvline(
+        groups[0]["accuracy %"], color="tab:blue", linestyle="--", lw=1, label="baseline mean"
+    )
+    macs = [
+        f"{g['point']}\n{g['GMACs'] * 1000:.0f} MMACs" if g["GMACs"] else g["point"] for g in groups
+    ]
     ax.set_yticks(list(rows), macs, fontsize=8)
     values = [v for g in groups for v in g["seeds %"]]
     ax.set_xlim(max(0.0, min(values) - 5), min(100.0, max(values) + 3))

@@ -1,14 +1,17 @@
-"""A point's seeds as a sample: its mean, spread and 95% interval, and its difference to the baseline's.
+"""A point's seeds as a sample: its mean, spread and 95% interval, and its difference to the
+baseline's.
 
-The interval of a mean is Student's t with n - 1 degrees of freedom; the interval of a difference of two means is
+The interval of a mean is Student's t with n - 1 degrees of freedom; the interval of a difference
+of two means is
 Welch's (unequal variances), both from scipy.stats. With one seed there is a mean and nothing else.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import math
 import statistics
-from typing import Sequence
+from collections.abc import Sequence
 
 from scipy import stats
 
@@ -50,7 +53,9 @@ def difference(values: Sequence[float], baseline: Sequence[float]) -> Difference
     delta = statistics.fmean(values) - statistics.fmean(baseline)
     if len(values) < 2 or len(baseline) < 2:
         return Difference(delta, None, None, None)
-    if statistics.stdev(values) == 0 and statistics.stdev(baseline) == 0:  # Welch is undefined; nothing varies
+    if (
+        statistics.stdev(values) == 0 and statistics.stdev(baseline) == 0
+    ):  # Welch is undefined; nothing varies
         return Difference(delta, delta, delta, 0.0 if delta else 1.0)
     result = stats.ttest_ind(values, baseline, equal_var=False)
     interval = result.confidence_interval(CONFIDENCE)

@@ -1,19 +1,24 @@
-"""One run per workdir: an exclusive `fcntl` lock on WORKDIR/.lock, holding the host and pid of its owner.
+"""One run per workdir: an exclusive `fcntl` lock on WORKDIR/.lock, holding the host and pid of its
+owner.
 
-    with workdir_lock(workdir):    # raises WorkdirBusy, naming the holder, if another process trains there
+    with workdir_lock(workdir):    # raises WorkdirBusy, naming the holder, if another process
+    trains there
         train...
 
-The kernel drops the lock when its process ends, however it ends (SIGKILL included), so a lock file left by a
-dead run is simply taken over. Object stores (gs://) have no such locks: there the caller is trusted (a sweep's
+The kernel drops the lock when its process ends, however it ends (SIGKILL included), so a lock file
+left by a
+dead run is simply taken over. Object stores (gs://) have no such locks: there the caller is
+trusted (a sweep's
 launcher runs each point once), and the run says so in its log.
 """
+
 from __future__ import annotations
 
 import contextlib
 import fcntl
 import os
 import socket
-from typing import Iterator
+from collections.abc import Iterator
 
 from absl import logging
 from etils import epath
@@ -29,9 +34,13 @@ class WorkdirBusy(RuntimeError):
 
 @contextlib.contextmanager
 def workdir_lock(workdir: str | epath.Path) -> Iterator[None]:
-    """Hold the workdir's lock for the duration of the block (a local workdir's; a remote one is not locked)."""
+    """Hold the workdir's lock for the duration of the block (a local workdir's; a remote one is
+    not locked)."""
     if paths.is_remote(workdir):
-        logging.info("%s is in an object store, which has no locks: nothing stops a second run there.", workdir)
+        logging.info(
+            "%s is in an object store, which has no locks: nothing stops a second run there.",
+            workdir,
+        )
         yield
         return
     os.makedirs(workdir, exist_ok=True)
@@ -42,8 +51,10 @@ def workdir_lock(workdir: str | epath.Path) -> Iterator[None]:
         except BlockingIOError:
             file.seek(0)
             holder = file.read().strip() or "another process"
-            raise WorkdirBusy(f"--workdir={workdir}: another run is training there ({holder}); wait for it to "
-                              f"finish or stop it, or use another workdir") from None
+            raise WorkdirBusy(
+                f"--workdir={workdir}: another run is training there ({holder}); wait for it to "
+                f"finish or stop it, or use another workdir"
+            ) from None
         file.seek(0)
         file.truncate()
         file.write(f"host {socket.gethostname()} pid {os.getpid()}\n")

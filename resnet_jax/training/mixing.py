@@ -1,12 +1,18 @@
-"""Mixup and CutMix: a batch mixed with a permutation of itself, and the labels mixed in the same proportion.
+"""Mixup and CutMix: a batch mixed with a permutation of itself, and the labels mixed in the same
+proportion.
 
-    mixed = mix(key, images, mixup_alpha=0.2, cutmix_alpha=1.0)   # one of the two, chosen at random per batch
+    mixed = mix(key, images, mixup_alpha=0.2, cutmix_alpha=1.0)   # one of the two, chosen at
+    random per batch
     targets = mixed_targets(labels, mixed, num_classes)           # lam * y + (1 - lam) * y[partner]
 
-Mixup (Zhang et al. 2018) blends whole images: lam * x + (1 - lam) * x[partner], lam ~ Beta(alpha, alpha).
-CutMix (Yun et al. 2019) pastes a box of the partner covering about 1 - lam of the image; lam is then the
-exact fraction of pixels left from the image itself. Pure functions of the key, for the jitted train step.
+Mixup (Zhang et al. 2018) blends whole images: lam * x + (1 - lam) * x[partner], lam ~ Beta(alpha,
+alpha).
+CutMix (Yun et al. 2019) pastes a box of the partner covering about 1 - lam of the image; lam is
+then the
+exact fraction of pixels left from the image itself. Pure functions of the key, for the jitted
+train step.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -31,7 +37,8 @@ def mixup(key: jax.Array, images: jax.Array, alpha: float) -> Mixed:
 
 
 def cutmix_box(key: jax.Array, lam: jax.Array, height: int, width: int) -> jax.Array:
-    """bool [H, W], True inside a box of sides sqrt(1 - lam) * (H, W) centred uniformly, clipped to the image."""
+    """bool [H, W], True inside a box of sides sqrt(1 - lam) * (H, W) centred uniformly, clipped to
+    the image."""
     cy_key, cx_key = jax.random.split(key)
     ratio = jnp.sqrt(1.0 - lam)
     cut_h, cut_w = jnp.floor(height * ratio), jnp.floor(width * ratio)
@@ -41,11 +48,17 @@ def cutmix_box(key: jax.Array, lam: jax.Array, height: int, width: int) -> jax.A
     left, right = jnp.clip(cx - cut_w / 2, 0, width), jnp.clip(cx + cut_w / 2, 0, width)
     rows = jnp.arange(height, dtype=jnp.float32)[:, None]  # [H, 1]
     cols = jnp.arange(width, dtype=jnp.float32)[None, :]  # [1, W]
-    return (rows >= jnp.floor(top)) & (rows < jnp.floor(bottom)) & (cols >= jnp.floor(left)) & (cols < jnp.floor(right))
+    return (
+        (rows >= jnp.floor(top))
+        & (rows < jnp.floor(bottom))
+        & (cols >= jnp.floor(left))
+        & (cols < jnp.floor(right))
+    )
 
 
 def cutmix(key: jax.Array, images: jax.Array, alpha: float) -> Mixed:
-    """images with a box of images[partner] pasted in; lam = the fraction of pixels outside the box."""
+    """images with a box of images[partner] pasted in; lam = the fraction of pixels outside the
+    box."""
     lam_key, order_key, box_key = jax.random.split(key, 3)
     n, h, w, c = images.shape
     lam = jax.random.beta(lam_key, alpha, alpha).astype(jnp.float32)
@@ -56,11 +69,15 @@ def cutmix(key: jax.Array, images: jax.Array, alpha: float) -> Mixed:
 
 
 def mix(key: jax.Array, images: jax.Array, *, mixup_alpha: float, cutmix_alpha: float) -> Mixed:
-    """Mixup, CutMix, or (both alphas > 0) one of them with probability 1/2 each, per batch (timm's switch)."""
+    """Mixup, CutMix, or (both alphas > 0) one of them with probability 1/2 each, per batch (timm's
+    switch)."""
     if mixup_alpha > 0 and cutmix_alpha > 0:
         choice_key, key = jax.random.split(key)
-        return jax.lax.cond(jax.random.bernoulli(choice_key), lambda: cutmix(key, images, cutmix_alpha),
-                            lambda: mixup(key, images, mixup_alpha))
+        return jax.lax.cond(
+            jax.random.bernoulli(choice_key),
+            lambda: cutmix(key, images, cutmix_alpha),
+            lambda: mixup(key, images, mixup_alpha),
+        )
     if cutmix_alpha > 0:
         return cutmix(key, images, cutmix_alpha)
     return mixup(key, images, mixup_alpha)

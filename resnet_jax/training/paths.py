@@ -1,15 +1,23 @@
-"""Run paths: a local folder or an object-store URI (`gs://BUCKET/RUN`, any `etils.epath` scheme), one type.
+"""Run paths: a local folder or an object-store URI (`gs://BUCKET/RUN`, any `etils.epath` scheme),
+one type.
 
-    workdir = run_path("gs://my-bucket/runs/resnet20")    # or "~/runs/resnet20": expanded and made absolute
-    check_writable(workdir)                               # WorkdirUnusable naming the path and what is missing
+    workdir = run_path("gs://my-bucket/runs/resnet20")    # or "~/runs/resnet20": expanded and made
+    absolute
+    check_writable(workdir)                               # WorkdirUnusable naming the path and
+    what is missing
     write_text(workdir / "config.json", text)             # whole or not at all
 
-Every file a run writes goes through `etils.epath.Path`, which hands `gs://` to `tf.io.gfile` when TensorFlow
-is installed and to fsspec (`gcsfs`) otherwise (`EPATH_USE_TF=false` forces fsspec); orbax takes the same
-paths, and its arrays go through tensorstore. Object stores have no rename and no append: a whole-file write is
-atomic there by itself (an upload replaces the object or fails), so the local temporary-file-and-rename dance
+Every file a run writes goes through `etils.epath.Path`, which hands `gs://` to `tf.io.gfile` when
+TensorFlow
+is installed and to fsspec (`gcsfs`) otherwise (`EPATH_USE_TF=false` forces fsspec); orbax takes
+the same
+paths, and its arrays go through tensorstore. Object stores have no rename and no append: a
+whole-file write is
+atomic there by itself (an upload replaces the object or fails), so the local
+temporary-file-and-rename dance
 is only needed for local folders.
 """
+
 from __future__ import annotations
 
 import os
@@ -23,7 +31,8 @@ class WorkdirUnusable(RuntimeError):
 
 
 def run_path(path: str | os.PathLike) -> epath.Path:
-    """`path` as an epath.Path: URIs as given (trailing '/' dropped), local paths with ~ expanded, absolute."""
+    """`path` as an epath.Path: URIs as given (trailing '/' dropped), local paths with ~ expanded,
+    absolute."""
     text = os.fspath(path)
     if is_remote(text):
         return epath.Path(text.rstrip("/"))
@@ -46,53 +55,90 @@ def write_text(path: epath.Path, text: str) -> None:
 
 
 def make_dirs(path: epath.Path) -> None:
-    """mkdir -p for a local folder; nothing for a URI: object stores have no folders, and a `mkdir` through
-    gcsfs would create a missing bucket (a typo in its name would make a new one) instead of failing."""
+    """mkdir -p for a local folder; nothing for a URI: object stores have no folders, and a `mkdir`
+    through
+    gcsfs would create a missing bucket (a typo in its name would make a new one) instead of
+    failing."""
     if not is_remote(path):
         path.mkdir(parents=True, exist_ok=True)
 
 
 def check_writable(workdir: epath.Path) -> None:
-    """Create `workdir` if needed and write, read and delete a probe file in it; raise WorkdirUnusable with one
-    line naming the path and the reason (a missing bucket, missing credentials, no permission) otherwise.
+    """Create `workdir` if needed and write, read and delete a probe file in it; raise
+    WorkdirUnusable with one
+    line naming the path and the reason (a missing bucket, missing credentials, no permission)
+    otherwise.
 
-    Run before the data loads and anything compiles, so a typo in a bucket name costs seconds, not a compile.
+    Run before the data loads and anything compiles, so a typo in a bucket name costs seconds, not
+    a compile.
     The folders it had to create are removed again.
     """
     flag = f"--workdir={workdir}"
     if workdir.exists() and not workdir.is_dir():
-        raise WorkdirUnusable(f"{flag}: is a file; the workdir must be a directory (a new one, or the workdir of "
-                              f"a run to resume)")
+        raise WorkdirUnusable(
+            f"{flag}: is a file; the workdir must be a directory (a new one, or the workdir of "
+            f"a run to resume)"
+        )
     probe = workdir / f".write_probe.{uuid.uuid4().hex[:8]}"
-    missing = [] if is_remote(workdir) else [p for p in [workdir, *workdir.parents] if not p.exists()]
+    missing = (
+        [] if is_remote(workdir) else [p for p in [workdir, *workdir.parents] if not p.exists()]
+    )
     try:
         make_dirs(workdir)
         probe.write_text("ok")
         probe.unlink()
     except Exception as error:  # noqa: BLE001 -- each storage library raises its own types
-        raise WorkdirUnusable(f"{flag}: cannot write there ({describe_storage_error(workdir, error)})") from None
+        raise WorkdirUnusable(
+            f"{flag}: cannot write there ({describe_storage_error(workdir, error)})"
+        ) from None
     finally:
-        for folder in missing:  # leave no trace: a run that fails later on bad input has written nothing
+        for (
+            folder
+        ) in missing:  # leave no trace: a run that fails later on bad input has written nothing
             if folder.exists():
                 folder.rmdir()
 
 
 def describe_storage_error(path: epath.Path, error: BaseException) -> str:
-    """What a storage error means for the user, in a phrase with the fix: bucket, credentials, permission."""
+    """What a storage error means for the user, in a phrase with the fix: bucket, credentials,
+    permission."""
     text = " ".join(f"{type(error).__name__}: {error}".split())
     lowered = text.lower()
     bucket = os.fspath(path).split("/")[2] if is_remote(path) else None
-    if bucket and ("nosuchbucket" in lowered or "bucket does not exist" in lowered or "404" in lowered
-                   or isinstance(error, FileNotFoundError)):
-        return f"the bucket gs://{bucket} does not exist or is not visible to this account; create it with " \
-               f"`gcloud storage buckets create gs://{bucket}` or fix the name"
-    if bucket and any(word in lowered for word in ("credential", "defaultcredentialserror", "401", "unauthenticated",
-                                                   "could not automatically determine")):
-        return "no Google Cloud credentials found; run `gcloud auth application-default login`, or on a VM give " \
-               "its service account access to the bucket"
-    if any(word in lowered for word in ("403", "permission", "forbidden", "access denied", "read-only")):
-        return f"permission denied ({text[:160]}); give this account write access" if bucket else \
-            f"permission denied ({text[:160]})"
+    if bucket and (
+        "nosuchbucket" in lowered
+        or "bucket does not exist" in lowered
+        or "404" in lowered
+        or isinstance(error, FileNotFoundError)
+    ):
+        return (
+            f"the bucket gs://{bucket} does not exist or is not visible to this account; create it "
+            "with "
+            f"`gcloud storage buckets create gs://{bucket}` or fix the name"
+        )
+    if bucket and any(
+        word in lowered
+        for word in (
+            "credential",
+            "defaultcredentialserror",
+            "401",
+            "unauthenticated",
+            "could not automatically determine",
+        )
+    ):
+        return (
+            "no Google Cloud credentials found; run `gcloud auth application-default login`, or on "
+            "a VM give "
+            "its service account access to the bucket"
+        )
+    if any(
+        word in lowered for word in ("403", "permission", "forbidden", "access denied", "read-only")
+    ):
+        return (
+            f"permission denied ({text[:160]}); give this account write access"
+            if bucket
+            else f"permission denied ({text[:160]})"
+        )
     if "no space left" in lowered:
         return "no space left on the device"
     return text[:240]

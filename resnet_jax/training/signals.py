@@ -1,17 +1,20 @@
-"""Preemption: SIGTERM (how a preempted TPU VM or a cluster scheduler stops a job) and SIGINT (Ctrl-C) ask the
+"""Preemption: SIGTERM (how a preempted TPU VM or a cluster scheduler stops a job) and SIGINT
+(Ctrl-C) ask the
 loop to finish its step, save a checkpoint and stop; rerunning the same command resumes from it.
 
-    with stop_requests() as requested:    # installs the handlers for the block, restores the old ones after
+    with stop_requests() as requested:    # installs the handlers for the block, restores the old
+    ones after
         train_and_evaluate(..., stop_requested=requested)
 
 A second signal while the first is being honoured stops at once, as the default handler would.
 """
+
 from __future__ import annotations
 
 import contextlib
 import signal
 import threading
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -20,8 +23,10 @@ class Stopped(Exception):
     """The loop saved a checkpoint and stopped at a signal's request."""
 
     def __init__(self, signal_name: str, step: int):
-        super().__init__(f"{signal_name} after step {step}; the checkpoint of that step is saved: rerun the "
-                         f"same command to resume")
+        super().__init__(
+            f"{signal_name} after step {step}; the checkpoint of that step is saved: rerun the "
+            f"same command to resume"
+        )
         self.signal_name, self.step = signal_name, step
 
 
