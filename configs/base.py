@@ -2,12 +2,10 @@
 (configs/default.py).
 
 Not a run of its own: each config in this folder starts from `get_config()` here and changes only
-the fields its
-recipe changes, as flax's examples/imagenet/configs do. A field that is absent is None (a typed
-placeholder,
-so that `--config.data.path=/some/file` still type-checks); the entry point reads "" from the
-command line as
-absent too, so that `--config.data.path=` switches a config from files to TFDS.
+the fields its recipe changes, as flax's examples/imagenet/configs do. A field that is absent is
+None (a typed placeholder, so that `--config.data.path=/some/file` still type-checks); the entry
+point reads "" from the command line as absent too, so that `--config.data.path=` switches a config
+from files to TFDS.
 """
 
 import os
@@ -29,16 +27,13 @@ def shared_data(name: str) -> str:
 def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     # The run's length, a reference so that the warmup below follows it: `--config.train.steps=30`
-    # alone is a
-    # proportionate short run. A config or override that sets optim.warmup_steps itself cuts the
-    # link.
+    # alone is a proportionate short run. A config or override that sets optim.warmup_steps itself
+    # cuts the link.
     steps = ml_collections.FieldReference(400)
     # Every field of the ResNet a sweep may vary: keyword arguments of
-    # resnet_jax.nn.models.get_model (num_classes
-    # comes from the data set). None keeps the model family's own default, shown after each field: a
-    # CIFAR
-    # ResNet and an ImageNet ResNet differ there, so a data set's config sets only what its recipe
-    # changes.
+    # resnet_jax.nn.models.get_model (num_classes comes from the data set). None keeps the model
+    # family's own default, shown after each field: a CIFAR ResNet and an ImageNet ResNet differ
+    # there, so a data set's config sets only what its recipe changes.
     config.model = dict(
         name="cifar_resnet",
         depth=8,
@@ -127,10 +122,8 @@ def get_config() -> ml_collections.ConfigDict:
         stop_after=0,
     )
     # Where a run starts when its workdir has no checkpoint yet: weights (a torchvision
-    # .pth/.safetensors, our
-    # .npz/.safetensors, or another run's WORKDIR/checkpoints/N), reset_head for a new class count,
-    # and the
-    # parts that stay as loaded ('stem', 'stage1', ..., 'head'): no updates, BatchNorm statistics
-    # kept.
+    # .pth/.safetensors, our .npz/.safetensors, or another run's WORKDIR/checkpoints/N), reset_head
+    # for a new class count, and the parts that stay as loaded ('stem', 'stage1', ..., 'head'): no
+    # updates, BatchNorm statistics kept.
     config.init = dict(weights=placeholder(str), reset_head=False, frozen=())
     return config

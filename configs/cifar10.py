@@ -9,52 +9,38 @@ a short one.
     --workdir=/tmp/runs/c10_r20_fast
 
 Variants by arg: resnet20, resnet32, resnet44, resnet56, resnet110 (shortcut A) and plain20 ...
-plain110.
-The paper's recipe: SGD lr 0.1, momentum 0.9, weight decay 1e-4 (on every weight, as in the paper),
-batch 128,
-64k steps with lr / 10 at 32k and 48k; 4-pixel pad, random 32x32 crop and horizontal flip;
-per-channel
-normalisation. ResNet-110 starts at lr 0.01 until step 400, then 0.1 (the paper's warm-up). Unlike
-the paper
-we train on all 50k images (no 45k/5k split) and report the test set. Paper test error: resnet20
-8.75%,
-resnet56 6.97%, resnet110 6.43%. On 2 CPU cores this takes days; on one GPU tens of minutes.
+plain110. The paper's recipe: SGD lr 0.1, momentum 0.9, weight decay 1e-4 (on every weight, as in
+the paper), batch 128, 64k steps with lr / 10 at 32k and 48k; 4-pixel pad, random 32x32 crop and
+horizontal flip; per-channel normalisation. ResNet-110 starts at lr 0.01 until step 400, then 0.1
+(the paper's warm-up). Unlike the paper we train on all 50k images (no 45k/5k split) and report the
+test set. Paper test error: resnet20 8.75%, resnet56 6.97%, resnet110 6.43%. On 2 CPU cores this
+takes days; on one GPU tens of minutes.
 "_paper" after the
 name (resnet20_paper) names this recipe explicitly. Its first 5 epochs here
-(--config.train.stop_after=1950,
-which keeps the 64k-step schedule; the same command with stop_after=0 continues): test accuracy
-51.5, 66.2,
-65.4, 67.9, 76.9% after epochs 1-5 at the constant lr 0.1, ~14 min on 2 AMD EPYC (Zen 3) cores
+(--config.train.stop_after=1950, which keeps the 64k-step schedule; the same command with
+stop_after=0 continues): test accuracy 51.5, 66.2, 65.4, 67.9, 76.9% after epochs 1-5 at the
+constant lr 0.1, ~14 min on 2 AMD EPYC (Zen 3) cores
 (experiments/results/paper_cifar10_schedule.md): a fast, noisy start, as Fig. 6's curves before the
-first lr
-division at 32k.
+first lr division at 32k.
 
 ",epochs=N" is the short budget for a CPU: the same optimiser, data and augmentation, N epochs (390
-steps of
-128 each) with a linear warmup over the first 5% of steps and a cosine decay to 0, evaluated every
-epoch.
-experiments/results/cifar10.md has what it reaches (ResNet-20, 2 epochs) and the README its wall
-time.
+steps of 128 each) with a linear warmup over the first 5% of steps and a cosine decay to 0,
+evaluated every epoch. experiments/results/cifar10.md has what it reaches (ResNet-20, 2 epochs) and
+the README its wall time.
 
 "_fast" after the name (resnet20_fast, plain56_fast, ...) is the CPU-budget recipe: the same
-architecture and
-data, 40 epochs (",epochs=N" for others) of Nesterov SGD with a warmup over the first 5% of steps
-(2 epochs of
-the 40) and a cosine decay, weight decay 5e-4, label smoothing 0.1 and an EMA of the weights (0.999
-at 40
-epochs, a horizon of 1/15.6 of the run), evaluated and checkpointed every epoch. Measured
-(experiments/results/paper_cifar10.md, seeds 0 and 1, ~1.5 h each on 2 Zen 4 cores shared with
-other work):
-ResNet-20 91.71% and 91.39% test accuracy, mean 91.55% (8.45% error, the paper's 8.75% after ~164
-epochs);
-92.25% / 92.19% with flip test-time augmentation. All four levers off (--config.optim.nesterov=False
+architecture and data, 40 epochs (",epochs=N" for others) of Nesterov SGD with a warmup over the
+first 5% of steps (2 epochs of the 40) and a cosine decay, weight decay 5e-4, label smoothing 0.1
+and an EMA of the weights (0.999 at 40 epochs, a horizon of 1/15.6 of the run), evaluated and
+checkpointed every epoch. Measured (experiments/results/paper_cifar10.md, seeds 0 and 1, ~1.5 h each
+on 2 Zen 4 cores shared with other work): ResNet-20 91.71% and 91.39% test accuracy, mean 91.55%
+(8.45% error, the paper's 8.75% after ~164 epochs); 92.25% / 92.19% with flip test-time
+augmentation. All four levers off (--config.optim.nesterov=False
 --config.optim.weight_decay=1e-4 --config.optim.label_smoothing=0.0 --config.optim.ema=0.0, seed
-0): 89.72%
-(experiments/results/paper_cifar10_levers.md), the same 3.8% train error in the last epoch:
-together they add
-~1.8 points of test accuracy. Each alone is not measured; the EMA's share is small (raw weights
-91.68% /
-91.35%), as the cosine decay already ends at lr 0. Seed 1: --config.train.seed=1
+0): 89.72% (experiments/results/paper_cifar10_levers.md), the same 3.8% train error in the last
+epoch: together they add ~1.8 points of test accuracy. Each alone is not measured; the EMA's share
+is small (raw weights 91.68% / 91.35%), as the cosine decay already ends at lr 0. Seed 1:
+--config.train.seed=1
 --config.data.seed=1.
 
 Data: data.path is ../shared/data/cifar10 (train.npz, test.npz) beside the checkout. For TFDS's
@@ -115,10 +101,8 @@ def get_config(arg="resnet20"):
         epochs = int(match["epochs"] or FAST_EPOCHS)
         steps = epochs * steps_per_epoch
         # Warmup over the first 5% of steps, and an EMA whose horizon (1 / (1 - decay) steps) is
-        # 1/15.6 of the
-        # run: 2 epochs and 0.999 at 40 epochs; a shorter budget scales both (a 0.999 EMA over 3
-        # epochs would
-        # still average the first, untrained weights).
+        # 1/15.6 of the run: 2 epochs and 0.999 at 40 epochs; a shorter budget scales both (a 0.999
+        # EMA over 3 epochs would still average the first, untrained weights).
         ema_horizon = steps * 1000 // (FAST_EPOCHS * steps_per_epoch)
         config.optim.update(
             schedule="cosine",

@@ -1,21 +1,17 @@
-"""ImageNet (ILSVRC-2012) with ResNet-18 ... 152, the standard 90-epoch recipe (Goyal et al. 2017).
+r"""ImageNet (ILSVRC-2012) with ResNet-18 ... 152, the standard 90-epoch recipe (Goyal et al. 2017).
 
     python -m resnet_jax.main --config=configs/imagenet.py:resnet50 --workdir=DIR \
         --config.data.data_dir=~/tensorflow_datasets [--config.data.manual_dir=DIR_WITH_THE_TARS]
 
 Variants by arg: "resnet50" (step decay, lr / 10 at epochs 30, 60, 80) or "resnet50,cosine" (cosine
-decay);
-resnet18, resnet34, resnet101, resnet152 likewise; ",batch=1024" sets the global batch and rescales
-the lr, the
-warmup and every step count with it (--config.data.batch_size alone rescales nothing). SGD momentum
-0.9,
-weight decay 1e-4, lr 0.1 x batch/256 with a 5-epoch linear warmup above batch 256, Inception crop
-+ flip at
-224, centre 87.5% crop for eval, bfloat16 compute. Label smoothing:
+decay); resnet18, resnet34, resnet101, resnet152 likewise; ",batch=1024" sets the global batch and
+rescales the lr, the warmup and every step count with it (--config.data.batch_size alone rescales
+nothing). SGD momentum 0.9, weight decay 1e-4, lr 0.1 x batch/256 with a 5-epoch linear warmup above
+batch 256, Inception crop + flip at 224, centre 87.5% crop for eval, bfloat16 compute. Label
+smoothing:
 --config.optim.label_smoothing=0.1.
 Published top-1 with this recipe: ResNet-50 about 76.3%, ResNet-18 about 70%. Needs accelerators:
-about a day
-on 8 modern GPUs for ResNet-50.
+about a day on 8 modern GPUs for ResNet-50.
 """
 
 import os

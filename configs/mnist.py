@@ -5,15 +5,12 @@
     --workdir=/tmp/runs/fashion_mnist
 
 A sanity row beside CIFAR-10: the small CIFAR-style ResNet of the default config (depth 8, 16/32/64
-channels)
-on the full 60,000 / 10,000 split, 1 epoch by default (",epochs=N" for more), warmup + cosine, no
-augmentation
-(a flipped digit is another digit). TFDS prepares the data set into data.data_dir (TFDS's default,
-~/tensorflow_datasets, when unset) from the four .gz archives in data.manual_dir, which defaults to
-../shared/data/<name> beside the checkout; nothing is downloaded. On a machine with internet,
-prepare it once
-with `tfds build mnist` and pass --config.data.manual_dir= (empty). Results:
-experiments/results/cifar10.md.
+channels) on the full 60,000 / 10,000 split, 1 epoch by default (",epochs=N" for more), warmup +
+cosine, no augmentation (a flipped digit is another digit). TFDS prepares the data set into
+data.data_dir (TFDS's default, ~/tensorflow_datasets, when unset) from the four .gz archives in
+data.manual_dir, which defaults to ../shared/data/<name> beside the checkout; nothing is downloaded.
+On a machine with internet, prepare it once with `tfds build mnist` and pass
+--config.data.manual_dir= (empty). Results: experiments/results/cifar10.md.
 """
 
 import os

@@ -4,8 +4,8 @@ split.
     python -m resnet_jax.main --config=configs/mnist5k.py --workdir=/tmp/runs/mnist5k
 
 The split keeps 100 digits of each class for eval, chosen by data.split_seed. No augmentation (a
-flipped digit
-is another digit). The README's results table has the eval accuracy and wall time it reaches.
+flipped digit is another digit). The README's results table has the eval accuracy and wall time it
+reaches.
 """
 
 import os

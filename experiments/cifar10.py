@@ -9,15 +9,11 @@ sanity rows.
 Every run is one command of the entry point (`resnet_jax.main`) in its own sub-workdir under
 --workdir, run
 through the sweep runner: resumable (an interrupted run continues from its checkpoint, a finished
-one is
-skipped) and timed (wall seconds of the command, summed over attempts). The ResNet rows are the
-points of
-configs/sweeps/depth.py on the short recipe, the degradation study those of
-configs/sweeps/degradation.py.
-Reads ../shared/data (CIFAR-10 .npz, the official MNIST and Fashion-MNIST archives through TFDS's
-own
-builders). Writes results/cifar10.{md,csv} and results/degradation_cifar10/ (training-loss curves,
-table).
+one is skipped) and timed (wall seconds of the command, summed over attempts). The ResNet rows are
+the points of configs/sweeps/depth.py on the short recipe, the degradation study those of
+configs/sweeps/degradation.py. Reads ../shared/data (CIFAR-10 .npz, the official MNIST and
+Fashion-MNIST archives through TFDS's own builders). Writes results/cifar10.{md,csv} and
+results/degradation_cifar10/ (training-loss curves, table).
 """
 
 from __future__ import annotations

@@ -7,8 +7,7 @@
 Measures the embedded shapes32 set (generated into --data_dir on first use) with the 'cifar' and
 'imagenet'
 augmentations and eval batches, and the CIFAR-10 .npz files of ../shared/data when they are there.
-The first
-batches (pipeline start-up) are left out of the timing. Results are in docs/data.md.
+The first batches (pipeline start-up) are left out of the timing. Results are in docs/data.md.
 """
 
 import itertools

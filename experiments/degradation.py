@@ -1,4 +1,4 @@
-"""Experiment 4: degradation. Plain vs residual CIFAR-style nets at depths 20, 32, 44, 56, same
+r"""Experiment 4: degradation. Plain vs residual CIFAR-style nets at depths 20, 32, 44, 56, same
 budget.
 
     python -m experiments.degradation --dataset=mnist5k --steps=150 --batch_size=64    # real
@@ -10,18 +10,13 @@ budget.
     paper's data: 17 min
 
 (CPU times: 2 cores, oneDNN convolutions; experiments/results/degradation_*/ has each point's wall
-time. On a
-GPU, raise --steps: the CPU budgets above are a fraction of an epoch to a few epochs.)
+time. On a GPU, raise --steps: the CPU budgets above are a fraction of an epoch to a few epochs.)
 
 He et al. (2015) report that deeper plain nets reach a *higher* training loss than shallower ones,
-and
-deeper residual nets do not. The points are configs/sweeps/degradation.py's: each is one run of the
-dataset's
-config with model.shortcut and model.depth overridden and nothing else changed, all on the budget
-the flags
-give; runs resume if interrupted. Writes the sweep's table and plots to
-experiments/results/degradation_<dataset>/
-(training-loss curves, final loss and accuracy vs depth).
+and deeper residual nets do not. The points are configs/sweeps/degradation.py's: each is one run of
+the dataset's config with model.shortcut and model.depth overridden and nothing else changed, all on
+the budget the flags give; runs resume if interrupted. Writes the sweep's table and plots to
+experiments/results/degradation_<dataset>/ (training-loss curves, final loss and accuracy vs depth).
 """
 
 from pathlib import Path

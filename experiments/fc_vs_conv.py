@@ -4,8 +4,8 @@
     python -m experiments.fc_vs_conv
 
 Counts come from the project's own modules (nn.Dense on the flattened image,
-resnet_jax.conv.Conv2D), by
-initialising them abstractly; nothing is hard-coded. Writes results/fc_vs_conv.{md,csv,png}.
+resnet_jax.conv.Conv2D), by initialising them abstractly; nothing is hard-coded. Writes
+results/fc_vs_conv.{md,csv,png}.
 """
 
 import flax.linen as nn

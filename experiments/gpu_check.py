@@ -7,26 +7,19 @@ one GPU.
     test runs
 
 Prints, and writes as JSON with the date and the device: ResNet-50 (224x224, batch 256) and
-ResNet-20
-(32x32, batch 512) bfloat16 train steps in images/s, ours (`benchmark.jax_runs`: the project's
-`train_step`,
-XLA's convolutions) and PyTorch's twins (`benchmark.torch_runs`: channels-last, autocast bf16, SGD
-momentum,
-eager and, while the time budget lasts, `torch.compile`), the ratios, and MFU: train FLOPs per image
-(6 x the trace's forward MACs) x images/s over the device's dense bf16 peak
-(`benchmark.GPU_BF16_PEAK`:
-989 TFLOP/s for H100 and H200 SXM). Synthetic batches, so no data set and no TensorFlow, TFDS,
-tensorboardX or
-ml_collections are needed.
+ResNet-20 (32x32, batch 512) bfloat16 train steps in images/s, ours (`benchmark.jax_runs`: the
+project's `train_step`, XLA's convolutions) and PyTorch's twins (`benchmark.torch_runs`:
+channels-last, autocast bf16, SGD momentum, eager and, while the time budget lasts,
+`torch.compile`), the ratios, and MFU: train FLOPs per image (6 x the trace's forward MACs) x
+images/s over the device's dense bf16 peak (`benchmark.GPU_BF16_PEAK`: 989 TFLOP/s for H100 and H200
+SXM). Synthetic batches, so no data set and no TensorFlow, TFDS, tensorboardX or ml_collections are
+needed.
 
 Each side runs in a process of its own, JAX first: the two frameworks' CUDA libraries never meet in
-one
-process and each has the GPU's memory to itself. A side writes its rows as it finishes them, so a
-run cut
-short by the budget still reports what it measured. The steps go through neither `runtime.setup()`
-(CPU
-settings: XLA:CPU flags, glibc malloc) nor the oneDNN path; `python -m resnet_jax.benchmark` times
-CPUs.
+one process and each has the GPU's memory to itself. A side writes its rows as it finishes them, so
+a run cut short by the budget still reports what it measured. The steps go through neither
+`runtime.setup()` (CPU settings: XLA:CPU flags, glibc malloc) nor the oneDNN path; `python -m
+resnet_jax.benchmark` times CPUs.
 """
 
 from __future__ import annotations
@@ -60,8 +53,7 @@ def cases(smoke: bool, resnet50_batch: int, resnet20_batch: int) -> list[Case]:
     """ResNet-50 first (the figure the issue asks for), then ResNet-20.
 
     --smoke: the same code on two CPU cores in seconds, so ResNet-8 stands in for ResNet-50 (whose
-    compile and
-    PyTorch bf16 warm-up alone take a minute there), and batches are 4.
+    compile and PyTorch bf16 warm-up alone take a minute there), and batches are 4.
     """
     if smoke:
         return [
@@ -76,9 +68,8 @@ def cases(smoke: bool, resnet50_batch: int, resnet20_batch: int) -> list[Case]:
 
 def time_steps(run, *, window_s: float, repeats: int, max_steps: int) -> tuple[float, int]:
     """Median seconds per step of `run(steps)` (which waits for its results) over `repeats` windows
-    of about
-    `window_s` seconds each, the step count chosen from one probe step; returns (seconds, steps per
-    window)."""
+    of about `window_s` seconds each, the step count chosen from one probe step; returns (seconds,
+    steps per window)."""
     from resnet_jax import benchmark
 
     start = time.perf_counter()
@@ -376,8 +367,7 @@ def main(argv: Sequence[str]) -> None:
         return
     started = time.time()
     # Ours first, with at most 55% of the budget (compiling both steps takes XLA a minute or two on
-    # a GPU),
-    # so PyTorch's eager rows always get their turn; the compiled ones take what is left.
+    # a GPU), so PyTorch's eager rows always get their turn; the compiled ones take what is left.
     jax_record = run_side("jax", argv, started + 0.55 * args.budget_s)
     torch_record = run_side("torch", argv, started + args.budget_s)
     rows = summary(jax_record, torch_record)

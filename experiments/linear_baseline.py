@@ -4,15 +4,11 @@ ResNet.
     python -m experiments.linear_baseline
 
 The same 20,000 train / 2,000 test images that `configs/default.py` trains on (shapes32.generate
-with the
-builder's seeds). Least squares from the pixels (centred, in [0, 1]) to one-hot labels, for several
-ridge
-penalties; the best penalty is chosen on the test set, which only flatters the linear model. Shapes
-sit at
-random positions in random colours, so no fixed weighting of pixels can find them: a linear model
-should stay
-near chance (10%) where a small ResNet reaches ~97% (README). Writes
-results/linear_baseline.{md,csv}.
+with the builder's seeds). Least squares from the pixels (centred, in [0, 1]) to one-hot labels, for
+several ridge penalties; the best penalty is chosen on the test set, which only flatters the linear
+model. Shapes sit at random positions in random colours, so no fixed weighting of pixels can find
+them: a linear model should stay near chance (10%) where a small ResNet reaches ~97% (README).
+Writes results/linear_baseline.{md,csv}.
 """
 
 import time

@@ -4,8 +4,8 @@
 
 For inputs of 7, 32 and 224 pixels, every kernel in {1, 3, 5, 7}, stride in {1, 2, 3} and padding in
 {0, 1, 2, 3, 'SAME', 'VALID'}: the formula floor((n + 2p - k) / s) + 1 from shapes.output_size, and
-the
-spatial size of an actual conv2d output (computed by XLA). Writes results/output_size.{md,csv,png}.
+the spatial size of an actual conv2d output (computed by XLA). Writes
+results/output_size.{md,csv,png}.
 """
 
 import jax

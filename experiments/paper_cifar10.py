@@ -1,4 +1,4 @@
-"""The ResNet paper's CIFAR-10 numbers from finished runs: a JSON record per run, a table beside
+r"""The ResNet paper's CIFAR-10 numbers from finished runs: a JSON record per run, a table beside
 the paper's, curves.
 
     python -m experiments.paper_cifar10
@@ -9,19 +9,14 @@ the paper's, curves.
     --name=paper_cifar10_levers \
         --baseline=paper_cifar10
 
-Each run is a workdir that `python -m resnet_jax.main` finished (its command is read from
-run.json). For each,
-its last checkpoint is evaluated on the whole test split four ways: the raw and the EMA weights,
-each with and
-without flip test-time augmentation (the mean of the logits of the image and its mirror). Writes
-experiments/results/NAME.{json,md} and NAME_curves.png (train and test error per step), NAME
-paper_cifar10
-unless --name says otherwise: a study of other runs gets its own files beside the headline's. Runs
-are grouped
-as seeds of one recipe by their config and its `--config.` overrides (seeds, evaluation, saving and
-data paths
-aside), so an ablation gets a row of its own; --baseline=NAME puts NAME.json's rows above, for
-comparison.
+Each run is a workdir that `python -m resnet_jax.main` finished (its command is read from run.json).
+For each, its last checkpoint is evaluated on the whole test split four ways: the raw and the EMA
+weights, each with and without flip test-time augmentation (the mean of the logits of the image and
+its mirror). Writes experiments/results/NAME.{json,md} and NAME_curves.png (train and test error per
+step), NAME paper_cifar10 unless --name says otherwise: a study of other runs gets its own files
+beside the headline's. Runs are grouped as seeds of one recipe by their config and its `--config.`
+overrides (seeds, evaluation, saving and data paths aside), so an ablation gets a row of its own;
+--baseline=NAME puts NAME.json's rows above, for comparison.
 """
 
 from __future__ import annotations
@@ -116,9 +111,8 @@ def record(workdir: Path) -> dict:
 
 
 # Overrides that do not change what a run learns: seeds (a column of their own), when it evaluates,
-# saves,
-# logs or pauses, and where its data lies. Any other `--config.X=Y` is part of the recipe and of its
-# label.
+# saves, logs or pauses, and where its data lies. Any other `--config.X=Y` is part of the recipe and
+# of its label.
 RUN_CONTROL = {
     "train.seed",
     "data.seed",
@@ -142,10 +136,8 @@ def _recipe(argv: list[str]) -> tuple[str, list[str]]:
 
 def _wall_seconds(workdir: Path) -> float:
     """Time the run spent running: from each start (the Unix time in the name of the TensorBoard
-    event file it
-    opened) to its last metrics row before the next start, summed, so a run paused between sessions
-    does not
-    count the pause."""
+    event file it opened) to its last metrics row before the next start, summed, so a run paused
+    between sessions does not count the pause."""
     starts = sorted(int(p.name.split(".")[3]) for p in workdir.glob("events.out.tfevents.*"))
     with open(workdir / "metrics.jsonl") as f:
         times = sorted(row["time"] for row in map(json.loads, f) if "time" in row)
@@ -167,8 +159,8 @@ def write(
     baseline_name: str = "",
 ) -> None:
     """NAME.json (these runs' records) and NAME.md: a row per run, below the baseline's rows when
-    given (their
-    config marked with *), then the means over seeds and the degradation claims over both."""
+    given (their config marked with *), then the means over seeds and the degradation claims over
+    both."""
     (RESULTS / f"{name}.json").write_text(json.dumps(records, indent=2) + "\n")
     lines = [
         f"<!-- made by: {command} -->",
@@ -233,9 +225,8 @@ def write(
 
 def degradation(records: list[dict]) -> list[str]:
     """The paper's Fig. 6 claims from the runs' seed means: (a) plain-56 trains to a higher error
-    than plain-20
-    (depth degrades a plain net), (b) ResNet-56 to at most ResNet-20's (residual nets do not
-    degrade)."""
+    than plain-20 (depth degrades a plain net), (b) ResNet-56 to at most ResNet-20's (residual nets
+    do not degrade)."""
     records = [
         r for r in records if not r.get("overrides")
     ]  # an ablation is not a seed of its model's recipe
@@ -280,10 +271,9 @@ def degradation(records: list[dict]) -> list[str]:
 
 def plot(workdirs: list[Path], records: list[dict], name: str = "paper_cifar10") -> None:
     """Train and test error against iteration, one colour per (model, config): the mean over its
-    seeds, a
-    min-max band where it has several, train error thin, test error dashed. Plain and residual nets
-    side by side
-    when both were given, as in the paper's Fig. 6 (left: plain, middle: ResNet)."""
+    seeds, a min-max band where it has several, train error thin, test error dashed. Plain and
+    residual nets side by side when both were given, as in the paper's Fig. 6 (left: plain, middle:
+    ResNet)."""
     import matplotlib
 
     matplotlib.use("Agg")

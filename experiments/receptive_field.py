@@ -4,8 +4,7 @@
 
 Three stacks of depth 1..12: stride 1 throughout; stride 2 in every layer up to the 3rd (early
 downsampling); stride 2 in every 4th layer (ResNet-like). Analytic from the trace (rf += (k-1) *
-jump),
-empirical from the non-zero support of one centre output pixel's input gradient. Writes
+jump), empirical from the non-zero support of one centre output pixel's input gradient. Writes
 results/receptive_field.{md,csv,png}.
 """
 

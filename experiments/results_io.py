@@ -1,6 +1,5 @@
 """Writing an experiment's results under results/: a table as Markdown and CSV, a sweep's table and
-plots, the
-path of a plot."""
+plots, the path of a plot."""
 
 from __future__ import annotations
 

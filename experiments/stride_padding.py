@@ -5,12 +5,9 @@ throughput.
     python -m experiments.stride_padding --dataset=mnist5k --depth=8 --steps=200
 
 The points are configs/sweeps/stride_padding.py's: variants of the default model (a CIFAR-style
-ResNet on 32x32
-inputs), one field changed each against the baseline (3x3 stem, stride 1, no pool, stages at
-strides 1/2/2,
-symmetric padding). Same budget and seed for every run. Writes
-experiments/results/stride_padding_<dataset>/
-(table with params, GMACs, images/s).
+ResNet on 32x32 inputs), one field changed each against the baseline (3x3 stem, stride 1, no pool,
+stages at strides 1/2/2, symmetric padding). Same budget and seed for every run. Writes
+experiments/results/stride_padding_<dataset>/ (table with params, GMACs, images/s).
 """
 
 from pathlib import Path

@@ -14,10 +14,8 @@ The research API, all of it pure (no training, no I/O, no process settings) and 
     (7, 1)
 
 The layers of the tree: `nn/` (this API), `data/` (input pipelines), `training/` (the trainer),
-`cpu/` (oneDNN
-convolutions, XLA flags, malloc; chosen by the entry points through `runtime`), `interop/`
-(torchvision
-weights), `sweeps/`, and the commands `python -m
+`cpu/` (oneDNN convolutions, XLA flags, malloc; chosen by the entry points through `runtime`),
+`interop/` (torchvision weights), `sweeps/`, and the commands `python -m
 resnet_jax.{main,evaluate,sweep,summary,convert,benchmark}`.
 """
 

@@ -7,22 +7,15 @@ run.
     python -m resnet_jax.benchmark --models cifar_resnet20 --dtypes float32 --repeats 9
 
 The JAX side is `train.train_step` / `train.eval_step` compiled as `train_and_evaluate` compiles
-them
-(`parallel.Placement('single')`, state donated), once per convolution path (`--conv_impls`: XLA's
-kernels
-and oneDNN's, a row each, timed in the same rounds); the PyTorch side is `torch_reference`'s twin
-of each model
-(same parameter count, asserted) with SGD momentum, in NCHW and channels-last memory formats. The
-timers take
-turns within each round, and a round counts only if other processes used less than --max_others
-cores
-during it (a shared 2-core machine makes PyTorch's OpenMP threads up to 15x slower while anything
-else
-runs); rows print the median of the clean rounds, the ratio JAX/PyTorch being the median of
-per-round
-ratios. FLOP/s use the trace's MACs (FLOPs = 2 x MACs; a train step ~ 3 forward passes), against a
-measured
-float32 matmul rate on CPU and a table of bf16 peaks on GPU (MFU). PyTorch is optional.
+them (`parallel.Placement('single')`, state donated), once per convolution path (`--conv_impls`:
+XLA's kernels and oneDNN's, a row each, timed in the same rounds); the PyTorch side is
+`torch_reference`'s twin of each model (same parameter count, asserted) with SGD momentum, in NCHW
+and channels-last memory formats. The timers take turns within each round, and a round counts only
+if other processes used less than --max_others cores during it (a shared 2-core machine makes
+PyTorch's OpenMP threads up to 15x slower while anything else runs); rows print the median of the
+clean rounds, the ratio JAX/PyTorch being the median of per-round ratios. FLOP/s use the trace's
+MACs (FLOPs = 2 x MACs; a train step ~ 3 forward passes), against a measured float32 matmul rate on
+CPU and a table of bf16 peaks on GPU (MFU). PyTorch is optional.
 """
 
 from __future__ import annotations
@@ -65,8 +58,8 @@ def import_torch():
     """PyTorch, or None where it is not installed (the benchmark then times JAX alone).
 
     Imported on demand, not with this module: a process that times JAX alone never loads torch,
-    whose CUDA
-    libraries, loaded first, could stand in for the ones jaxlib's GPU plugin was built against.
+    whose CUDA libraries, loaded first, could stand in for the ones jaxlib's GPU plugin was built
+    against.
     """
     try:
         import torch
@@ -98,9 +91,8 @@ def interleaved(
     """Rounds of `run(steps)` for each timer in turn, until `repeats` clean rounds or `max_rounds`
     in all.
 
-    A round is clean when no window saw more than `max_others` cores busy elsewhere; if too few
-    are, every
-    round counts (and `clean` says how many were).
+    A round is clean when no window saw more than `max_others` cores busy elsewhere; if too few are,
+    every round counts (and `clean` says how many were).
     """
     rounds, clean = [], []
     while len(clean) < repeats and len(rounds) < max_rounds:
@@ -228,9 +220,8 @@ def torch_runs(
     parameters.
 
     `compiled`: the network through `torch.compile` (the first call of each kind compiles, in the
-    warm-up).
-    Only the steps in `kinds` are warmed up and returned, so a compiled run compiles nothing it
-    does not time.
+    warm-up). Only the steps in `kinds` are warmed up and returned, so a compiled run compiles
+    nothing it does not time.
     """
     import torch
 

@@ -1,11 +1,10 @@
 """From a config to the objects a run is made of, each field read once, here: the config's check,
-the model
-(traced on the data's shape before anything is read), the data set, the optimizer and its schedule,
-the recipe.
+the model (traced on the data's shape before anything is read), the data set, the optimizer and its
+schedule, the recipe.
 
 The trainer (trainer.py), evaluate, convert and the experiments build with these, and restore.py
-rebuilds a
-finished run from its config.json with them, so a run is rebuilt exactly as it was trained.
+rebuilds a finished run from its config.json with them, so a run is rebuilt exactly as it was
+trained.
 """
 
 from __future__ import annotations
@@ -135,8 +134,8 @@ def check_model(
     allow_degenerate_maps: bool,
 ) -> list[trace.LayerRow]:
     """Trace the model's shapes (nothing compiles): a collapse raises naming the layer; a
-    degenerate map is a
-    visible warning; activations that cannot fit in memory are an error naming the largest layer."""
+    degenerate map is a visible warning; activations that cannot fit in memory are an error naming
+    the largest layer."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -152,8 +151,7 @@ def check_model(
                 flush=True,
             )
     # Forward activations are kept for the backward pass, and their gradients live beside them:
-    # about twice
-    # the sum of every layer's output, per example, in the compute dtype.
+    # about twice the sum of every layer's output, per example, in the compute dtype.
     item = 2 if dtype == "bfloat16" else 4
     per_example = sum(int(np.prod(r.out_shape[1:])) for r in rows)
     needed, available = 2 * per_example * batch_size * item, memory_bytes()
@@ -186,8 +184,7 @@ def memory_bytes() -> int | None:
 
 def model(config: ml_collections.ConfigDict, num_classes: int, conv_backend=None):
     """The config's ResNet for `num_classes` classes, in the run's compute dtype, its frozen parts'
-    BatchNorm
-    statistics kept (init.frozen); unset fields (None) keep the model family's defaults."""
+    BatchNorm statistics kept (init.frozen); unset fields (None) keep the family's defaults."""
     return get_model(
         **config.model,
         num_classes=num_classes,
@@ -217,8 +214,7 @@ def load_data(d: ml_collections.ConfigDict) -> data.Dataset:
 
 def data_shape(d: ml_collections.ConfigDict) -> data.DataShape:
     """The image shape and class count of the config's data set, from its info (no image read);
-    errors as
-    load_data's."""
+    errors as load_data's."""
     try:
         return data.shape_of(
             d.name, data_dir=d.data_dir or None, path=d.path or None, image_size=d.image_size
@@ -238,9 +234,8 @@ def optimizer(
     batches.
 
     With accumulate_steps = k > 1, optax.MultiSteps averages k batches' gradients into one update;
-    the schedule
-    still counts batches (the inner optimizer's update c happens at batch c * k). Frozen parts get
-    no updates.
+    the schedule still counts batches (the inner optimizer's update c happens at batch c * k).
+    Frozen parts get no updates.
     """
     lr_fn = optim.learning_rate_schedule(
         o.schedule,

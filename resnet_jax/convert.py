@@ -14,14 +14,11 @@
      # its model
 
 A weight file's format is read from its keys ('conv1.weight' or 'params/stem_conv/kernel'); the
-output is the
-other one. A run's checkpoint (or a workdir: its latest) is exported with the model of the run's
-config.json,
-as its EMA weights when it kept them (--raw: the trained ones): to torchvision's keys in a .pth (or
-with
+output is the other one. A run's checkpoint (or a workdir: its latest) is exported with the model of
+the run's config.json, as its EMA weights when it kept them (--raw: the trained ones): to
+torchvision's keys in a .pth (or with
 --torchvision in any format), to ours otherwise. Our files record the padding convention the
-weights were
-trained with (metadata 'padding').
+weights were trained with (metadata 'padding').
 """
 
 from __future__ import annotations
@@ -104,8 +101,7 @@ def define_flags() -> None:
 
 def export_checkpoint(path: Path, output: str, *, raw: bool, torchvision: bool) -> None:
     """A run's checkpoint (its EMA unless `raw`) to `output`: torchvision's keys for .pth or
-    `torchvision`,
-    else ours with the run's model and padding in the metadata."""
+    `torchvision`, else ours with the run's model and padding in the metadata."""
     workdir, step = restore.checkpoint_location(path)
     config, model, state = restore.restore_checkpoint(workdir, step)
     variables = evaluation.variables_of(state, raw=raw)
@@ -169,9 +165,8 @@ def convert(
     labels: str | None = None,
 ) -> None:
     """`source` (a weight file, a checkpoint or a workdir) to `output` in the other format, and/or
-    the top-5
-    classes of `image`; the model is ResNet-`depth` with `padding`, or `config.model` when a config
-    is given."""
+    the top-5 classes of `image`; the model is ResNet-`depth` with `padding`, or `config.model` when
+    a config is given."""
     if output is None and image is None:
         raise errors.UserError("give an OUTPUT file, --image, or both")
     if Path(source).is_dir() or Path(source).parent.name == "checkpoints":

@@ -7,8 +7,7 @@ traceback.
     the line)
 
 `--verbose` on the command line, or RESNET_JAX_VERBOSE=1, adds the traceback for whoever debugs.
-Commands call
-`run_absl(main)` (absl flags) or wrap their argparse `main` in `report_errors`.
+Commands call `run_absl(main)` (absl flags) or wrap their argparse `main` in `report_errors`.
 """
 
 from __future__ import annotations
@@ -101,8 +100,8 @@ def report_errors(
     main: Callable[..., int | None], *, user_errors: tuple[type[BaseException], ...] = ()
 ) -> Callable[..., int | None]:
     """Wrap a command's main: any exception becomes one line on stderr and an exit status (see
-    status_of);
-    `user_errors` are the exception types that, from this command, mean bad input (exit 2)."""
+    status_of); `user_errors` are the exception types that, from this command, mean bad input (exit
+    2)."""
 
     @functools.wraps(main)
     def wrapped(*args, **kwargs):
@@ -147,8 +146,8 @@ def parse_absl_flags(argv: Sequence[str]) -> list[str]:
 
 def _check_config_file(argv: Sequence[str]) -> None:
     """A config file flag that could not be read: config_flags swallows the error while parsing and
-    raises it
-    on the config's first use, so use it here, once, for every command with a config file flag."""
+    raises it on the config's first use, so use it here, once, for every command with a config file
+    flag."""
     from absl import flags
 
     config = flags.FLAGS.config if "config" in flags.FLAGS else None
@@ -197,13 +196,11 @@ def _flag_error(text: str) -> str:
 
 def hide_closed_loop_noise() -> None:
     """Drop the "Event loop is closed" tracebacks that orbax's writer threads print when a save
-    fails or a
-    damaged checkpoint is skipped (dozens of them, burying the one line that says what happened),
-    and the
+    fails or a damaged checkpoint is skipped (dozens of them, burying the one line that says what
+    happened), and the
     "cannot schedule new futures after shutdown" one a thread may print as the interpreter exits
-    after an error
-    line; any other uncaught error prints as usual, and --verbose keeps these too. Every absl
-    command has it."""
+    after an error line; any other uncaught error prints as usual, and --verbose keeps these too.
+    Every absl command has it."""
     import threading
 
     def noise(

@@ -9,11 +9,9 @@ exactly once.
 With --workdir, reads the run's config.json, so the data, model and normalisation are the run's
 own. With
 --weights (a .npz, .safetensors or torchvision .pth, or a run's checkpoint), the --config file (and
-its
-`--config.…` overrides) names the data and the model. Reports top-1, top-5, loss and per-class
-accuracy, and
-writes DIR/eval/step_N[_raw][_flip].json (with --weights: eval/NAME[_flip].json beside the file, or
-in
+its `--config.…` overrides) names the data and the model. Reports top-1, top-5, loss and per-class
+accuracy, and writes DIR/eval/step_N[_raw][_flip].json (with --weights: eval/NAME[_flip].json beside
+the file, or in
 --output_dir) with those numbers and the confusion matrix, and a PNG of the matrix beside it.
 `--flip` averages the logits of each image and its mirror (test-time augmentation).
 """

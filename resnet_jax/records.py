@@ -1,6 +1,5 @@
 """What a run writes about itself beside its checkpoints: config.json, run.json (the git revision,
-the command,
-the devices) and model_summary.json (parameters and MACs, which sweeps collect)."""
+the command, the devices) and model_summary.json (parameters and MACs, which sweeps collect)."""
 
 from __future__ import annotations
 
@@ -72,8 +71,8 @@ def write_model_summary(
 
 def git_revision() -> str | None:
     """HEAD of the checkout that holds this file, with '-dirty' for uncommitted changes; outside
-    git, the
-    commit in the REVISION file the TPU launcher writes beside the unpacked code; else None."""
+    git, the commit in the REVISION file the TPU launcher writes beside the unpacked code; else
+    None."""
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     try:
         revision = subprocess.run(

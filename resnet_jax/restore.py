@@ -1,7 +1,6 @@
 """Weights and finished runs read back: a weight file of either format or a run's checkpoint,
-checked key by key
-against a model; and a run rebuilt from its workdir (config.json and a checkpoint), exactly as it
-was trained.
+checked key by key against a model; and a run rebuilt from its workdir (config.json and a
+checkpoint), exactly as it was trained.
 
     model, variables = restore.load_params("~/runs/cifar10_resnet20")     # for a notebook
 """
@@ -67,8 +66,7 @@ def _checkpoint_shapes(directory: epath.Path, step: int) -> dict[str, tuple[int,
 
 def restore_checkpoint(workdir: epath.Path, step: int | None = None):
     """(config, model, state) of a run's checkpoint (`step`, or the latest intact one), without its
-    data set:
-    the class count and image channels come from the shapes saved with the checkpoint."""
+    data set: the class count and image channels come from the shapes saved with the checkpoint."""
     config_file = workdir / "config.json"
     if not config_file.is_file():
         raise errors.UserError(
@@ -122,9 +120,8 @@ def restore_checkpoint(workdir: epath.Path, step: int | None = None):
 
 def load_params(workdir: str | epath.Path, step: int | None = None, *, raw: bool = False):
     """(model, variables) of a trained run, for a notebook or your own code: the weights the run
-    evaluates
-    (its EMA when it kept one, the trained ones with raw=True) at `step`, or its latest intact
-    checkpoint.
+    evaluates (its EMA when it kept one, the trained ones with raw=True) at `step`, or its latest
+    intact checkpoint.
 
         model, variables = load_params("~/runs/cifar10_resnet20")
         logits = model.apply(variables, images, train=False)    # images float32 [N, H, W, C],
@@ -148,8 +145,8 @@ def restore_run(workdir: epath.Path, step: int | None = None):
 
 def weight_arrays(path: str | Path) -> dict:
     """A weight file's arrays (torchvision's keys or ours), or the weights a run's checkpoint
-    (WORKDIR/checkpoints/N,
-    or a workdir: its latest) evaluates, its EMA when it kept one, flattened in our format."""
+    (WORKDIR/checkpoints/N, or a workdir: its latest) evaluates, its EMA when it kept one, flattened
+    in our format."""
     path = Path(path)
     if path.is_dir() or path.parent.name == "checkpoints":
         _, _, state = restore_checkpoint(*checkpoint_location(path))
@@ -161,11 +158,9 @@ def load_weights(
     path: str | Path, model, *, in_channels: int, field: str, reset_head: bool | None = None
 ) -> dict:
     """{'params', 'batch_stats'} for `model` from `path` (see weight_arrays), checked key by key
-    and shape by
-    shape; with `reset_head` the classifier is left out (the caller initialises it afresh). A class
-    count that
-    differs from the model's is an error unless reset_head is True (None: resetting is not an
-    option here)."""
+    and shape by shape; with `reset_head` the classifier is left out (the caller initialises it
+    afresh). A class count that differs from the model's is an error unless reset_head is True
+    (None: resetting is not an option here)."""
     where = f"{field}={path}"
     try:
         arrays = weight_arrays(path)

@@ -8,9 +8,8 @@ run.
     model = get_model("cifar_resnet20", conv_backend=backend)
 
 Nothing else in the package changes process state on import: models, data and the trainer are plain
-code,
-and every setting below is made here, once, by whoever runs the process (main, sweep, benchmark,
-tests).
+code, and every setting below is made here, once, by whoever runs the process (main, sweep,
+benchmark, tests).
 """
 
 from __future__ import annotations
@@ -23,8 +22,7 @@ from resnet_jax.cpu import conv_choice, host_memory, machine, onednn, xla_flags
 from resnet_jax.nn.conv import ConvBackend
 
 # What train.conv_impl takes: 'auto' picks per run (conv_impl_for); 'fastest' per convolution shape,
-# by timing
-# XLA's and oneDNN's on this CPU (cpu/conv_choice.py).
+# by timing XLA's and oneDNN's on this CPU (cpu/conv_choice.py).
 CONV_IMPLS = ("auto", "xla", "onednn", "fastest")
 
 
@@ -61,17 +59,54 @@ def setup(*, keep_freed_memory: bool = True) -> None:
     gcs_utils._is_gcs_disabled = True
 
 
+def cluster(
+    coordinator_address: str | None,
+    num_processes: int | None,
+    process_id: int | None,
+    distributed: bool,
+    env: dict | None = None,
+) -> dict | None:
+    """jax.distributed.initialize's arguments for main's flags, each defaulting to its JAX_*
+    variable; under `distributed` on several SkyPilot nodes, SkyPilot's variables; {} where JAX
+    finds the cluster itself (a TPU pod slice, Slurm, Open MPI); None for one process."""
+    env = os.environ if env is None else env
+    count = int(env.get("JAX_NUM_PROCESSES", 1)) if num_processes is None else num_processes
+    if count > 1:
+        index = int(env.get("JAX_PROCESS_ID", 0)) if process_id is None else process_id
+        address = coordinator_address or env.get("JAX_COORDINATOR_ADDRESS")
+        return {"coordinator_address": address, "num_processes": count, "process_id": index}
+    if distributed:
+        return skypilot_cluster(env) or {}
+    return None
+
+
+def skypilot_cluster(env: dict) -> dict | None:
+    """jax.distributed.initialize's arguments on a SkyPilot job of several nodes.
+
+    SkyPilot sets SKYPILOT_NUM_NODES, SKYPILOT_NODE_RANK and SKYPILOT_NODE_IPS (one address a line);
+    the first node coordinates, on port $RESNET_JAX_COORDINATOR_PORT (default 8476). None for one
+    node, where JAX finds a TPU pod slice's hosts itself.
+    """
+    nodes = int(env.get("SKYPILOT_NUM_NODES", 1))
+    if nodes <= 1:
+        return None
+    first = env["SKYPILOT_NODE_IPS"].split()[0]
+    port = env.get("RESNET_JAX_COORDINATOR_PORT", "8476")
+    return {
+        "coordinator_address": f"{first}:{port}",
+        "num_processes": nodes,
+        "process_id": int(env["SKYPILOT_NODE_RANK"]),
+    }
+
+
 def conv_impl_for(conv_impl: str, *, parallel_mode: str, dtype: str) -> str:
     """'auto' -> 'onednn' where it helps (a run on the CPU, not SPMD-partitioned, in float32, or in
-    bfloat16 on
-    a CPU with bf16 units: `machine.bf16_units()`), else 'xla'. 'fastest' stays where 'auto' would
-    pick oneDNN
-    (each shape then goes to the faster of the two) and is 'xla' elsewhere.
+    bfloat16 on a CPU with bf16 units: `machine.bf16_units()`), else 'xla'. 'fastest' stays where
+    'auto' would pick oneDNN (each shape then goes to the faster of the two) and is 'xla' elsewhere.
 
-    Under parallel='sharding' XLA cannot split a custom call over devices and would gather the
-    batch onto each.
-    Without bf16 units oneDNN has no fast bf16 kernels, and XLA's (bf16 through float32) is the
-    faster.
+    Under parallel='sharding' XLA cannot split a custom call over devices and would gather the batch
+    onto each. Without bf16 units oneDNN has no fast bf16 kernels, and XLA's (bf16 through float32)
+    is the faster.
     """
     if conv_impl not in CONV_IMPLS:
         raise ValueError(f"conv_impl={conv_impl!r}: use one of {CONV_IMPLS}")
@@ -88,7 +123,6 @@ def conv_backend(
     conv_impl: str, *, parallel_mode: str = "single", dtype: str = "float32"
 ) -> ConvBackend | None:
     """The models' `conv_backend` for a run: None (XLA's), oneDNN's, or the faster of the two per
-    shape, as
-    `conv_impl_for` decides."""
+    shape, as `conv_impl_for` decides."""
     impl = conv_impl_for(conv_impl, parallel_mode=parallel_mode, dtype=dtype)
     return {"onednn": onednn.conv_backend, "fastest": conv_choice.fastest}.get(impl)

@@ -6,8 +6,7 @@
     python -m resnet_jax.summary --config=configs/cifar10.py:resnet56_fast --config.model.depth=110
 
 With --config, the model is the one the trainer builds from that config (and its overrides), on its
-data set's
-image shape and class count.
+data set's image shape and class count.
 """
 
 from __future__ import annotations

@@ -1,6 +1,5 @@
 """A config in, a trained run out: every piece built from the config in one pass (build.py), then
-the workdir's
-lock, the run's records and the training loop (training/train.py).
+the workdir's lock, the run's records and the training loop (training/train.py).
 
     summary = trainer.train(config, workdir)        # what `python -m resnet_jax.main` calls after
     its setup
@@ -29,9 +28,8 @@ from resnet_jax.training.signals import Stopped, stop_requests
 
 def train_command(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     """The trainer as a command runs it: the config checked, the workdir tried, SIGTERM/SIGINT
-    turned into a
-    saved stop; each failure an errors.* exception (one line, its exit status). Returns the final
-    metrics."""
+    turned into a saved stop; each failure an errors.* exception (one line, its exit status).
+    Returns the final metrics."""
     logging.get_absl_handler().addFilter(_QuietOrbax())
     workdir = paths.run_path(workdir)
     build.validate_config(
@@ -53,8 +51,7 @@ def train_command(config: ml_collections.ConfigDict, workdir: str) -> dict[str, 
         raise errors.RunError(str(error)) from None
     except CheckpointError as error:
         # Orbax's writer threads may be stuck on the broken folder and would keep the process alive:
-        # report
-        # and leave now. Everything worth keeping is in the intact checkpoints.
+        # report and leave now. Everything worth keeping is in the intact checkpoints.
         print(f"error: {errors.one_line(str(error))}", file=sys.stderr, flush=True)
         logging.flush()
         os._exit(errors.FAILURE)
@@ -66,9 +63,8 @@ def run(
     config: ml_collections.ConfigDict, workdir: str | epath.Path, stop_requested=lambda: None
 ) -> tuple[train.TrainState, dict[str, float]]:
     """Build the model and check its shapes against the data set's info, then load the data
-    (nothing written
-    yet, nothing compiled), then take the workdir's lock, write the run's records into it, and
-    train."""
+    (nothing written yet, nothing compiled), then take the workdir's lock, write the run's records
+    into it, and train."""
     d, t = config.data, config.train
     shape = build.data_shape(d)  # the image shape and class count, before any image is read
     conv_impl = runtime.conv_impl_for(t.conv_impl, parallel_mode=t.parallel, dtype=t.dtype)
@@ -93,8 +89,7 @@ def run(
         raise RuntimeError(f"data.shape_of gave {shape}, but the loaded data set is {dataset.info}")
     optimizer = build.run_optimizer(config)
     # The weights are only the starting point: a run that has checkpoints resumes from them, and the
-    # weight
-    # file need not outlive its first checkpoint.
+    # weight file need not outlive its first checkpoint.
     resuming = bool(finished_steps(paths.run_path(workdir) / "checkpoints"))
     channels = dataset.info.image_shape[-1]
     init = None if resuming else restore.init_weights(config, model, in_channels=channels)
@@ -142,8 +137,8 @@ def run(
 
 class _QuietOrbax(pylogging.Filter):
     """Drop orbax's own log lines (several per checkpoint, and a traceback per thread when a write
-    fails):
-    the trainer reports what matters in one line (training/checkpoint.py). --verbose keeps them."""
+    fails): the trainer reports what matters in one line (training/checkpoint.py). --verbose keeps
+    them."""
 
     def filter(self, record: pylogging.LogRecord) -> bool:
         quiet = "orbax" in record.pathname or "asyncio" in record.pathname

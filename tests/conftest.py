@@ -15,12 +15,10 @@ os.environ["XLA_FLAGS"] = (
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # tests run on CPU, with or without a GPU present
 # One XLA compilation cache for this test session, shared by the xdist workers (they inherit the
-# controller's
-# environment) and every command the tests start: the same tiny networks compile once instead of in
-# each of ~40
-# runs. JAX keys each entry on the program, the compile options, XLA_FLAGS and jaxlib's version, so
-# a hit is the
-# executable a fresh compile would give. The controller removes it when the session ends.
+# controller's environment) and every command the tests start: the same tiny networks compile once
+# instead of in each of ~40 runs. JAX keys each entry on the program, the compile options, XLA_FLAGS
+# and jaxlib's version, so a hit is the executable a fresh compile would give. The controller
+# removes it when the session ends.
 OWN_CACHE = "JAX_COMPILATION_CACHE_DIR" not in os.environ
 CACHE = Path(
     os.environ.setdefault(
@@ -33,8 +31,7 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 from resnet_jax import runtime  # noqa: E402
 
 # The settings every entry point runs with, so in-process runs and subprocess runs compute
-# bit-identically
-# (malloc's aside: tests/test_host_memory.py measures it in subprocesses).
+# bit-identically (malloc's aside: tests/test_host_memory.py measures it in subprocesses).
 runtime.setup(keep_freed_memory=False)
 
 import jax  # noqa: E402

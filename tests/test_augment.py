@@ -1,6 +1,5 @@
 """Cutout and TrivialAugment: what each op computes on small images, the same result for the same
-seed, and the
-pipeline's batches with them on."""
+seed, and the pipeline's batches with them on."""
 
 import numpy as np
 import pytest

@@ -94,8 +94,7 @@ def test_a_damaged_latest_checkpoint_is_skipped_for_the_one_before(
     checkpoints.save(2, with_step(state, 2))  # the step can be written again
     checkpoints.close()
     # One warning line, naming the step and saying what happens; nothing else on stderr (issue 14:
-    # the
-    # fallback printed 115-245 lines of "RuntimeError: Event loop is closed" from reads left
+    # the fallback printed 115-245 lines of "RuntimeError: Event loop is closed" from reads left
     # running).
     warnings = [
         r.getMessage()
@@ -112,9 +111,8 @@ def test_a_damaged_latest_checkpoint_is_skipped_for_the_one_before(
 
 def test_reads_still_running_when_a_restore_fails_finish_before_its_loop_closes():
     """What TensorStore does when one read of a damaged checkpoint fails: the other reads end
-    later, in their
-    own threads, and hand their results to the loop orbax restored in. Without the drain that loop
-    is closed."""
+    later, in their own threads, and hand their results to the loop orbax restored in. Without the
+    drain that loop is closed."""
     from orbax.checkpoint._src import asyncio_utils  # the run_sync every orbax restore goes through
 
     def restore(late: list, threads: list):

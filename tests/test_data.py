@@ -22,8 +22,8 @@ def tmp_data_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def offline():
     """Every connection or name lookup while active raises, and is recorded in case something
-    swallows it.
-    (Opening a socket stays allowed: urllib3 probes IPv6 support on import by binding ::1.)"""
+    swallows it. (Opening a socket stays allowed: urllib3 probes IPv6 support on import by binding
+    ::1.)"""
     attempts = []
 
     def refuse(*args, **kwargs):
@@ -74,8 +74,7 @@ def row_keys(images):
 
 def test_pipelines_leave_no_autograph_files_in_the_temp_folder(shapes_small, tmp_path, monkeypatch):
     """tf.data traces our functions as written: autograph's conversion would leave a generated .py
-    file in the
-    temp folder for each function of each epoch's pipeline."""
+    file in the temp folder for each function of each epoch's pipeline."""
     import tempfile
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
@@ -108,9 +107,8 @@ def test_generate_is_deterministic_and_balanced():
 
 def test_linear_model_on_pixels_stays_near_chance():
     """Colours and positions are independent of the class: the best linear map of raw pixels (least
-    squares
-    on one-hot targets, ridge chosen on the test set, which only flatters it) stays near chance
-    (10%)."""
+    squares on one-hot targets, ridge chosen on the test set, which only flatters it) stays near
+    chance (10%)."""
     images, labels = shapes32.generate(2500, seed=0)
     x = images.reshape(len(images), -1).astype(np.float32) / 255.0  # [2500, 3072]
     x = x - x[:2000].mean(axis=0)

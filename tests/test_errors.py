@@ -1,8 +1,6 @@
 """Bad input through the real commands: one line on stderr naming the field or path, no traceback,
-exit 2, and
-nothing written. Plus the run-time failures: a full disk, a second run on a workdir, a preempting
-signal,
-a feature map collapsed to 1x1."""
+exit 2, and nothing written. Plus the run-time failures: a full disk, a second run on a workdir, a
+preempting signal, a feature map collapsed to 1x1."""
 
 import os
 import re
@@ -23,8 +21,7 @@ LOG_LINE = re.compile(r"^([IWEF]\d{4} |WARNING: All log messages|I0000 )")
 
 def command_env() -> dict[str, str]:
     """The environment of a command the tests start: quiet TensorFlow, no GPU, and not the tests'
-    eight fake
-    devices (they would change the runs' device counts)."""
+    eight fake devices (they would change the runs' device counts)."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
     env.pop("XLA_FLAGS", None)
     return env
@@ -195,8 +192,7 @@ def main_args(extra, files, workdir) -> list[str]:
 
 def table_row(args: list[str], line: str, files: Path, workdir: Path | None = None) -> str:
     """The docs/errors.md row of one case: the command and what it printed, with this run's paths
-    and this
-    machine's memory size replaced by placeholders."""
+    and this machine's memory size replaced by placeholders."""
 
     def plain(text: str) -> str:
         if workdir is not None:
@@ -208,8 +204,8 @@ def table_row(args: list[str], line: str, files: Path, workdir: Path | None = No
 
 
 # Cases that repeat a check another case already makes through the same line of validate_config (a
-# field
-# of the same kind and rule): they run with -m slow, to keep the default run inside CI's budget.
+# field of the same kind and rule): they run with -m slow, to keep the default run inside CI's
+# budget.
 SAME_RULE = {
     "--config.train.eval_every=0",
     "--config.train.log_every=0",
@@ -374,9 +370,8 @@ def test_allow_degenerate_maps_silences_the_warning(files, tmp_path):
 
 def test_while_a_run_trains_its_workdir_is_locked_and_a_stop_request_saves_its_step(tmp_path):
     """The in-process twin of the test below (which starts the three processes, ~60 s): the lock is
-    held while
-    the loop runs, a stop request saves the finished step and raises Stopped, and the lock is free
-    after it."""
+    held while the loop runs, a stop request saves the finished step and raises Stopped, and the
+    lock is free after it."""
     from tiny_run import tiny_config, write_tiny_npz
 
     from resnet_jax import trainer

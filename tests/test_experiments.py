@@ -1,7 +1,6 @@
 """The experiment commands start (their flags parse), no experiment imports another, and each
-experiment's grid
-is its sweep file's, with the points (and so the workdir names) the published results were made
-with."""
+experiment's grid is its sweep file's, with the points (and so the workdir names) the published
+results were made with."""
 
 import ast
 import json

@@ -1,7 +1,6 @@
 """python -m resnet_jax.convert DIR/checkpoints/N out.pth|.npz|.safetensors: a run's checkpoint in
-the
-formats interop reads, the .pth loading strictly into torchvision-format ResNet code with the same
-logits."""
+the formats interop reads, the .pth loading strictly into torchvision-format ResNet code with the
+same logits."""
 
 import json
 

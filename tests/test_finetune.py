@@ -1,9 +1,7 @@
 """Fine-tuning from weights one has: a torchvision ResNet-18 state dict in, a new head for 4
-classes, the stem and
-stage 1 frozen; the loss falls, the frozen parts end equal to the input weights, and the run
-resumes from its own
-checkpoints, not from the weights again. Frozen parts' BatchNorms use their running statistics, as
-in evaluation."""
+classes, the stem and stage 1 frozen; the loss falls, the frozen parts end equal to the input
+weights, and the run resumes from its own checkpoints, not from the weights again. Frozen parts'
+BatchNorms use their running statistics, as in evaluation."""
 
 import json
 import shutil

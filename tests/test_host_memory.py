@@ -12,10 +12,8 @@ import pytest
 from resnet_jax.cpu import host_memory
 
 # Run in a fresh interpreter (the setting is process-wide and must come before threads allocate): a
-# worker
-# thread, as XLA's are, mallocs 200 MB, writes every page, frees it, and does it again; printed: the
-# minor
-# page faults of the second round.
+# worker thread, as XLA's are, mallocs 200 MB, writes every page, frees it, and does it again;
+# printed: the minor page faults of the second round.
 PROBE = r"""
 import ctypes, json, resource, sys, threading
 from resnet_jax.cpu import host_memory

@@ -1,10 +1,8 @@
 """Torchvision weights give our ResNets PyTorch's logits, and our weights give PyTorch ours.
 
 The PyTorch reference below uses torchvision's exact module names and forward pass (torchvision
-itself is
-not a dependency). Random weights and non-trivial BatchNorm statistics, eval mode, logits compared
-at
-1e-4 relative to the largest logit.
+itself is not a dependency). Random weights and non-trivial BatchNorm statistics, eval mode, logits
+compared at 1e-4 relative to the largest logit.
 """
 
 import functools

@@ -9,8 +9,8 @@ interop/   may import nn/ and interop/ (torchvision weights for our models)
 sweeps/    may import nn/ and sweeps/ (it traces a point's model; it runs the trainer as a command,
 never
            in-process)
-the top level (runtime.py and the commands) may import any layer
-anything in resnet_jax/: never configs/ or experiments/
+the top level (runtime.py and the commands) may import any layer anything in resnet_jax/: never
+configs/ or experiments/
 """
 
 import ast

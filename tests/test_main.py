@@ -242,8 +242,7 @@ def test_stop_after_runs_the_first_steps_of_the_schedule_and_the_same_run_contin
     tmp_path,
 ):
     """train.stop_after=3 of a 6-step cosine run stops evaluated and saved at 3 with the 6-step
-    learning rates;
-    rerun with stop_after=0 it ends where an uninterrupted run ends."""
+    learning rates; rerun with stop_after=0 it ends where an uninterrupted run ends."""
     npz = write_tiny_npz(tmp_path / "tiny.npz")
     full = tiny_config(npz, train__log_every=1, optim__warmup_steps=0)
     paused = tiny_config(npz, train__log_every=1, optim__warmup_steps=0, train__stop_after=3)

@@ -51,9 +51,8 @@ def test_cifar_parameter_counts_equal_the_paper(name, count):
     "name,block,exact,published",
     [
         # He et al. 2016 (identity mappings), Table 2/3: ResNet-164 1.7M, ResNet-1001 10.2M, both
-        # bottleneck nets;
-        # He et al. 2015, Table 6: ResNet-1202 19.4M, basic blocks. Exact counts of our builds
-        # beside them.
+        # bottleneck nets; He et al. 2015, Table 6: ResNet-1202 19.4M, basic blocks. Exact counts of
+        # our builds beside them.
         ("cifar_preact_resnet164", "preact_bottleneck", 1_703_258, 1.7e6),
         ("cifar_resnet164", "bottleneck", 1_704_154, 1.7e6),
         ("cifar_preact_resnet1001", "preact_bottleneck", 10_327_706, 10.2e6),
@@ -143,8 +142,8 @@ def test_v1_and_v15_differ_only_in_stride_placement():
     v15, v1 = get_model("resnet50"), get_model("resnet50", stride_in_1x1=True)
     assert param_count(v15, 224) == param_count(v1, 224)
     # The same variables give other logits. On one narrow bottleneck block per stage, which has
-    # every stride-2
-    # block of ResNet-50's kinds, compiled (op by op, each operation is compiled alone: ~20 s here).
+    # every stride-2 block of ResNet-50's kinds, compiled (op by op, each operation is compiled
+    # alone: ~20 s here).
     small = {"stage_sizes": (1, 1, 1, 1), "width_multiplier": 0.25}
     v15, v1 = get_model("resnet50", **small), get_model("resnet50", stride_in_1x1=True, **small)
     x = jnp.ones((1, 64, 64, 3))

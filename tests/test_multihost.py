@@ -2,11 +2,9 @@
 data-parallel run.
 
 Each process has 2 CPU devices and reads its own shard of the data; gradients and BatchNorm
-statistics are
-reduced over all 4 devices (gloo collectives on CPU). Both processes must end with bit-identical
-state and
-write one shared set of checkpoints. (That either mode equals one device on the global batch is
-test_parallel's.)
+statistics are reduced over all 4 devices (gloo collectives on CPU). Both processes must end with
+bit-identical state and write one shared set of checkpoints. (That either mode equals one device on
+the global batch is test_parallel's.)
 """
 
 import json
@@ -27,7 +25,7 @@ import jax
 port, process_id, npz, workdir, mode = sys.argv[1], int(sys.argv[2]), *sys.argv[3:6]
 jax.distributed.initialize(f"localhost:{port}", num_processes=2, process_id=process_id)
 sys.path.insert(0, "tests")
-from resnet_jax import main
+from resnet_jax import build, trainer
 from resnet_jax.training import checkpoint
 from tiny_run import tiny_config
 config = tiny_config(npz, train__parallel=mode)

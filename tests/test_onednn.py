@@ -1,8 +1,6 @@
 """oneDNN convolutions (conv2d backend=onednn.conv_backend) give XLA's numbers: forward against the
-float64 reference, gradients
-against XLA's, whole ResNets' train steps, bfloat16 against float32 on every block kind, and a
-clear error or a
-fallback where oneDNN cannot run."""
+float64 reference, gradients against XLA's, whole ResNets' train steps, bfloat16 against float32 on
+every block kind, and a clear error or a fallback where oneDNN cannot run."""
 
 import functools
 import json
@@ -269,8 +267,7 @@ def test_onednn_bfloat16_blocks_match_float32_as_closely_as_xla_bfloat16(block_c
     assert {s.dtype for s in jax.tree.leaves(stats16)} == {jnp.dtype(jnp.float32)}
     assert relative_error(y16, y32) < 1e-2 and relative_error(stats16, stats32) < 1e-3
     # BatchNorm's backward pass (batch statistics of 8x8 maps) amplifies bf16 rounding to ~5% in
-    # XLA's bf16 too:
-    # oneDNN's may differ from float32 by about as much as XLA's does, not more.
+    # XLA's bf16 too: oneDNN's may differ from float32 by about as much as XLA's does, not more.
     for got, xla_bf16, expected in zip(grads16, grads_xla, grads32):
         assert relative_error(got, expected) < 1.5 * relative_error(xla_bf16, expected) + 0.01
 
@@ -342,10 +339,8 @@ def test_fastest_sends_each_shape_to_the_faster_and_measures_it_once_per_machine
     tmp_path, monkeypatch, caplog
 ):
     """conv_impl='fastest': XLA where it took under XLA_MARGIN of oneDNN's time, else oneDNN; 1x1
-    kernels and a
-    batch of one are not measured; the times persist in the cache folder for the next process,
-    unless other
-    processes loaded the cores while they were taken."""
+    kernels and a batch of one are not measured; the times persist in the cache folder for the next
+    process, unless other processes loaded the cores while they were taken."""
     monkeypatch.setenv("RESNET_JAX_CACHE", str(tmp_path))
     conv_choice._times.cache_clear()
     measured = []

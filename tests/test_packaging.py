@@ -1,4 +1,5 @@
-"""The library installs alone: its core dependencies are what resnet_jax.nn needs, and it runs with nothing else.
+"""The library installs alone: its core dependencies are what resnet_jax.nn needs, and it runs with
+nothing else.
 
 The trainer's packages (TensorFlow, TFDS, orbax, ml-collections, ...) are the [train] extra, which
 requirements.txt and the README's first command still install.
@@ -8,9 +9,9 @@ import importlib.metadata
 import re
 import subprocess
 import sys
-import tomllib
 
 import pytest
+import tomllib
 from tiny_run import REPO
 
 CORE = {"jax", "flax", "numpy"}
@@ -32,7 +33,8 @@ def project():
 
 
 def name_of(requirement: str) -> str:
-    """A requirement's distribution name, normalised (PEP 503): 'ml_collections>=1' -> 'ml-collections'."""
+    """A requirement's distribution name, normalised (PEP 503): 'ml_collections>=1' ->
+    'ml-collections'."""
     return normal(re.split(r"[\s\[<>=!~;]", requirement, maxsplit=1)[0])
 
 
@@ -41,7 +43,8 @@ def normal(name: str) -> str:
 
 
 def closure(names: set[str]) -> set[str]:
-    """The installed distributions `names` pull in, themselves included (extras and markers ignored)."""
+    """The installed distributions `names` pull in, themselves included (extras and markers
+    ignored)."""
     seen, todo = set(), list(names)
     while todo:
         name = todo.pop()
@@ -65,8 +68,9 @@ def test_core_dependencies_are_the_librarys_and_name_no_tensorflow():
 
 
 def test_the_library_runs_where_only_the_core_dependencies_are_installed():
-    """Every module of the [train] extra outside the core's dependency closure is made unimportable; the
-    library still imports, traces ResNet-50 and runs a forward pass."""
+    """Every module of the [train] extra outside the core's dependency closure is made unimportable;
+    the
+        library still imports, traces ResNet-50 and runs a forward pass."""
     core = closure(CORE)
     extra = {name_of(r) for r in project()["optional-dependencies"]["train"]} - core
     blocked = sorted(
@@ -94,12 +98,14 @@ def test_the_library_runs_where_only_the_core_dependencies_are_installed():
     assert out.stdout.split() == ["25557032", "4089184256", "(2,", "10)"]
 
 
-@pytest.mark.slow  # a fresh venv: jax, flax and numpy from the registry, then the package without extras
+@pytest.mark.slow  # a fresh venv: jax, flax, numpy from the registry, the package without extras
 def test_a_fresh_venv_with_the_core_dependencies_runs_the_library(tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     python = str(venv / "bin" / "python")
-    pins = [line.split(";")[0].strip() for line in (REPO / "requirements.txt").read_text().splitlines()]
+    pins = [
+        line.split(";")[0].strip() for line in (REPO / "requirements.txt").read_text().splitlines()
+    ]
     core = [p for p in pins if name_of(p) in CORE | {"jax[cpu]", "jaxlib"}]
     install = subprocess.run(
         [python, "-m", "pip", "install", "-q", *core, "-e", str(REPO)],
@@ -111,7 +117,10 @@ def test_a_fresh_venv_with_the_core_dependencies_runs_the_library(tmp_path):
         pytest.skip("the package registry is not reachable from here")
     assert install.returncode == 0, install.stderr
     listed = subprocess.run(
-        [python, "-m", "pip", "list", "--format=freeze"], capture_output=True, text=True, timeout=120
+        [python, "-m", "pip", "list", "--format=freeze"],
+        capture_output=True,
+        text=True,
+        timeout=120,
     ).stdout.lower()
     assert "tensorflow" not in listed and "ml-collections" not in listed
     out = subprocess.run([python, "-c", LIBRARY_USE], capture_output=True, text=True, timeout=300)

@@ -1,7 +1,6 @@
 """The recipe pieces, each off by default, each checked for what it computes: mixup and CutMix with
-their label
-mixing, stochastic depth (drop-path, the linear rule), gradient accumulation against the big batch,
-top-5."""
+their label mixing, stochastic depth (drop-path, the linear rule), gradient accumulation against the
+big batch, top-5."""
 
 import functools
 
@@ -150,8 +149,7 @@ def test_resnet_drop_path_rates_follow_the_rule_and_eval_is_deterministic():
 
 class Linear(nn.Module):
     """A model without BatchNorm (a dummy statistic keeps the train step's interface): the
-    big-batch gradient is
-    exactly the mean of the micro-batch gradients."""
+    big-batch gradient is exactly the mean of the micro-batch gradients."""
 
     @nn.compact
     def __call__(self, x, train=False):
@@ -193,11 +191,9 @@ def test_accumulated_gradients_make_the_big_batch_update():
 @pytest.mark.slow  # overlaps a default test; kept out of CI's 10-minute budget
 def test_accumulation_with_batchnorm_matches_the_big_batch_of_equal_micro_batches():
     """BatchNorm normalises each micro-batch by its own statistics, so accumulation equals the big
-    batch only
-    when the micro-batches have the same statistics: here the big batch is 4 copies of one batch.
-    The running
-    statistics still differ (updated 4 times instead of once), so only the parameters are
-    compared."""
+    batch only when the micro-batches have the same statistics: here the big batch is 4 copies of
+    one batch. The running statistics still differ (updated 4 times instead of once), so only the
+    parameters are compared."""
     model = get_model("cifar_resnet", depth=8, width_multiplier=0.25, num_classes=4)
     batch = fake_batch(0)
     accumulated = run_updates(model, [batch] * 4, accumulate=4, total_batches=4)

@@ -1,6 +1,5 @@
 """Sweeps: grid expansion, point names and commands, the TPU launcher's queues and dry run, result
-collection,
-and the repository's sweep files against the configs they are run with."""
+collection, and the repository's sweep files against the configs they are run with."""
 
 import json
 import subprocess
@@ -12,7 +11,6 @@ from absl import flags
 from ml_collections import config_flags
 from tiny_run import REPO, load_config
 
-from resnet_jax.sweeps import tpu
 from resnet_jax.sweeps.grid import expand, load_function, parse_seeds, point_command, point_name
 from resnet_jax.sweeps.plots import describe_budget, point_label, series, series_styles
 from resnet_jax.sweeps.results import collect, read_metrics
@@ -61,83 +59,6 @@ def test_point_names_and_commands():
         "--config.model.stage_strides=(1,2,2)",
         "--config.optim.lr=0.05",
     ]
-
-
-def test_tpu_launcher_queues_points_round_robin():
-    points = expand({"model.depth": [20, 32, 44]})
-    jobs = tpu.make_jobs(
-        str(REPO / "configs" / "cifar10.py") + ":resnet20", points, "gs://bucket/sweep/"
-    )
-    queues = tpu.queues(jobs, ["tpu-a", "tpu-b"])
-    assert {name: [job.name for job in queue] for name, queue in queues.items()} == {
-        "tpu-a": ["model.depth=20", "model.depth=44"],
-        "tpu-b": ["model.depth=32"],
-    }
-    assert queues["tpu-a"][1].command == [
-        "python3",
-        "-m",
-        "resnet_jax.main",
-        "--config=configs/cifar10.py:resnet20",
-        "--workdir=gs://bucket/sweep/model.depth=44",
-        "--config.model.depth=44",
-        "--distributed",
-    ]  # relative: repo_dir
-    run = tpu.run_command("tpu-a", tpu.Cloud("us-central2-b"), queues["tpu-a"])
-    assert run[:7] == [
-        "gcloud",
-        "compute",
-        "tpus",
-        "tpu-vm",
-        "ssh",
-        "tpu-a",
-        "--zone=us-central2-b",
-    ]
-    assert "--worker=all" in run and run[-1].startswith("--command=")
-    first, last = (
-        "--workdir=gs://bucket/sweep/model.depth=20",
-        "--workdir=gs://bucket/sweep/model.depth=44",
-    )
-    assert run[-1].index(first) < run[-1].index(last)
-
-
-def test_tpu_dry_run_from_the_command_line(tmp_path):
-    sweep = tmp_path / "sweep.py"
-    sweep.write_text(
-        "def get_sweep(arg=None):\n    return {'model.depth': [int(d) for d in arg.split('+')]}\n"
-    )
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "resnet_jax.sweep",
-            "--config=configs/default.py",
-            f"--sweep={sweep}:20+56",
-            "--workdir=gs://bucket/sweep",
-            "--launcher=tpu",
-            "--tpus=v4-8",
-            "--zone=us-central2-b",
-            "--dry_run",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert out.returncode == 0, out.stderr
-    lines = [
-        line for line in out.stdout.splitlines() if line.startswith("gcloud compute tpus tpu-vm")
-    ]
-    assert [line.split()[4:6] for line in lines] == [
-        ["create", "v4-8"],
-        ["scp", "v4-8"],
-        ["ssh", "v4-8"],
-        ["ssh", "v4-8"],
-        ["ssh", "v4-8"],
-        ["describe", "v4-8"],
-        ["ssh", "v4-8"],
-        ["delete", "v4-8"],
-    ]
-    assert "--config.model.depth=20" in lines[4] and "--config.model.depth=56" in lines[4]
 
 
 def test_collect_reads_resumed_runs_once_and_writes_table_and_plots(tmp_path):
@@ -288,8 +209,7 @@ def test_local_sweep_runs_each_point_skips_finished_and_resumes(tmp_path, capsys
         assert read_metrics(directory / "metrics.jsonl")
         assert json.loads((directory / "model_summary.json").read_text())["params"] > 0
     # Interrupted second point: its status is gone, its checkpoints remain. A rerun skips the first
-    # point
-    # and resumes the second from its checkpoint at the final step instead of training again.
+    # point and resumes the second from its checkpoint at the final step instead of training again.
     (directories[1] / "sweep_status.json").unlink()
     capsys.readouterr()
     run_local(config, points, tmp_path / "sweep", common=common)
@@ -379,9 +299,8 @@ def test_seeds_are_an_axis_seed_major_with_one_directory_per_seed():
 
 def test_collect_groups_seeds_with_intervals_that_equal_scipys(tmp_path):
     """Synthetic records of 3 points x 3 seeds: the group table's mean, std, Student-t interval and
-    Welch
-    difference are scipy.stats' on the same final accuracies, and a point far from the baseline is
-    marked."""
+    Welch difference are scipy.stats' on the same final accuracies, and a point far from the
+    baseline is marked."""
     from scipy import stats as scipy_stats
 
     accuracy = {0: [0.90, 0.91, 0.92], 1: [0.905, 0.925, 0.89], 2: [0.70, 0.72, 0.71]}

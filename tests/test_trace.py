@@ -42,9 +42,8 @@ def test_trace_shows_the_padding_actually_applied():
 @pytest.mark.parametrize("padding,size", [("VALID", 32), ("SYMMETRIC", 32), ("SYMMETRIC", 8)])
 def test_trace_flops_against_xla_cost_analysis(padding, size):
     """The trace counts every window tap (2 FLOPs per MAC); XLA counts only the taps on the image,
-    so the two
-    agree without padding and differ by exactly the padded taps with it (the trace module's
-    docstring)."""
+    so the two agree without padding and differ by exactly the padded taps with it (the trace
+    module's docstring)."""
     conv = Conv2D(16, 3, 1, padding=padding, use_bias=False)
     x = jnp.zeros((1, size, size, 16))
     variables = conv.init(jax.random.PRNGKey(0), x)

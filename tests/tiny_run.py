@@ -23,8 +23,7 @@ def write_tiny_npz(path: Path) -> Path:
 
 def write_pixelless_npz(path: Path, images_shape=(96, 8, 8, 3), num_classes: int = 4) -> Path:
     """A .npz whose images.npy member has a valid header but no pixels after it (np.load of it
-    fails), and
-    whose labels are whole: what only a reader of headers can use."""
+    fails), and whose labels are whole: what only a reader of headers can use."""
     import io
     import zipfile
 

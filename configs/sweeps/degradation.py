@@ -7,12 +7,9 @@ nothing else changed.
     --sweep=configs/sweeps/degradation.py:20+56,zero_init ...
 
 Arg: comma-separated options; depths joined by '+' (6n+2; default 20+32+44+56), and 'zero_init' for
-a third
-series, residual nets whose blocks start as identities (the last BatchNorm of each block scaled by
-zero, Goyal
-et al. 2017; a plain net so initialised would output zeros, so residual nets only).
-experiments/degradation.py
-runs it with a budget of its own on each data set.
+a third series, residual nets whose blocks start as identities (the last BatchNorm of each block
+scaled by zero, Goyal et al. 2017; a plain net so initialised would output zeros, so residual nets
+only). experiments/degradation.py runs it with a budget of its own on each data set.
 """
 
 DEPTHS = (20, 32, 44, 56)

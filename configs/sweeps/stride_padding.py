@@ -1,4 +1,4 @@
-"""Stride and padding of the stem and of the downsampling: one field changed at a time against the
+r"""Stride and padding of the stem and of the downsampling: one field changed at a time against the
 baseline.
 
     python -m resnet_jax.sweep --config=configs/default.py --sweep=configs/sweeps/stride_padding.py
@@ -7,12 +7,10 @@ baseline.
         --sweep=configs/sweeps/stride_padding.py:skip_full_resolution --seeds=0,1,2 --workdir=DIR
 
 The baseline is the config's own CIFAR-style ResNet (3x3 stem at stride 1, no pool, stages at
-strides 1/2/2,
-symmetric padding); every field varied here is in configs/base.py, so the sweep runs on any
-CIFAR-style config.
+strides 1/2/2, symmetric padding); every field varied here is in configs/base.py, so the sweep runs
+on any CIFAR-style config.
 ":skip_full_resolution" leaves out the last point, which keeps every stage at the input's
-resolution (6.8x the
-baseline's MACs on 32x32 images, as much as the other six points together).
+resolution (6.8x the baseline's MACs on 32x32 images, as much as the other six points together).
 Results on CIFAR-10, 3 seeds: experiments/results/ablation_stride_padding_cifar10/.
 """
 

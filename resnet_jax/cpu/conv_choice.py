@@ -5,32 +5,23 @@ per shape.
     model = get_model("resnet50", conv_backend=conv_choice.fastest)   # train.conv_impl='fastest'
 
 Neither library wins everywhere. On 2 cores of an AMD EPYC (Zen 3, AVX2 only), oneDNN 3.2 computes
-ResNet-20's
-3x3 convolutions (batch 128) in 0.35-0.9x XLA's time, but ResNet-50's (batch 8) in 1.2-1.4x.
-`fastest` is a
-ConvBackend (nn/conv.py) that times both the first time a model traces a convolution of a new shape
-(forward
-plus both gradients on random data, best of CALLS calls each) and sends that shape to XLA only when
-XLA took
-under XLA_MARGIN of oneDNN's time. 1x1 convolutions always go to oneDNN: alone XLA's (a dot)
-sometimes timed
-faster, but in the train step oneDNN's ran faster. Measured in one process
-(docs/performance_notes.md, attempt
-38): ResNet-50 train step 1.14x conv_impl='onednn' and 1.08x PyTorch channels-last; ResNet-20 1.04x
+ResNet-20's 3x3 convolutions (batch 128) in 0.35-0.9x XLA's time, but ResNet-50's (batch 8) in
+1.2-1.4x. `fastest` is a ConvBackend (nn/conv.py) that times both the first time a model traces a
+convolution of a new shape (forward plus both gradients on random data, best of CALLS calls each)
+and sends that shape to XLA only when XLA took under XLA_MARGIN of oneDNN's time. 1x1 convolutions
+always go to oneDNN: alone XLA's (a dot) sometimes timed faster, but in the train step oneDNN's ran
+faster. Measured in one process (docs/performance_notes.md, attempt 38): ResNet-50 train step 1.14x
+conv_impl='onednn' and 1.08x PyTorch channels-last; ResNet-20 1.04x
 'onednn'.
 
 The times are kept in $RESNET_JAX_CACHE or ~/.cache/resnet_jax, one file per CPU model, core count
-and
-versions of jax and oneDNN, so a machine measures a shape once (ResNet-50's eight non-1x1 shapes:
-~20 s while
-the first step compiles). A batch of one (a model's initialisation) is not measured and runs
-oneDNN. The two
-implementations take turns while timed, and a shape timed while other processes kept more than
-LOADED cores
-busy is used by that process but not cached: the next process measures it again (work on this
-process's own
-other threads is not seen). To measure a machine again, delete its file. Only
-convolutions oneDNN takes (`onednn.handles`) have a choice; the rest stay with XLA.
+and versions of jax and oneDNN, so a machine measures a shape once (ResNet-50's eight non-1x1
+shapes: ~20 s while the first step compiles). A batch of one (a model's initialisation) is not
+measured and runs oneDNN. The two implementations take turns while timed, and a shape timed while
+other processes kept more than LOADED cores busy is used by that process but not cached: the next
+process measures it again (work on this process's own other threads is not seen). To measure a
+machine again, delete its file. Only convolutions oneDNN takes (`onednn.handles`) have a choice; the
+rest stay with XLA.
 """
 
 from __future__ import annotations
@@ -57,8 +48,8 @@ from resnet_jax.nn.conv import xla_conv
 IMPLS = ("xla", "onednn")
 CALLS = 3  # timed calls of each compiled function after a warm-up call; the best counts
 # XLA is chosen when it takes under this fraction of oneDNN's time alone: a near tie stays with
-# oneDNN, whose
-# calls between XLA's fusions cost less in the step than their time alone suggests (attempt 38).
+# oneDNN, whose calls between XLA's fusions cost less in the step than their time alone suggests
+# (attempt 38).
 XLA_MARGIN = 0.9
 # cores busy with other processes above which a measurement is not kept for later processes
 LOADED = 0.25
@@ -98,8 +89,7 @@ def fastest(
 
 def choice(x_shape, kernel_shape, dtype, *, stride, padding, dilation) -> str:
     """'xla' or 'onednn', the faster for this geometry: from the cache, or measured now (and cached
-    unless
-    other processes loaded the cores meanwhile: then this process uses the times and the next
+    unless other processes loaded the cores meanwhile: then this process uses the times and the next
     measures again)."""
     geometry = (
         tuple(x_shape),
@@ -130,10 +120,9 @@ def choice(x_shape, kernel_shape, dtype, *, stride, padding, dilation) -> str:
 
 def measure(x_shape, kernel_shape, dtype, stride, padding, dilation) -> dict[str, float]:
     """Seconds of a forward pass plus its gradients (of x and the kernel) for each implementation
-    on random
-    data, best of CALLS calls, the two taking turns so that a passing load slows both; 'others':
-    the cores other
-    processes kept busy meanwhile. Runs now, even while a model is being traced."""
+    on random data, best of CALLS calls, the two taking turns so that a passing load slows both;
+    'others': the cores other processes kept busy meanwhile. Runs now, even while a model is being
+    traced."""
     rng, dtype = np.random.default_rng(0), jnp.dtype(dtype)
     x = rng.standard_normal(x_shape).astype(dtype)
     kernel = (rng.standard_normal(kernel_shape) / np.sqrt(np.prod(kernel_shape[:3]))).astype(dtype)
@@ -203,8 +192,7 @@ def _read() -> dict[str, dict[str, float]]:
 
 def _save(new: dict[str, dict[str, float]]) -> None:
     """Add `new` times to the cache file, written whole (temp file + rename, so parallel processes
-    never read
-    half of one); a cache that cannot be written only means measuring again next time."""
+    never read half of one); a cache that cannot be written only means measuring again next time."""
     path = cache_path()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

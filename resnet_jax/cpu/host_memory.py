@@ -8,18 +8,12 @@ every step.
 Why: XLA:CPU allocates one scratch buffer per execution (about 200 MB for the ResNet-20 train step
 at batch
 128) and frees it when the step ends. glibc serves an allocation that large with a fresh `mmap` and
-returns it
-with `munmap`, so every step starts on untouched pages: ~49,000 page faults and ~0.17 s of kernel
-time per
-ResNet-20 step on 2 cores (docs/performance_notes.md, attempt 29, measures it and what it cost).
-Told to
-use one heap (`M_ARENA_MAX=1`; XLA allocates from its worker threads, whose own arenas cannot hold
-more than
-64 MB), never to `mmap` (`M_MMAP_MAX=0`) and never to give the top of the heap back
-(`M_TRIM_THRESHOLD`), glibc
-hands the same pages to the next step. The price: the process keeps its peak heap until it exits,
-which a
-training or benchmark process does anyway.
+returns it with `munmap`, so every step starts on untouched pages: ~49,000 page faults and ~0.17 s
+of kernel time per ResNet-20 step on 2 cores (docs/performance_notes.md, attempt 29, measures it and
+what it cost). Told to use one heap (`M_ARENA_MAX=1`; XLA allocates from its worker threads, whose
+own arenas cannot hold more than 64 MB), never to `mmap` (`M_MMAP_MAX=0`) and never to give the top
+of the heap back (`M_TRIM_THRESHOLD`), glibc hands the same pages to the next step. The price: the
+process keeps its peak heap until it exits, which a training or benchmark process does anyway.
 
 glibc only (elsewhere this does nothing). `RESNET_JAX_KEEP_FREED_MEMORY=0` turns it off, for
 comparisons.
@@ -49,8 +43,7 @@ def keep_freed_memory() -> bool:
     """Set glibc's malloc to reuse freed memory instead of unmapping it; True if it is now set.
 
     Call it before the first JAX computation: arenas are fixed when a thread first allocates, and
-    XLA's
-    worker threads start with the backend. Calling it again is harmless.
+    XLA's worker threads start with the backend. Calling it again is harmless.
     """
     global _applied
     if _applied:

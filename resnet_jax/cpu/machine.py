@@ -26,8 +26,7 @@ def cpu_fields(cpuinfo: str = "/proc/cpuinfo") -> dict[str, str]:
 @functools.cache
 def bf16_units(cpuinfo: str = "/proc/cpuinfo") -> bool:
     """Whether this CPU has native bf16 arithmetic (AVX512-BF16 or AMX-BF16), where oneDNN's bf16
-    kernels beat
-    XLA's; without, oneDNN would emulate bf16 or fall back to reference code."""
+    kernels beat XLA's; without, oneDNN would emulate bf16 or fall back to reference code."""
     flags = cpu_fields(cpuinfo).get("flags", "").split()
     return any(flag in flags for flag in BF16_FLAGS)
 
@@ -42,8 +41,7 @@ CPU_FLAGS = (
 
 def cpu_description(cpuinfo: str = "/proc/cpuinfo") -> str:
     """The CPU a figure was measured on, as `lscpu` names it, with the flags that matter here: 'AMD
-    EPYC (family
-    25, model 17), 2 cores; avx2 avx512f avx512_bf16, no amx_bf16'."""
+    EPYC (family 25, model 17), 2 cores; avx2 avx512f avx512_bf16, no amx_bf16'."""
     fields = cpu_fields(cpuinfo)
     if not fields:
         return f"unknown ({cpuinfo} unreadable), {os.cpu_count()} cores"

@@ -8,28 +8,20 @@ custom calls.
         model
 
 XLA:CPU's own convolutions run ResNet train steps at about half PyTorch's speed
-(docs/performance_notes.md);
-calling oneDNN for the forward pass, the data gradient and the weight gradient closes most of that
-gap.
-`conv_backend` is a `resnet_jax.nn.conv.ConvBackend`: passed to `conv2d(..., backend=)` or a model's
-`conv_backend=`, it routes one-group float32 convolutions on the CPU here, and bfloat16 ones where
-the CPU has
-bf16 units (`machine.bf16_units()`: AVX512-BF16 or AMX, where oneDNN has native bf16 kernels; XLA's
-computes bf16
-through float32), and keeps XLA's everywhere else (other dtypes, groups, GPU and TPU). In bfloat16
-all three run
-oneDNN's bf16 kernels; the weight gradient accumulates and returns float32 and is rounded to the
-kernel's
-bfloat16 once, as the VJP requires (XLA's bf16 convolution rounds it too).
-`RESNET_JAX_BF16_WGRAD=f32` computes
-it instead with the float32 kernel on operands widened to float32 (exact; slower in quiet runs on
-AVX512-BF16,
-docs/performance_notes.md attempt 36). `conv` is
-differentiable once (custom VJP); forward-mode and second derivatives are not defined.
+(docs/performance_notes.md); calling oneDNN for the forward pass, the data gradient and the weight
+gradient closes most of that gap. `conv_backend` is a `resnet_jax.nn.conv.ConvBackend`: passed to
+`conv2d(..., backend=)` or a model's `conv_backend=`, it routes one-group float32 convolutions on
+the CPU here, and bfloat16 ones where the CPU has bf16 units (`machine.bf16_units()`: AVX512-BF16 or
+AMX, where oneDNN has native bf16 kernels; XLA's computes bf16 through float32), and keeps XLA's
+everywhere else (other dtypes, groups, GPU and TPU). In bfloat16 all three run oneDNN's bf16
+kernels; the weight gradient accumulates and returns float32 and is rounded to the kernel's bfloat16
+once, as the VJP requires (XLA's bf16 convolution rounds it too). `RESNET_JAX_BF16_WGRAD=f32`
+computes it instead with the float32 kernel on operands widened to float32 (exact; slower in quiet
+runs on AVX512-BF16, docs/performance_notes.md attempt 36). `conv` is differentiable once (custom
+VJP); forward-mode and second derivatives are not defined.
 
 The handlers (csrc/onednn_conv.cc) are compiled on first use with the system's C++ compiler against
-jaxlib's FFI
-headers and the oneDNN of the `onednn-cpu-gomp` and `onednn-devel-cpu-gomp` wheels
+jaxlib's FFI headers and the oneDNN of the `onednn-cpu-gomp` and `onednn-devel-cpu-gomp` wheels
 (requirements.txt), into
 $RESNET_JAX_CACHE or ~/.cache/resnet_jax, keyed by the source and the versions; a build takes ~10 s
 once.
@@ -181,8 +173,7 @@ def require() -> None:
 
 def supports(x: jax.Array, kernel: jax.Array, groups: int) -> bool:
     """Whether `conv_backend` sends this convolution to oneDNN: one group, float32, or bfloat16 on
-    a CPU with
-    bf16 units (`machine.bf16_units`); others stay with XLA."""
+    a CPU with bf16 units (`machine.bf16_units`); others stay with XLA."""
     dtype = jnp.dtype(x.dtype)
     if groups != 1 or kernel.dtype != dtype or dtype not in DTYPES:
         return False
@@ -193,8 +184,7 @@ def handles(
     x: jax.Array, kernel: jax.Array, groups: int, padding: Sequence[tuple[int, int]]
 ) -> bool:
     """Whether `conv_backend` computes this convolution with oneDNN: what `supports`, without
-    negative padding
-    (a crop, which XLA's convolution does)."""
+    negative padding (a crop, which XLA's convolution does)."""
     return supports(x, kernel, groups) and min(min(p) for p in padding) >= 0
 
 
@@ -235,10 +225,8 @@ def conv(
     the CPU.
 
     Args:
-      x: [N, H, W, C], float32 or bfloat16.
-      kernel: [KH, KW, C, K], x's dtype.
-      stride, dilation: (h, w) ints >= 1.
-      padding: ((low_h, high_h), (low_w, high_w)), each >= 0.
+      x: [N, H, W, C], float32 or bfloat16. kernel: [KH, KW, C, K], x's dtype. stride, dilation: (h,
+      w) ints >= 1. padding: ((low_h, high_h), (low_w, high_w)), each >= 0.
     Returns:
       [N, H', W', K] in x's dtype, H' = floor((H + low + high - dilation * (KH - 1) - 1) / stride)
       + 1.
@@ -256,17 +244,15 @@ def conv(
     kh, kw = kernel.shape[:2]
     if (kh, kw) == (1, 1) and stride != (1, 1) and pads == ((0, 0), (0, 0)):
         # A strided 1x1 convolution reads every stride-th pixel alone: take those, then convolve at
-        # stride 1.
-        # oneDNN 3.2's strided 1x1 gradients take 2-4x as long as stride 1 on the smaller input
-        # (AVX2).
+        # stride 1. oneDNN 3.2's strided 1x1 gradients take 2-4x as long as stride 1 on the smaller
+        # input (AVX2).
         x, stride = (
             x[:, :: stride[0], :: stride[1], :],
             (1, 1),
         )  # (N, H, W, C) -> (N, ceil(H/s), ceil(W/s), C)
     # oneDNN wants high padding that ends exactly at the last window; XLA floors it away. Rows past
-    # the last
-    # window are never read: trim the padding, or the input when padding alone cannot cover the
-    # difference.
+    # the last window are never read: trim the padding, or the input when padding alone cannot cover
+    # the difference.
     n, h, w, c = x.shape
     trimmed, rows = [], [h, w]
     for axis, (size, k, s, d, (lo, hi)) in enumerate(zip((h, w), (kh, kw), stride, dilation, pads)):
@@ -322,11 +308,9 @@ def _conv_forward(x, kernel, stride, padding, dilation, wgrad):
 
 def bf16_weight_gradient() -> str:
     """How a bf16 convolution's weight gradient is computed, always accumulated and returned in
-    float32: 'bf16'
-    (oneDNN's bf16 kernel on the bf16 operands, the default) or 'f32' (its float32 kernel on
-    operands widened to
-    float32; attempt 34 of docs/performance_notes.md). From RESNET_JAX_BF16_WGRAD, read when a step
-    is traced."""
+    float32: 'bf16' (oneDNN's bf16 kernel on the bf16 operands, the default) or 'f32' (its float32
+    kernel on operands widened to float32; attempt 34 of docs/performance_notes.md). From
+    RESNET_JAX_BF16_WGRAD, read when a step is traced."""
     mode = os.environ.get("RESNET_JAX_BF16_WGRAD", "bf16")
     if mode not in ("bf16", "f32"):
         raise ValueError(f"RESNET_JAX_BF16_WGRAD={mode!r}: use bf16 (the default) or f32")

@@ -1,6 +1,5 @@
 """A timed block that also measures the cores other processes kept busy meanwhile: a timing taken
-while
-something else ran on the CPU is known for what it is (the benchmark's 'clean' rounds,
+while something else ran on the CPU is known for what it is (the benchmark's 'clean' rounds,
 conv_choice's cache).
 """
 

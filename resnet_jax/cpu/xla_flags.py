@@ -15,12 +15,9 @@ import warnings
 
 # XLA:CPU only (the GPU compiler ignores both). Measured on 2 Sapphire Rapids cores, jaxlib 0.10.2:
 # - YNNPACK only for reductions: its convolutions (on by default) ran the ResNet train steps
-# 1.3-1.6x slower
-# than XLA's Eigen convolutions, and keeping 'reduce' stops XLA turning BatchNorm's reductions into
-# slow
-#    reduce-windows (TreeReductionRewriter).
-# Not here: `--xla_backend_extra_options=xla_cpu_use_multi_output_fusion` was 7% faster but
-# miscompiles the
+# 1.3-1.6x slower than XLA's Eigen convolutions, and keeping 'reduce' stops XLA turning BatchNorm's
+# reductions into slow    reduce-windows (TreeReductionRewriter). Not here:
+# `--xla_backend_extra_options=xla_cpu_use_multi_output_fusion` was 7% faster but miscompiles the
 # one-device train step (a loss 1.7% off; tests/test_parallel.py catches it), see
 # docs/performance_notes.md.
 CPU_DEFAULTS: dict[str, str] = {

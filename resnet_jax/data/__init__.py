@@ -7,8 +7,7 @@ batches.
         ...
 
 `pipeline.py` holds the batching (resumable, sharded per process); `local.py` reads files,
-`shapes32.py`
-generates the embedded set, `augment.py` has the per-image TensorFlow preprocessing.
+`shapes32.py` generates the embedded set, `augment.py` has the per-image TensorFlow preprocessing.
 """
 
 from resnet_jax.data.pipeline import (

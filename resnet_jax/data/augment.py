@@ -2,13 +2,10 @@
 seeds.
 
 Each function takes one image [H, W, C] (uint8, or float32 in [0, 255]) and, where random, a TF
-stateless seed
-(int32 or int64 [2]): the same seed gives the same crop and flip in every run and on every process,
-which is
-what makes `data.train_batches` resumable. `resnet_jax.data` imports this module on first use,
-after hiding
-TensorFlow's GPUs
-(data/tensorflow_cpu.py); importing this module alone does not import TensorFlow.
+stateless seed (int32 or int64 [2]): the same seed gives the same crop and flip in every run and on
+every process, which is what makes `data.train_batches` resumable. `resnet_jax.data` imports this
+module on first use, after hiding TensorFlow's GPUs (data/tensorflow_cpu.py); importing this module
+alone does not import TensorFlow.
 """
 
 from __future__ import annotations
@@ -31,8 +28,7 @@ def _split_seed(seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
 
 def pad_crop_flip(image: tf.Tensor, seed: tf.Tensor, *, padding: int = 4) -> tf.Tensor:
     """The CIFAR augmentation: zero-pad by `padding`, crop back to [H, W] at random, flip
-    left-right half the
-    time. [H, W, C] -> [H, W, C]."""
+    left-right half the time. [H, W, C] -> [H, W, C]."""
     tf = tensorflow()
     crop_seed, flip_seed = _split_seed(seed)
     padded = tf.pad(image, [[padding, padding], [padding, padding], [0, 0]])  # [H + 2p, W + 2p, C]
@@ -49,8 +45,8 @@ def inception_crop(
     aspect_ratio_range=(3 / 4, 4 / 3),
 ) -> tf.Tensor:
     """The Inception (ImageNet train) augmentation: a random crop covering `area_range` of the
-    image with an
-    aspect ratio in `aspect_ratio_range`, resized to [size, size], flipped left-right half the time.
+    image with an aspect ratio in `aspect_ratio_range`, resized to [size, size], flipped left-right
+    half the time.
 
     [H, W, C] -> float32 [size, size, C] in [0, 255].
     """
@@ -73,9 +69,8 @@ def inception_crop(
 
 def cutout(image: tf.Tensor, seed: tf.Tensor, *, size: int) -> tf.Tensor:
     """Cutout (DeVries & Taylor 2017): a `size` x `size` square centred at a uniform pixel set to
-    0, clipped at
-    the border. Applied to normalised images, as in the paper, so the square holds the mean. [H, W,
-    C] -> [H, W, C]."""
+    0, clipped at the border. Applied to normalised images, as in the paper, so the square holds the
+    mean. [H, W, C] -> [H, W, C]."""
     tf = tensorflow()
     shape = tf.shape(image)
     h, w = shape[0], shape[1]
@@ -93,10 +88,9 @@ def cutout(image: tf.Tensor, seed: tf.Tensor, *, size: int) -> tf.Tensor:
 
 
 # TrivialAugment (Müller & Hutter 2021), with the ranges of its "wide" space (torchvision's
-# TrivialAugmentWide):
-# one op per image, drawn uniformly, at a strength drawn uniformly from NUM_MAGNITUDES levels in [0,
-# 1]; signed
-# ops take either sign. The geometric ops fill the uncovered pixels with black.
+# TrivialAugmentWide): one op per image, drawn uniformly, at a strength drawn uniformly from
+# NUM_MAGNITUDES levels in [0, 1]; signed ops take either sign. The geometric ops fill the uncovered
+# pixels with black.
 TRIVIAL_AUGMENT_OPS = (
     "identity",
     "shear_x",

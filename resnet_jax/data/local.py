@@ -1,6 +1,5 @@
 """Data sets from local files, read whole into memory: .npz arrays and folders of images (or their
-file names,
-for a folder streamed by `resnet_jax.data`).
+file names, for a folder streamed by `resnet_jax.data`).
 
     arrays = local.read_npz("../shared/data/mnist5k.npz", split_seed=0)   # 4,000 train / 1,000 eval
     arrays.train.images, arrays.train.labels                              # uint8 [N, H, W, C],
@@ -9,13 +8,11 @@ for a folder streamed by `resnet_jax.data`).
 A source without an eval split (one .npz file, an image folder with only train/) keeps a fixed
 fraction of each
 class for eval, chosen by a seeded permutation, so the split is the same on every machine.
-`resnet_jax.data`
-turns these into batches.
+`resnet_jax.data` turns these into batches.
 
-`npz_shape` and `image_folder_shape` tell the image shape and class count without reading the
-images (the
-.npz members' headers, one image's header), so a model can be checked against the data before it
-loads.
+`npz_shape` and `image_folder_shape` tell the image shape and class count without reading the images
+(the .npz members' headers, one image's header), so a model can be checked against the data before
+it loads.
 """
 
 import contextlib
@@ -136,8 +133,7 @@ def _read_npz_file(file: epath.Path) -> Arrays:
 
 def _npz_file_shape(file: epath.Path) -> tuple[tuple[int, ...], np.ndarray]:
     """The shape of the file's images, from the header of its images.npy member (the pixels are not
-    read),
-    and its labels, checked as `as_arrays` checks them."""
+    read), and its labels, checked as `as_arrays` checks them."""
     with _open_npz(file) as arrays:
         with arrays.zip.open("images.npy") as member:
             version = np.lib.format.read_magic(member)
@@ -163,8 +159,8 @@ def _npz_path(path) -> epath.Path:
 
 def read_npz(path, *, split_seed: int = 0, eval_fraction: float | None = None) -> LocalDataset:
     """Reads a .npz file with `images` and `labels` (eval split off by `split_seed`), or a
-    directory holding
-    train.npz and test.npz. Local, or in a bucket (gs://...: etils.epath reads it)."""
+    directory holding train.npz and test.npz. Local, or in a bucket (gs://...: etils.epath reads
+    it)."""
     path = _npz_path(path)
     if path.is_dir():
         if eval_fraction is not None:
@@ -248,10 +244,8 @@ def read_image_folder(
     path, *, split_seed: int = 0, eval_fraction: float | None = None, read=_read_image_dir
 ) -> LocalDataset:
     """Reads root/train/<label>/<image> and root/<one of EVAL_DIRS>/<label>/<image>; classes are
-    the train
-    split's label directories, sorted. Without an eval directory, the eval split is split off the
-    train one.
-    `list_image_folder` gives the file names instead of the pixels."""
+    the train split's label directories, sorted. Without an eval directory, the eval split is split
+    off the train one. `list_image_folder` gives the file names instead of the pixels."""
     root = _image_folder_root(path)
     class_names = _class_names(root)
     train = read(root / "train", class_names)
@@ -279,10 +273,8 @@ def list_image_folder(
 
 def image_folder_shape(path, image_size: int | None = None) -> DataShape:
     """What `read_image_folder(path)` would hold, from the class directories and the first train
-    image's header
-    (its pixels are not decoded; `read_image_folder` checks that every image has that shape); with
-    `image_size`,
-    the square that images of any size are cropped to."""
+    image's header (its pixels are not decoded; `read_image_folder` checks that every image has that
+    shape); with `image_size`, the square that images of any size are cropped to."""
     from PIL import Image
 
     root = _image_folder_root(path)

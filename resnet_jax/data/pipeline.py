@@ -6,27 +6,22 @@ same seed.
     dataset.info                      # DatasetInfo(name, num_classes, image_shape, num_train,
     num_eval, ...)
     data.shape_of("shapes32")         # DataShape(image_shape=(32, 32, 3), num_classes=10), nothing
-    read
-    for batch in data.train_batches(dataset, batch_size=128, seed=0, augment="cifar", start_step=0):
+    read for batch in data.train_batches(dataset, batch_size=128, seed=0, augment="cifar",
+    start_step=0):
         batch["image"], batch["label"]  # float32 [N, H, W, C] normalised, int32 [N]
     for batch in data.eval_batches(dataset, batch_size=500):
         batch["mask"]                   # bool [N]: False on the padding of the last batch
 
 Train batches are a pure function of (dataset, batch_size, seed, augment, step): epoch e is a
-permutation of this
-process's examples drawn from (seed, e), cut into whole batches (the partial one is dropped), and
-each example's
-crop and flip come from (seed, e, process, position), so `start_step=k` yields exactly the batches
-k, k+1, ...
-of an uninterrupted run. `batch_size` is per process; process p reads its own shard of every split.
-Eval visits
-each example of the split exactly once over all processes, every process the same number of batches.
+permutation of this process's examples drawn from (seed, e), cut into whole batches (the partial one
+is dropped), and each example's crop and flip come from (seed, e, process, position), so
+`start_step=k` yields exactly the batches k, k+1, ... of an uninterrupted run. `batch_size` is per
+process; process p reads its own shard of every split. Eval visits each example of the split exactly
+once over all processes, every process the same number of batches.
 
 Nothing here touches the network: TFDS data sets are read from `data_dir` where they are prepared,
-or prepared
-offline from the source files in `manual_dir`; shapes32 (the project's own, see shapes32.py) is
-generated. TF
-is imported on first use, with its GPUs hidden (tensorflow_cpu.py).
+or prepared offline from the source files in `manual_dir`; shapes32 (the project's own, see
+shapes32.py) is generated. TF is imported on first use, with its GPUs hidden (tensorflow_cpu.py).
 """
 
 import dataclasses
@@ -146,8 +141,8 @@ class TfdsSplit:
 
     def read(self, shard, *, order_seed=None, start=0, stop=None):
         """Like ArraySplit.read; the shard is tfds.even_splits' p-th of P, shuffled (file order,
-        then a buffer)
-        by `order_seed` when given. Images are decoded after the skip to `start`, which is cheap."""
+        then a buffer) by `order_seed` when given. Images are decoded after the skip to `start`,
+        which is cheap."""
         tf = tensorflow()
         shuffled = order_seed is not None
         examples = self.builder.as_dataset(
@@ -197,15 +192,12 @@ def load(
         `images` uint8 [N, H, W] or [N, H, W, C] and `labels` [N], or a directory with train.npz
         and test.npz;
         "image_folder" with `path` a directory root/train/<label>/<image>, plus root/test (or
-        validation, val):
-        read into memory, or, with `image_size`, streamed from the files and cropped to that square
-        (images of
-        any size);
-        or any TFDS image classification name ("cifar10", "mnist", "imagenet2012", ...).
+        validation, val): read into memory, or, with `image_size`, streamed from the files and
+        cropped to that square (images of any size); or any TFDS image classification name
+        ("cifar10", "mnist", "imagenet2012", ...).
       data_dir: where TFDS data sets (shapes32 too) are prepared; TFDS's default,
-      ~/tensorflow_datasets, if None.
-      manual_dir: a directory with a TFDS data set's source files (for mnist the four official .gz
-      archives),
+      ~/tensorflow_datasets, if None. manual_dir: a directory with a TFDS data set's source files
+      (for mnist the four official .gz archives),
         to prepare it offline into `data_dir` when it is not prepared yet.
       split_seed, eval_fraction: a source with no eval split (one .npz file, an image folder with
       only train/)
@@ -242,9 +234,8 @@ def shape_of(name: str, *, data_dir=None, path=None, image_size: int | None = No
     """The image shape of the batches and the class count that `load` with these arguments gives,
     from the
     data set's info alone: TFDS's features, the .npz headers (and labels), an image folder's class
-    directories
-    and first image header. No image is read and nothing is prepared, so a model can be checked
-    first.
+    directories and first image header. No image is read and nothing is prepared, so a model can be
+    checked first.
 
     Raises what `load` raises for a wrong name, path or file.
     """
@@ -280,13 +271,11 @@ def train_batches(
     gives the order.
 
     Args:
-      batch_size: examples per batch on this process.
-      augment: "none", "cifar" (pad 4, random crop, flip) or "imagenet" (Inception crop, flip).
-      cutout: side of the square Cutout zeroes in each normalised image; 0 is off.
-      auto_augment: "none" or "trivialaugment" (one random op at a random magnitude, after
-      `augment`).
-      process_index, process_count: this process's shard (jax.process_index() and
-      jax.process_count() if None).
+      batch_size: examples per batch on this process. augment: "none", "cifar" (pad 4, random crop,
+      flip) or "imagenet" (Inception crop, flip). cutout: side of the square Cutout zeroes in each
+      normalised image; 0 is off. auto_augment: "none" or "trivialaugment" (one random op at a
+      random magnitude, after `augment`). process_index, process_count: this process's shard
+      (jax.process_index() and jax.process_count() if None).
     Yields:
       {"image": float32 [batch_size, H, W, C] normalised, "label": int32 [batch_size]}.
     """
@@ -394,8 +383,7 @@ def eval_batches(
     last batch padded.
 
     Every process yields ceil(ceil(num_eval / P) / batch_size) batches; over all processes the
-    examples with
-    mask True are the split, each exactly once.
+    examples with mask True are the split, each exactly once.
 
     Yields:
       {"image": float32 [batch_size, H, W, C] normalised, "label": int32 [batch_size], "mask": bool

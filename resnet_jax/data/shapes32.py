@@ -1,21 +1,16 @@
 """shapes32: the project's embedded image dataset, drawn procedurally, never downloaded.
 
 Each 32x32 RGB image holds one glyph (the class: disk, ring, square, plus, cross, triangle,
-horizontal bars,
-vertical bars, diamond, corner) at a random position and size, in a random colour, over a
-background of a
-random colour with a gradient, pixel noise and a few small distractor blobs. Colours are drawn
-independently of
-the class, so every class has the same mean image: a linear model on raw pixels stays near chance,
-while a
-small CNN, which can find the glyph wherever it is, learns the set to high accuracy in a few CPU
-minutes.
+horizontal bars, vertical bars, diamond, corner) at a random position and size, in a random colour,
+over a background of a random colour with a gradient, pixel noise and a few small distractor blobs.
+Colours are drawn independently of the class, so every class has the same mean image: a linear model
+on raw pixels stays near chance, while a small CNN, which can find the glyph wherever it is, learns
+the set to high accuracy in a few CPU minutes.
 
     images, labels = shapes32.generate(1000, seed=0)   # uint8 [1000, 32, 32, 3], int32 [1000]
 
 `Shapes32` wraps `generate` as a TFDS builder, so `tfds.builder('shapes32', data_dir=D)` prepares
-and caches
-it in D (seconds, no network); `resnet_jax.data.load('shapes32')` does that for you.
+and caches it in D (seconds, no network); `resnet_jax.data.load('shapes32')` does that for you.
 """
 
 import dataclasses
@@ -44,8 +39,8 @@ def _glyph_masks(label: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     down, [-1, 1].
 
     Args:
-      label: the class index.
-      u, v: [N, H, W] pixel centres in glyph units (the glyph's box is [-1, 1]^2).
+      label: the class index. u, v: [N, H, W] pixel centres in glyph units (the glyph's box is [-1,
+      1]^2).
     Returns:
       [N, H, W] bool.
     """
@@ -102,8 +97,7 @@ def _draw(rng: np.random.Generator, labels: np.ndarray) -> np.ndarray:
         np.copyto(image, uniform(0.0, 1.0, (n, 1, 1, 3)), where=blob[..., None])
 
     # The glyph: a random half-size r in pixels, a centre that keeps it inside, a colour far enough
-    # from
-    # the background colour to be seen.
+    # from the background colour to be seen.
     r = uniform(4.5, 7.0, (n, 1, 1))
     cy, cx = (
         rng.uniform(r, SIZE - r).astype(np.float32),
@@ -129,8 +123,7 @@ def generate(num_examples: int, *, seed: int | tuple[int, ...]) -> tuple[np.ndar
     `seed`.
 
     Returns:
-      images: uint8 [N, 32, 32, 3].
-      labels: int32 [N], in 0..9.
+      images: uint8 [N, 32, 32, 3]. labels: int32 [N], in 0..9.
     """
     rng = np.random.default_rng(seed)
     labels = rng.permutation(np.arange(num_examples) % len(CLASS_NAMES)).astype(np.int32)

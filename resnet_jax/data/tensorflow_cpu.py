@@ -1,6 +1,5 @@
 """TensorFlow for the input pipeline only: imported on first use, with its GPUs hidden, so that TF
-never
-claims the accelerator JAX trains on."""
+never claims the accelerator JAX trains on."""
 
 import functools
 
@@ -18,8 +17,6 @@ def tensorflow():
 
 def as_written(fn):
     """`fn` for tf.data's map, traced as written rather than converted by autograph: conversion
-    writes a
-    generated file per function into the temp folder and leaves it there, and our functions branch
-    only on
-    Python values (static shapes, config fields), never on a tensor."""
+    writes a generated file per function into the temp folder and leaves it there, and our functions
+    branch only on Python values (static shapes, config fields), never on a tensor."""
     return tensorflow().autograph.experimental.do_not_convert(fn)

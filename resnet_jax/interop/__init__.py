@@ -1,10 +1,9 @@
 """Torchvision ResNet weights <-> our {'params', 'batch_stats'}, and the weight files both live in.
 
-Names map one to one (see resnet.py): `conv1` <-> `stem_conv`, `bn1` <-> `stem_bn`,
-`layer2.0.conv1` <->
-`stage2_block0/conv1`, `downsample.0/1` <-> `shortcut_conv/bn`, `fc` <-> `head`; BatchNorm `weight,
-bias,
-running_mean, running_var` <-> `scale, bias, mean, var`. Layouts change: conv OIHW <-> HWIO, fc
+Names map one to one (see resnet.py): `conv1` <-> `stem_conv`, `bn1` <-> `stem_bn`, `layer2.0.conv1`
+<-> `stage2_block0/conv1`, `downsample.0/1` <-> `shortcut_conv/bn`, `fc` <-> `head`; BatchNorm
+`weight, bias, running_mean, running_var` <-> `scale, bias, mean, var`. Layouts change: conv OIHW
+<-> HWIO, fc
 [out, in] <->
 [in, out]. Torchvision pads every conv and pool by (k-1)//2 on both sides, our 'symmetric' mode; on
 XLA's
@@ -269,8 +268,7 @@ ARCHITECTURE_FIELDS = (
 
 def torchvision_mismatch(model: ResNet) -> str | None:
     """Why torchvision's ResNet cannot load `model`'s weights or computes other logits with them;
-    None when
-    `model` is one of torchvision's ResNets (any class count)."""
+    None when `model` is one of torchvision's ResNets (any class count)."""
     depth = next(
         (
             d
@@ -325,9 +323,8 @@ def num_classes_of(arrays: Mapping[str, Any]) -> int | None:
 
 def variables_for(arrays: Mapping[str, Any], model: ResNet, *, in_channels: int = 3) -> Variables:
     """Weights of either format (torchvision keys, or ours flattened) -> {'params', 'batch_stats'}
-    of numpy for
-    `model` on images of `in_channels`; StateDictError names any missing, unexpected or misshapen
-    key."""
+    of numpy for `model` on images of `in_channels`; StateDictError names any missing, unexpected or
+    misshapen key."""
     if not is_flax_format(arrays):
         arrays = flatten_variables(from_torchvision(arrays, model))
     expected = flatten_variables(abstract_variables(model, in_channels))
@@ -378,9 +375,8 @@ def load_arrays(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, str]
 
     Torch checkpoints wrapped as {'state_dict': ...} or {'model': ...}, or saved from DataParallel
     ('module.' prefixes), are unwrapped. Metadata (string pairs) comes from .safetensors and .npz
-    only.
-    A missing file raises FileNotFoundError; one that cannot be read as its suffix says, ValueError
-    naming it.
+    only. A missing file raises FileNotFoundError; one that cannot be read as its suffix says,
+    ValueError naming it.
     """
     path = Path(path)
     if not path.is_file():

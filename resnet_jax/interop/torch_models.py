@@ -2,11 +2,9 @@
 ResNet-50.
 
 Benchmark-only (imported by benchmark.py when torch is installed; nothing else depends on it). The
-networks
-have the same layers and parameter counts as `get_model(...)` (269,722 / 853,018 / 25,557,032), so
-a timing
-ratio compares like with like. Torchvision is not needed: ResNet-50 is written out here in its v1.5
-form.
+networks have the same layers and parameter counts as `get_model(...)` (269,722 / 853,018 /
+25,557,032), so a timing ratio compares like with like. Torchvision is not needed: ResNet-50 is
+written out here in its v1.5 form.
 """
 
 from __future__ import annotations

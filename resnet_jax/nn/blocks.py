@@ -1,8 +1,7 @@
 """Residual blocks (He et al. 2015, 2016) and their plain twins.
 
 Four blocks: basic (two 3x3), bottleneck (1x1-3x3-1x1, 4x expansion), and the pre-activation (v2)
-versions
-of both. Each takes a `shortcut`:
+versions of both. Each takes a `shortcut`:
   'A'    identity; when the shape changes, strided subsampling and zero-padded extra channels (no
   params).
   'B'    identity, and a 1x1 projection (+ BN) only where the shape changes.
@@ -75,8 +74,7 @@ def shortcut_path(
 
 def add_shortcut(module: nn.Module, residual: jax.Array, shortcut: jax.Array | None) -> jax.Array:
     """residual + shortcut, with a clear error when the two branches disagree in shape; the
-    residual branch
-    goes through the block's drop-path (stochastic depth) when it has one."""
+    residual branch goes through the block's drop-path (stochastic depth) when it has one."""
     if shortcut is None:
         return residual
     if getattr(module, "drop_path", None) is not None:
@@ -107,9 +105,8 @@ def _last_norm(norm: ModuleDef, zero_init: bool) -> ModuleDef:
 
 class Block(nn.Module):
     """The fields every block has: width, the first conv's stride, the shortcut kind, and the conv
-    and norm
-    partials (resnet.py) with the activation. Subclasses define `__call__`; a researcher's own
-    block can too."""
+    and norm partials (resnet.py) with the activation. Subclasses define `__call__`; a researcher's
+    own block can too."""
 
     features: int
     stride: int = 1

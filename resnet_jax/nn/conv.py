@@ -1,10 +1,9 @@
 """2-D convolution over NHWC arrays: a pure function, and a thin Flax Linen module around it.
 
 `conv2d` is cross-correlation, as every deep-learning framework computes it; `flip=True` turns the
-kernel
-by 180 degrees and gives true (mathematical) convolution. Shapes are checked with
-`shapes.output_size`
-before anything reaches XLA, so a bad configuration fails with the layer's name and the formula.
+kernel by 180 degrees and gives true (mathematical) convolution. Shapes are checked with
+`shapes.output_size` before anything reaches XLA, so a bad configuration fails with the layer's name
+and the formula.
 """
 
 from __future__ import annotations
@@ -27,9 +26,8 @@ Padding = PaddingLike | Sequence[PaddingLike]
 # backend(x, kernel, stride=(sh, sw), padding=((lo_h, hi_h), (lo_w, hi_w)), dilation=(dh, dw),
 # groups=g),
 # x [N, H, W, C] and kernel [KH, KW, C // g, K] already flipped and cast. `xla_conv` by default; the
-# entry
-# points may pass another (resnet_jax.cpu.onednn.conv_backend), so a model never names a kernel
-# library.
+# entry points may pass another (resnet_jax.cpu.onednn.conv_backend), so a model never names a
+# kernel library.
 ConvBackend = Callable[..., jax.Array]
 
 # He-normal over fan-out, torchvision's ResNet initialisation.
@@ -132,16 +130,12 @@ def conv2d(
     """Cross-correlate (or, with flip=True, convolve) a batch of images with a kernel.
 
     Args:
-      x: [N, H, W, C] images.
-      kernel: [KH, KW, C // groups, K] filters.
-      stride, dilation: int or (h, w).
-      padding: 'SAME' | 'VALID' | 'CIRCULAR' | 'REFLECT' | p | (low, high) | one of those per
-      spatial dim.
-      groups: channel groups; C and K must both divide by it (groups == C is a depthwise conv).
-      flip: rotate the kernel by 180 degrees first (true convolution).
-      layer: name used in error messages.
-      backend: who computes it (see ConvBackend); None is `xla_conv`. Any backend gives the same
-      numbers
+      x: [N, H, W, C] images. kernel: [KH, KW, C // groups, K] filters. stride, dilation: int or (h,
+      w). padding: 'SAME' | 'VALID' | 'CIRCULAR' | 'REFLECT' | p | (low, high) | one of those per
+      spatial dim. groups: channel groups; C and K must both divide by it (groups == C is a
+      depthwise conv). flip: rotate the kernel by 180 degrees first (true convolution). layer: name
+      used in error messages. backend: who computes it (see ConvBackend); None is `xla_conv`. Any
+      backend gives the same numbers
         within rounding.
     Returns:
       [N, H', W', K] with H' = output_size(H, KH, stride, padding, dilation), likewise W'.

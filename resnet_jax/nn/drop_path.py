@@ -6,8 +6,8 @@ whole examples.
     drop_path_rates(0.2, 8)                # [0.025, 0.05, ..., 0.2]: the linear rule over depth
 
 Dividing the kept branches by 1 - rate keeps their expectation, so evaluation uses every branch
-unscaled
-(timm's convention; the paper scales at test time instead, which computes the same function).
+unscaled (timm's convention; the paper scales at test time instead, which computes the same
+function).
 """
 
 from __future__ import annotations

@@ -11,8 +11,7 @@ Names are `[cifar_][preact_](resnet|plain)DEPTH`:
   preact_...     the pre-activation (v2) blocks.
   ...plainD      the same network with no shortcuts (the degradation study).
 Any ResNet field can be overridden: `get_model('resnet50', num_classes=10, stem_pool=False)`; an
-override of
-None keeps the family's default (a config's unset field).
+override of None keeps the family's default (a config's unset field).
 """
 
 from __future__ import annotations
@@ -67,11 +66,9 @@ def cifar_resnet(depth: int, *, preact: bool = False, plain: bool = False, **ove
     """CIFAR ResNet: 3x3 stem of 16, three stages of n blocks at 32/16/8 pixels, widths 16/32/64.
 
     Basic blocks (6n+2) with shortcut A by default, as in He et al. 2015; bottleneck blocks (9n+2)
-    with
-    projection shortcuts where the shape changes (B) for the depths He et al. 2016 built from them,
-    164 and
-    1001 (1.70M and 10.33M parameters; the paper rounds them to 1.7M and 10.2M). `block=` chooses
-    explicitly.
+    with projection shortcuts where the shape changes (B) for the depths He et al. 2016 built from
+    them, 164 and 1001 (1.70M and 10.33M parameters; the paper rounds them to 1.7M and 10.2M).
+    `block=` chooses explicitly.
     """
     bottleneck = depth in BOTTLENECK_CIFAR_DEPTHS
     default = "bottleneck" if bottleneck else "basic"
@@ -123,8 +120,7 @@ def _build(fields: dict, overrides: dict) -> ResNet:
 
 def get_model(name: str, **overrides) -> ResNet:
     """A ResNet by registry name, with any ResNet field overridden (`depth=` may replace the name's
-    depth); None
-    keeps the default."""
+    depth); None keeps the default."""
     overrides = {field: value for field, value in overrides.items() if value is not None}
     match = NAME_PATTERN.match(name)
     depth = overrides.pop("depth", None)

@@ -1,16 +1,12 @@
 """BatchNorm over the batch and spatial axes of NHWC activations, with the ReLU that usually
 follows it.
 
-The variables are flax.linen.BatchNorm's (params `scale`, `bias`; batch_stats `mean`, `var`), and
-so are the
-values: statistics in float32 as E[x^2] - E[x]^2, clipped at 0, averaged over `axis_name` under
-pmap; running
-averages `momentum * old + (1 - momentum) * new`, not updated during init. What differs is the
-training step's
-gradient: written by hand (`batch_norm`) so that XLA stores no activation-sized intermediate
-between the forward
-and backward passes, and ReLU passed in as `relu=True` so its mask is recomputed rather than stored
-(docs/performance_notes.md, attempt 25).
+The variables are flax.linen.BatchNorm's (params `scale`, `bias`; batch_stats `mean`, `var`), and so
+are the values: statistics in float32 as E[x^2] - E[x]^2, clipped at 0, averaged over `axis_name`
+under pmap; running averages `momentum * old + (1 - momentum) * new`, not updated during init. What
+differs is the training step's gradient: written by hand (`batch_norm`) so that XLA stores no
+activation-sized intermediate between the forward and backward passes, and ReLU passed in as
+`relu=True` so its mask is recomputed rather than stored (docs/performance_notes.md, attempt 25).
 
     y = BatchNorm(use_running_average=not train)(x, relu=True)   # relu(BN(x))
 """
@@ -95,14 +91,11 @@ def batch_norm(
     """Training-mode BatchNorm (+ ReLU) of [..., C] with a hand-written gradient; (y, mean, var), y
     float32.
 
-    The values are `_normalize`'s. The gradient keeps only x and the per-channel statistics from
-    the forward
-    pass: autodiff of the formula would store x - mean as well (one more activation-sized write and
-    read per
-    BatchNorm), and the ReLU mask is recomputed from x. mean and var carry no gradient (they feed
-    the running
-    averages). Under pmap, `axis_name` makes the statistics, and the gradient's means,
-    cross-replica.
+    The values are `_normalize`'s. The gradient keeps only x and the per-channel statistics from the
+    forward pass: autodiff of the formula would store x - mean as well (one more activation-sized
+    write and read per BatchNorm), and the ReLU mask is recomputed from x. mean and var carry no
+    gradient (they feed the running averages). Under pmap, `axis_name` makes the statistics, and the
+    gradient's means, cross-replica.
     """
     y, mean, var = _batch_norm(x, scale, bias, float(epsilon), bool(relu), axis_name)
     return y, jax.lax.stop_gradient(mean), jax.lax.stop_gradient(var)
@@ -126,10 +119,9 @@ def _batch_norm_backward(epsilon, relu, axis_name, residuals, cotangents):
     if relu:  # the forward's own expression, so the mask is exactly where y was clipped
         dy = jnp.where(_normalize(xf, mean, var, scale, bias, epsilon) > 0, dy, 0.0)
     # With x_hat = (x - mean) * inv: dx = scale * inv * (dy - E[dy] - x_hat * E[dy * x_hat]),
-    # written as
-    # a * dy + b * x + c per channel, and E[dy * x_hat] = inv * (E[dy * x] - mean * E[dy]): two
-    # passes over x and
-    # dy (the sums, then dx), and no activation-sized intermediate for XLA to store between them.
+    # written as a * dy + b * x + c per channel, and E[dy * x_hat] = inv * (E[dy * x] - mean *
+    # E[dy]): two passes over x and dy (the sums, then dx), and no activation-sized intermediate for
+    # XLA to store between them.
     inv = jax.lax.rsqrt(var + epsilon)
     axes = tuple(range(x.ndim - 1))
     mean_dy, mean_dy_x = dy.mean(axes), (dy * xf).mean(axes)

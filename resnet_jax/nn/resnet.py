@@ -7,8 +7,7 @@ ImageNet ResNets and the CIFAR (6n+2) ResNets differ only in configuration (see 
     pool -> dense
 
 Parameters are named like torchvision's where they can be (`stem_conv`, `stem_bn`,
-`stage1_block0/conv1`,
-`.../shortcut_conv`, `head`), so ports of weights map names one to one.
+`stage1_block0/conv1`, `.../shortcut_conv`, `head`), so ports of weights map names one to one.
 """
 
 from __future__ import annotations
@@ -67,9 +66,8 @@ class ResNet(nn.Module):
         0.0  # stochastic depth of the last block; linear in depth before it (drop_path.py)
     )
     # Parts ('stem', 'stage1', ..., 'final_bn') whose BatchNorms normalise by their running
-    # statistics in training
-    # too, and leave them as they are (frozen parts when fine-tuning, like torchvision's
-    # FrozenBatchNorm2d).
+    # statistics in training too, and leave them as they are (frozen parts when fine-tuning, like
+    # torchvision's FrozenBatchNorm2d).
     frozen_norm: Sequence[str] = ()
     bn_momentum: float = 0.9  # running average decay (PyTorch's momentum=0.1)
     bn_epsilon: float = 1e-5

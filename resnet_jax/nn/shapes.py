@@ -4,9 +4,8 @@ uses.
     output_size = floor((size + pad_low + pad_high - dilation * (kernel - 1) - 1) / stride) + 1
 
 With symmetric padding p this is the textbook `floor((in + 2p - k) / s) + 1` (dilation 1).
-`resolve_padding`
-turns every padding form the convolutions accept into the explicit (low, high) pair the formula
-needs.
+`resolve_padding` turns every padding form the convolutions accept into the explicit (low, high)
+pair the formula needs.
 """
 
 from __future__ import annotations
@@ -14,8 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 # A padding for one spatial dimension: 'SAME' | 'SYMMETRIC' | 'VALID' | 'CIRCULAR' | 'REFLECT' (any
-# case) | p |
-# (low, high).
+# case) | p | (low, high).
 PaddingLike = str | int | Sequence[int]
 
 FORMULA = "floor((size + pad_low + pad_high - dilation*(kernel-1) - 1) / stride) + 1"
@@ -39,12 +37,10 @@ def resolve_padding(
     """Explicit (low, high) padding of one spatial dimension.
 
     'SAME' follows XLA/TensorFlow: output ceil(size / stride), and when the total padding is odd
-    the extra
-    pixel goes on the high side (so a 3x3 stride-2 conv on 56 pixels pads (0, 1), not PyTorch's (1,
-    1)).
+    the extra pixel goes on the high side (so a 3x3 stride-2 conv on 56 pixels pads (0, 1), not
+    PyTorch's (1, 1)).
     'SYMMETRIC' is PyTorch's habit, dilation * (kernel - 1) // 2 on both sides: (1, 1) for every
-    3x3,
-    (3, 3) for the 7x7 stem, whatever the stride; it equals 'SAME' for odd kernels at stride 1.
+    3x3, (3, 3) for the 7x7 stem, whatever the stride; it equals 'SAME' for odd kernels at stride 1.
     'CIRCULAR' and 'REFLECT' pad like 'SAME' but with wrapped or mirrored pixels instead of zeros.
     """
     effective_kernel = dilation * (kernel - 1) + 1

@@ -1,24 +1,17 @@
 """Per-layer trace of any model: shapes, padding, parameters, MACs, receptive field and jump.
 
 The chapter's habit of printing the shape after every layer, as a tool. `trace(model, (1, 224, 224,
-3))` runs
-the model's init abstractly (jax.eval_shape: nothing is computed) and records each Conv2D, pool,
-BatchNorm
-and Dense call. Receptive fields follow the main path; a shortcut projection is measured from its
-block's
-input and does not advance the path. `empirical_receptive_field` measures the same thing from
-gradients.
+3))` runs the model's init abstractly (jax.eval_shape: nothing is computed) and records each Conv2D,
+pool, BatchNorm and Dense call. Receptive fields follow the main path; a shortcut projection is
+measured from its block's input and does not advance the path. `empirical_receptive_field` measures
+the same thing from gradients.
 
-MACs count the whole kernel window at every output pixel, padding taps included (what a dense
-kernel computes);
-FLOPs are 2 x MACs. XLA's `cost_analysis()` counts only the taps that fall on the image, and adds
-the
-BatchNorm, ReLU and shortcut arithmetic, so it reports less for padded networks: ResNet-20's
-forward pass is
-40.55 M MACs here (81.1 M FLOPs) against XLA's 74.8 M FLOPs; a 3x3 convolution with padding 1 on
-32x32 has
-94 x 94 valid taps per channel pair instead of 9 x 32 x 32 (-4.1%), on 8x8 22 x 22 instead of 576
-(-16%).
+MACs count the whole kernel window at every output pixel, padding taps included (what a dense kernel
+computes); FLOPs are 2 x MACs. XLA's `cost_analysis()` counts only the taps that fall on the image,
+and adds the BatchNorm, ReLU and shortcut arithmetic, so it reports less for padded networks:
+ResNet-20's forward pass is 40.55 M MACs here (81.1 M FLOPs) against XLA's 74.8 M FLOPs; a 3x3
+convolution with padding 1 on 32x32 has 94 x 94 valid taps per channel pair instead of 9 x 32 x 32
+(-4.1%), on 8x8 22 x 22 instead of 576 (-16%).
 """
 
 from __future__ import annotations
@@ -261,11 +254,9 @@ def empirical_receptive_field(
     """(RF_H, RF_W) of the centre output pixel, from where its gradient w.r.t. the input is
     non-zero.
 
-    `fn` maps [1, H, W, C] -> [1, H', W', K]; choose H, W larger than the receptive field so that
-    it is not
-    clipped by the image border. Max-pooling and ReLU route gradient to only some pixels of a
-    window, so
-    one input can under-measure; the support is the union over `samples` random inputs.
+    `fn` maps [1, H, W, C] -> [1, H', W', K]; choose H, W larger than the receptive field so that it
+    is not clipped by the image border. Max-pooling and ReLU route gradient to only some pixels of a
+    window, so one input can under-measure; the support is the union over `samples` random inputs.
     """
     xs = jax.random.normal(jax.random.key(seed), (samples, *input_shape), jnp.float32)
     out_h, out_w = jax.eval_shape(fn, xs[0]).shape[1:3]

@@ -20,8 +20,7 @@ def check_points(
     """Before anything runs: every point's fields exist in the config, and (given the data's image
     shape
     [H, W, C]) its model builds and keeps a feature map on those images: traced, nothing compiled.
-    A ValueError
-    names the point."""
+    A ValueError names the point."""
     configs = [
         point_config(config, point) for point in points
     ]  # a missing field raises, naming the point

@@ -3,12 +3,11 @@
 A sweep file defines `get_sweep(arg=None)` returning either a dict of axes, {"model.depth": [20,
 56],
 "model.shortcut": ["none", "A"]} (their grid), or an explicit list of override dicts; `expand`
-turns either
-into a list of points, each a dict of config overrides. Seeds are an axis of their own: "seeds":
+turns either into a list of points, each a dict of config overrides. Seeds are an axis of their own:
+"seeds":
 [0, 1, 2] in a
 dict of axes (or the sweep command's --seeds) runs every point once per seed, the seed set as both
-train.seed and
-data.seed, and a point's seeds are one group when the sweep is collected.
+train.seed and data.seed, and a point's seeds are one group when the sweep is collected.
 """
 
 from __future__ import annotations
@@ -46,9 +45,8 @@ def expand(
     seeds: Sequence[int] | None = None,
 ) -> list[dict[str, Any]]:
     """Points of a sweep: the grid (cartesian product, first axis slowest) of a dict of axes, or
-    the list; each
-    once per seed where the sweep has a "seeds" axis or `seeds` is given (which replaces that
-    axis)."""
+    the list; each once per seed where the sweep has a "seeds" axis or `seeds` is given (which
+    replaces that axis)."""
     if isinstance(sweep, Mapping):
         for key, values in sweep.items():
             if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
@@ -70,8 +68,7 @@ def with_seeds(
     points: Sequence[Mapping[str, Any]], seeds: Sequence[int] | None
 ) -> list[dict[str, Any]]:
     """Each point once per seed, seed-major (every point's first seed before any second one, so a
-    sweep cut
-    short has whole seeds); no seeds leave the points as they are."""
+    sweep cut short has whole seeds); no seeds leave the points as they are."""
     if not seeds:
         return [dict(p) for p in points]
     if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds) or len(
@@ -100,8 +97,7 @@ def without_seeds(point: Mapping[str, Any]) -> dict[str, Any]:
 
 def point_config(config, point: Mapping[str, Any]):
     """A copy of the (locked) ConfigDict with the point's overrides set, as the point's run
-    resolves them; a
-    field the config lacks raises ValueError naming it."""
+    resolves them; a field the config lacks raises ValueError naming it."""
     config = copy.deepcopy(
         config
     )  # references kept: a derived field (the warmup) follows the point's steps
@@ -125,8 +121,7 @@ def point_config(config, point: Mapping[str, Any]):
 
 def point_name(point: Mapping[str, Any]) -> str:
     """A directory name that says what the point is: 'model.depth=20,model.shortcut=none'; one seed
-    of it
-    (train.seed and data.seed equal) ends in ',seed=S'."""
+    of it (train.seed and data.seed equal) ends in ',seed=S'."""
     fields = dict(point)
     seed = fields.get(SEED_FIELDS[0])
     if seed is not None and all(fields.get(f) == seed for f in SEED_FIELDS):

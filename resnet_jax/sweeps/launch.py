@@ -1,5 +1,5 @@
-"""A sweep on this machine: its points one after another, finished ones skipped (cloud TPU VMs:
-tpu.py)."""
+"""A sweep on this machine: its points one after another, finished ones skipped (the cloud:
+skypilot.py)."""
 
 from __future__ import annotations
 

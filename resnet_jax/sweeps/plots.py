@@ -1,12 +1,10 @@
 """A sweep's plots, readable without the code: legend labels a person would say, a title with the
-data set, the
-budget and the number of seeds, axis labels, one style per series, a min-max band where a point has
-several seeds.
+data set, the budget and the number of seeds, axis labels, one style per series, a min-max band
+where a point has several seeds.
 
 Pure: each function takes the points and what their runs logged and returns a matplotlib Figure;
-results.py
-reads the files and saves the figures. Points that differ only in a seed (train.seed, data.seed)
-are one series.
+results.py reads the files and saves the figures. Points that differ only in a seed (train.seed,
+data.seed) are one series.
 """
 
 from __future__ import annotations
@@ -20,8 +18,7 @@ from typing import Any
 from resnet_jax.sweeps.grid import SEED_FIELDS
 
 # What a reader calls each shortcut option (resnet_jax/nn/blocks.py): 'none' is the plain net of the
-# degradation
-# study, 'A' (identity, zero-padded where the shape changes) the paper's CIFAR ResNet.
+# degradation study, 'A' (identity, zero-padded where the shape changes) the paper's CIFAR ResNet.
 SHORTCUT_NAMES = {"none": "plain", "A": "ResNet", "B": "ResNet", "C": "ResNet"}
 SHORTCUT_NOTES = {"B": "projection shortcuts (B)", "C": "all-projection shortcuts (C)"}
 FIELD_NAMES = {
@@ -55,9 +52,8 @@ LINE_STYLES = ("-", "--", ":", "-.")
 def point_label(point: Mapping[str, Any]) -> str:
     """A legend label from a point's overrides: {'model.shortcut': 'A', 'model.depth': 56,
     'model.zero_init_last':
-    True} -> 'ResNet-56, zero-init'; {'model.shortcut': 'none', 'model.depth': 20} -> 'plain-20';
-    {} -> 'baseline'.
-    None (a field the point leaves at the config's value) is left out."""
+    True} -> 'ResNet-56, zero-init'; {'model.shortcut': 'none', 'model.depth': 20} -> 'plain-20'; {}
+    -> 'baseline'. None (a field the point leaves at the config's value) is left out."""
     point = {k: v for k, v in point.items() if v is not None}
     shortcut, depth = point.pop("model.shortcut", None), point.pop("model.depth", None)
     parts = []
@@ -83,10 +79,8 @@ def point_label(point: Mapping[str, Any]) -> str:
 
 def series_styles(n: int) -> list[dict[str, Any]]:
     """n distinct styles, no colour used twice: tab10 (solid) up to ten series; up to twenty,
-    tab20's dark shades
-    solid, then its light shades dashed and thicker; past twenty, a colour map sampled n times,
-    line styles
-    cycling."""
+    tab20's dark shades solid, then its light shades dashed and thicker; past twenty, a colour map
+    sampled n times, line styles cycling."""
     import matplotlib
 
     if n <= 10:
@@ -126,8 +120,8 @@ def describe_budget(
     configs: Sequence[Mapping[str, Any]], steps: Sequence[int], seeds: Sequence[int]
 ) -> str:
     """'CIFAR-10, 150 steps of batch 128 (peak lr 0.1), 1 seed per point' from the runs'
-    config.json contents
-    (empty where a run wrote none), their last steps and the number of seeds of each series."""
+    config.json contents (empty where a run wrote none), their last steps and the number of seeds of
+    each series."""
 
     def common(group: str, field: str):
         values = {c[group][field] for c in configs if field in c.get(group, {})}
@@ -210,9 +204,8 @@ def curves_figure(
 
 def versus_figure(axis: str, axes: Sequence[str], rows: Sequence[Mapping[str, Any]], budget: str):
     """Final training loss and eval accuracy against a numeric `axis`, one line per value of the
-    other varying
-    `axes` (the mean over seeds, a min-max band where there are several). `rows` are results.py's
-    table rows."""
+    other varying `axes` (the mean over seeds, a min-max band where there are several). `rows` are
+    results.py's table rows."""
     import matplotlib.pyplot as plt
 
     groups = series([{k: row[k] for k in axes if k != axis} for row in rows])
@@ -248,9 +241,8 @@ def versus_figure(axis: str, axes: Sequence[str], rows: Sequence[Mapping[str, An
 
 def accuracy_figure(groups: Sequence[Mapping[str, Any]], budget: str):
     """Final eval accuracy per point: each seed a dot, the mean a bar with its 95% interval, the
-    baseline's
-    mean a dashed line, and the point's MACs in its label. `groups` are results.group_table's
-    rows."""
+    baseline's mean a dashed line, and the point's MACs in its label. `groups` are
+    results.group_table's rows."""
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(9, 0.55 * len(groups) + 1.6))

@@ -1,14 +1,12 @@
 """Collect a sweep's finished points into a table (Markdown, CSV) and plots (PNG).
 
 Reads each point's `metrics.jsonl` (the last row written for a step wins, so a resumed run counts
-once) and
-`model_summary.json` (parameters and MACs, written by the entry point). Writes, in the sweep
+once) and `model_summary.json` (parameters and MACs, written by the entry point). Writes, in the
+sweep
 directory:
 results.md, results.csv, curves.png (training loss per point) and, when a numeric axis varies, one
-plot of
-final metrics against it (plots.py draws them). The sweep directory may be local or gs://
-(etils.epath): each
-file is written whole.
+plot of final metrics against it (plots.py draws them). The sweep directory may be local or gs://
+(etils.epath): each file is written whole.
 """
 
 from __future__ import annotations
@@ -97,12 +95,10 @@ def collect(
     command: str | None = None,
 ) -> list[dict[str, Any]]:
     """Write results.{md,csv,json} and plots for the points that have metrics into `out` (default:
-    the sweep
-    directory); returns the table rows, one per run. Where points have seeds, the table of groups
-    comes first:
-    per point n, mean, std and 95% interval of the final eval accuracy, its difference to the first
-    point (the
-    baseline) with Welch's interval, and the cost; `command` (the sweep's) is recorded with them."""
+    the sweep directory); returns the table rows, one per run. Where points have seeds, the table of
+    groups comes first: per point n, mean, std and 95% interval of the final eval accuracy, its
+    difference to the first point (the baseline) with Welch's interval, and the cost; `command` (the
+    sweep's) is recorded with them."""
     out = workdir if out is None else out
     keys = list(dict.fromkeys(k for p in points for k in p))  # every axis, in order of appearance
     table = [summarise_point(workdir / point_name(p), p, keys) for p in points]
@@ -222,12 +218,10 @@ def plot(
     groups: Sequence[Mapping[str, Any]] = (),
 ) -> None:
     """curves.png: training loss against step for every point; vs_AXIS.png for a numeric varying
-    axis;
-    accuracy.png, each point's seeds and interval, where points have seeds (`groups`:
-    group_table's). Labels,
-    title (data set, budget, seeds) and styles are plots.py's; the budget is read from each run's
-    config.json.
-    Without matplotlib (the [plots] extra) the tables stand alone, and one warning says so."""
+    axis; accuracy.png, each point's seeds and interval, where points have seeds (`groups`:
+    group_table's). Labels, title (data set, budget, seeds) and styles are plots.py's; the budget is
+    read from each run's config.json. Without matplotlib (the [plots] extra) the tables stand alone,
+    and one warning says so."""
     try:
         import matplotlib
     except ImportError:

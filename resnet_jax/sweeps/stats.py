@@ -1,9 +1,9 @@
 """A point's seeds as a sample: its mean, spread and 95% interval, and its difference to the
 baseline's.
 
-The interval of a mean is Student's t with n - 1 degrees of freedom; the interval of a difference
-of two means is
-Welch's (unequal variances), both from scipy.stats. With one seed there is a mean and nothing else.
+The interval of a mean is Student's t with n - 1 degrees of freedom; the interval of a difference of
+two means is Welch's (unequal variances), both from scipy.stats. With one seed there is a mean and
+nothing else.
 """
 
 from __future__ import annotations

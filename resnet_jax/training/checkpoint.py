@@ -5,12 +5,10 @@
     checkpoints.save(step, host_state); checkpoints.close()
 
 Orbax writes each step into a temporary directory and renames it when complete, so a run killed
-mid-save
-leaves no half checkpoint under a step's name. Each checkpoint also stores a SHA-256 of its arrays:
-a
-checkpoint whose files were damaged later fails that check (or fails to read) and is moved aside to
-`corrupt/` with a warning, and the one before it is loaded instead. A state holding NaN or Inf is
-never saved.
+mid-save leaves no half checkpoint under a step's name. Each checkpoint also stores a SHA-256 of its
+arrays: a checkpoint whose files were damaged later fails that check (or fails to read) and is moved
+aside to `corrupt/` with a warning, and the one before it is loaded instead. A state holding NaN or
+Inf is never saved.
 """
 
 from __future__ import annotations
@@ -52,9 +50,8 @@ class Checkpoints:
             directory
         )  # a local folder or gs://: orbax takes either as is
         # A killed run leaves its unfinished step behind: locally a temporary directory, on gs:// a
-        # step directory
-        # without orbax's commit marker, which would block saving that step again. Orbax removes
-        # both on start.
+        # step directory without orbax's commit marker, which would block saving that step again.
+        # Orbax removes both on start.
         options = ocp.CheckpointManagerOptions(
             max_to_keep=keep, create=True, cleanup_tmp_directories=True
         )
@@ -91,12 +88,9 @@ class Checkpoints:
         calls it each step.
 
         Orbax's finalising thread consumes a failed write's exception (it logs it), so a write
-        counts as failed
-        when it is no longer in progress and orbax does not list its step as finished (locally it
-        renames a
-        step's temporary directory to the step's number once every file is written; on gs://, which
-        has no
-        rename, it writes a commit marker last).
+        counts as failed when it is no longer in progress and orbax does not list its step as
+        finished (locally it renames a step's temporary directory to the step's number once every
+        file is written; on gs://, which has no rename, it writes a commit marker last).
         """
         if self._pending is None or self._manager.is_saving_in_progress():
             return
@@ -148,9 +142,8 @@ class Checkpoints:
         none.
 
         Damaged checkpoints are moved aside with a warning. This raises, rather than silently start
-        over, if
-        checkpoints exist but none is intact, or if the newest holds a differently shaped state
-        (config changed).
+        over, if checkpoints exist but none is intact, or if the newest holds a differently shaped
+        state (config changed).
         """
         self._manager.wait_until_finished()
         steps, expected = sorted(self.steps(), reverse=True), structure(target)
@@ -201,8 +194,7 @@ class Checkpoints:
 
     def _skip(self, step: int, error: Exception) -> None:
         """Warn in one line, and move a damaged step out of orbax's view, so that a later save of
-        that step can
-        succeed."""
+        that step can succeed."""
         logging.warning(
             "Checkpoint %d in %s is damaged or incomplete (%s: %s); skipping it.",
             step,
@@ -239,8 +231,7 @@ class Checkpoints:
 
     def close(self, timeout: float = SAVE_TIMEOUT_SECONDS) -> None:
         """Wait (at most `timeout` seconds) for pending writes, then release the manager; raises
-        CheckpointError
-        if a write failed or never finished. Call before the process exits."""
+        CheckpointError if a write failed or never finished. Call before the process exits."""
         outcome: list[BaseException | None] = []
 
         def finish():
@@ -267,8 +258,7 @@ class Checkpoints:
 
 def finished_steps(directory: str | epath.Path) -> list[int]:
     """The steps orbax lists as finished in `directory` (on gs://, only those with its commit
-    marker); [] when
-    the folder does not exist. Only reads: nothing is created or cleaned up."""
+    marker); [] when the folder does not exist. Only reads: nothing is created or cleaned up."""
     directory = paths.run_path(directory)
     if not directory.is_dir():
         return []
@@ -306,15 +296,11 @@ def _reads_finish_before_loops_close():
     """Within: the event loops orbax makes wait for their unfinished tasks before they close.
 
     Orbax runs a restore in a fresh event loop and closes it as soon as the restore returns or
-    raises. When one
-    array of a damaged checkpoint fails to read, asyncio.gather raises at once while the reads of
-    the other
-    arrays are still running in TensorStore's threads; each of those later completes into the
-    closed loop, and
-    TensorStore prints a `RuntimeError: Event loop is closed` traceback for it (dozens per damaged
-    step, burying
-    the warning that says which checkpoint was skipped). A loop that drains its tasks first leaves
-    none behind.
+    raises. When one array of a damaged checkpoint fails to read, asyncio.gather raises at once
+    while the reads of the other arrays are still running in TensorStore's threads; each of those
+    later completes into the closed loop, and TensorStore prints a `RuntimeError: Event loop is
+    closed` traceback for it (dozens per damaged step, burying the warning that says which
+    checkpoint was skipped). A loop that drains its tasks first leaves none behind.
     """
     previous = asyncio.get_event_loop_policy()
     asyncio.set_event_loop_policy(_FinishingEventLoopPolicy())

@@ -1,6 +1,6 @@
 """After training: the weights a run evaluates, its predictions over a split, and the numbers and
-the confusion
-matrix a researcher reports (used by `python -m resnet_jax.evaluate` and the experiments)."""
+the confusion matrix a researcher reports (used by `python -m resnet_jax.evaluate` and the
+experiments)."""
 
 from __future__ import annotations
 

@@ -9,8 +9,8 @@ network.
 A part is a top-level module of the ResNet (resnet.py's names): 'stem' (stem_conv, stem_bn),
 'stage1' ...
 'stageS' (the blocks stageI_blockJ), 'final_bn' (pre-activation nets) and 'head' (the classifier).
-The model
-itself makes frozen parts' BatchNorms use their running statistics (`ResNet(frozen_norm=...)`).
+The model itself makes frozen parts' BatchNorms use their running statistics
+(`ResNet(frozen_norm=...)`).
 """
 
 from __future__ import annotations

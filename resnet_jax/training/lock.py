@@ -6,10 +6,8 @@ owner.
         train...
 
 The kernel drops the lock when its process ends, however it ends (SIGKILL included), so a lock file
-left by a
-dead run is simply taken over. Object stores (gs://) have no such locks: there the caller is
-trusted (a sweep's
-launcher runs each point once), and the run says so in its log.
+left by a dead run is simply taken over. Object stores (gs://) have no such locks: there the caller
+is trusted (a sweep's launcher runs each point once), and the run says so in its log.
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """What a run reports: TensorBoard events, `metrics.jsonl`, and a progress line with speed and ETA.
 
-One JSON object per line, `{"step": 100, "time": ..., "train/loss": ..., "train/accuracy": ...}`,
-so a
-notebook reads a run with `pandas.read_json(path, lines=True)`. Only process 0 writes.
+One JSON object per line, `{"step": 100, "time": ..., "train/loss": ..., "train/accuracy": ...}`, so
+a notebook reads a run with `pandas.read_json(path, lines=True)`. Only process 0 writes.
 """
 
 from __future__ import annotations
@@ -28,14 +27,11 @@ class MetricWriter:
     """Scalars to TensorBoard (tensorboardX) and to workdir/metrics.jsonl; a no-op when not enabled.
 
     A run resumed at `start_step` first drops what a killed run wrote after that step (the steps it
-    will redo):
-    rows of metrics.jsonl, a half-written last line, and, through `purge_step`, TensorBoard's later
-    events.
-    Object stores (gs://) have no append: there the files are written in a local staging folder and
-    each write
-    uploads them whole, which replaces the object atomically. Without tensorboardX (GPU images
-    often lack it)
-    the run writes metrics.jsonl only, and says so once.
+    will redo): rows of metrics.jsonl, a half-written last line, and, through `purge_step`,
+    TensorBoard's later events. Object stores (gs://) have no append: there the files are written in
+    a local staging folder and each write uploads them whole, which replaces the object atomically.
+    Without tensorboardX (GPU images often lack it) the run writes metrics.jsonl only, and says so
+    once.
     """
 
     def __init__(
@@ -121,9 +117,8 @@ def _summary_writer(logdir: Path, start_step: int):
 
 def _write_hparams(writer, hparams: Mapping[str, Any], step: int) -> None:
     """The run's settings into its event file: TensorBoard's HParams dashboard (one row per run,
-    beside its
-    eval metrics) and a 'config' text. Values that are not scalars (tuples, None) are shown as
-    text."""
+    beside its eval metrics) and a 'config' text. Values that are not scalars (tuples, None) are
+    shown as text."""
     from tensorboardX.summary import hparams as hparams_summaries
 
     values = {

@@ -6,11 +6,9 @@ proportion.
     targets = mixed_targets(labels, mixed, num_classes)           # lam * y + (1 - lam) * y[partner]
 
 Mixup (Zhang et al. 2018) blends whole images: lam * x + (1 - lam) * x[partner], lam ~ Beta(alpha,
-alpha).
-CutMix (Yun et al. 2019) pastes a box of the partner covering about 1 - lam of the image; lam is
-then the
-exact fraction of pixels left from the image itself. Pure functions of the key, for the jitted
-train step.
+alpha). CutMix (Yun et al. 2019) pastes a box of the partner covering about 1 - lam of the image;
+lam is then the exact fraction of pixels left from the image itself. Pure functions of the key, for
+the jitted train step.
 """
 
 from __future__ import annotations

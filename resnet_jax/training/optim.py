@@ -7,11 +7,9 @@
     for the logs
 
 Weight decay on SGD is the L2 penalty of the papers (added to the gradient before momentum, as
-PyTorch
-does); AdamW's is decoupled; LARS applies it inside the trust ratio. `exclude_bn_and_bias` keeps it
-(and LARS's
-trust ratio) off BatchNorm scales/offsets and biases: every parameter with fewer than two
-dimensions.
+PyTorch does); AdamW's is decoupled; LARS applies it inside the trust ratio. `exclude_bn_and_bias`
+keeps it (and LARS's trust ratio) off BatchNorm scales/offsets and biases: every parameter with
+fewer than two dimensions.
 """
 
 from __future__ import annotations
@@ -47,8 +45,8 @@ def learning_rate_schedule(
     """The learning rate at each step (0-based count of updates done).
 
     'constant' lr; 'cosine' to 0 at total_steps; 'step' multiplies lr by scales[i] at boundaries[i]
-    (absolute
-    steps); 'onecycle' rises for warmup_steps (or 30%) then anneals (Smith 2018). A linear warmup
+    (absolute steps); 'onecycle' rises for warmup_steps (or 30%) then anneals (Smith 2018). A linear
+    warmup
     from 0 over
     warmup_steps precedes 'constant', 'cosine' and 'step'.
     """

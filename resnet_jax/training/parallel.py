@@ -8,12 +8,10 @@
     host_state = placement.to_host(state)                              # devices -> one NumPy copy
 
 'pmap' keeps one copy of the state per local device ([D, ...]) and averages gradients with
-`lax.pmean` over
-AXIS_NAME (the model's BatchNorm uses the same axis for cross-replica statistics); 'sharding'
-compiles one
-program over a Mesh of every device of every process, the batch split on axis 0 and the state
-replicated,
-so XLA inserts the collectives. Both compute the same step as one device on the same global batch.
+`lax.pmean` over AXIS_NAME (the model's BatchNorm uses the same axis for cross-replica statistics);
+'sharding' compiles one program over a Mesh of every device of every process, the batch split on
+axis 0 and the state replicated, so XLA inserts the collectives. Both compute the same step as one
+device on the same global batch.
 """
 
 from __future__ import annotations

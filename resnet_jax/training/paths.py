@@ -8,14 +8,10 @@ one type.
     write_text(workdir / "config.json", text)             # whole or not at all
 
 Every file a run writes goes through `etils.epath.Path`, which hands `gs://` to `tf.io.gfile` when
-TensorFlow
-is installed and to fsspec (`gcsfs`) otherwise (`EPATH_USE_TF=false` forces fsspec); orbax takes
-the same
-paths, and its arrays go through tensorstore. Object stores have no rename and no append: a
-whole-file write is
-atomic there by itself (an upload replaces the object or fails), so the local
-temporary-file-and-rename dance
-is only needed for local folders.
+TensorFlow is installed and to fsspec (`gcsfs`) otherwise (`EPATH_USE_TF=false` forces fsspec);
+orbax takes the same paths, and its arrays go through tensorstore. Object stores have no rename and
+no append: a whole-file write is atomic there by itself (an upload replaces the object or fails), so
+the local temporary-file-and-rename dance is only needed for local folders.
 """
 
 from __future__ import annotations
@@ -56,8 +52,7 @@ def write_text(path: epath.Path, text: str) -> None:
 
 def make_dirs(path: epath.Path) -> None:
     """mkdir -p for a local folder; nothing for a URI: object stores have no folders, and a `mkdir`
-    through
-    gcsfs would create a missing bucket (a typo in its name would make a new one) instead of
+    through gcsfs would create a missing bucket (a typo in its name would make a new one) instead of
     failing."""
     if not is_remote(path):
         path.mkdir(parents=True, exist_ok=True)
@@ -65,13 +60,11 @@ def make_dirs(path: epath.Path) -> None:
 
 def check_writable(workdir: epath.Path) -> None:
     """Create `workdir` if needed and write, read and delete a probe file in it; raise
-    WorkdirUnusable with one
-    line naming the path and the reason (a missing bucket, missing credentials, no permission)
-    otherwise.
+    WorkdirUnusable with one line naming the path and the reason (a missing bucket, missing
+    credentials, no permission) otherwise.
 
-    Run before the data loads and anything compiles, so a typo in a bucket name costs seconds, not
-    a compile.
-    The folders it had to create are removed again.
+    Run before the data loads and anything compiles, so a typo in a bucket name costs seconds, not a
+    compile. The folders it had to create are removed again.
     """
     flag = f"--workdir={workdir}"
     if workdir.exists() and not workdir.is_dir():

@@ -1,6 +1,6 @@
 """Preemption: SIGTERM (how a preempted TPU VM or a cluster scheduler stops a job) and SIGINT
-(Ctrl-C) ask the
-loop to finish its step, save a checkpoint and stop; rerunning the same command resumes from it.
+(Ctrl-C) ask the loop to finish its step, save a checkpoint and stop; rerunning the same command
+resumes from it.
 
     with stop_requests() as requested:    # installs the handlers for the block, restores the old
     ones after

@@ -60,8 +60,7 @@ def create_train_state(
     """Initialise parameters from `rng` for images of `image_shape` (H, W, C)."""
     images = jnp.zeros((1, *image_shape))
     # XLA:CPU's default optimisation level spends ~10 s on the random initialisers of even a tiny
-    # ResNet; level 1
-    # compiles them in ~1 s to the same bits, and init runs once.
+    # ResNet; level 1 compiles them in ~1 s to the same bits, and init runs once.
     options = {"xla_backend_optimization_level": 1} if jax.default_backend() == "cpu" else None
     variables = (
         jax.jit(functools.partial(model.init, train=False))
@@ -75,8 +74,7 @@ def create_train_state(
 
 def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float = 0.0) -> jax.Array:
     """Per-example softmax cross-entropy [N], against labels smoothed by `label_smoothing`: int [N]
-    class
-    indices, or float [N, classes] target distributions (mixed labels)."""
+    class indices, or float [N, classes] target distributions (mixed labels)."""
     targets = jax.nn.one_hot(labels, logits.shape[-1]) if labels.ndim == 1 else labels
     return optax.softmax_cross_entropy(logits, optax.smooth_labels(targets, label_smoothing))
 
@@ -107,8 +105,7 @@ def train_step(
     """One SGD update on `batch`; under pmap, gradients and metrics are averaged over `axis_name`.
 
     `recipe` adds label smoothing, the EMA, mixing and frozen parts; `rng` is the run's key for the
-    steps,
-    folded with the step (and the device under pmap) for mixing and drop-path.
+    steps, folded with the step (and the device under pmap) for mixing and drop-path.
     """
     key = jax.random.fold_in(jax.random.key(0) if rng is None else rng, state.step)
     if axis_name is not None:
@@ -159,8 +156,7 @@ def train_step(
 
 def start_from(state: TrainState, variables: Any, tx: optax.GradientTransformation) -> TrainState:
     """`state` (host, step 0) with `variables` laid over its parameters and statistics; optimizer
-    state and EMA
-    start afresh from them."""
+    state and EMA start afresh from them."""
     fresh = {"params": state.params, "batch_stats": state.batch_stats}
     merged = finetune.overlay(fresh, {k: v for k, v in variables.items() if k in fresh})
     ema = merged if state.ema is not None else None
@@ -293,19 +289,15 @@ def train_and_evaluate(
     hparams: dict[str, Any] | None = None,
 ) -> tuple[TrainState, dict[str, float]]:
     """Train for `loop.steps` updates (or until `loop.stop_after`), resuming from workdir's latest
-    intact
-    checkpoint if there is one.
+    intact checkpoint if there is one.
 
     Without a checkpoint the run starts from `init` ({'params', 'batch_stats'} to lay over the
-    random
-    initialisation, e.g. all but the head) when given; `recipe` is what each step does beyond the
-    update.
+    random initialisation, e.g. all but the head) when given; `recipe` is what each step does beyond
+    the update.
 
     `stop_requested()` names a signal once one asked the run to stop (signals.stop_requests): the
-    loop then
-    saves the step it finished and raises signals.Stopped. `hparams` (flat name -> value) are
-    recorded in the
-    TensorBoard events for the HParams dashboard.
+    loop then saves the step it finished and raises signals.Stopped. `hparams` (flat name -> value)
+    are recorded in the TensorBoard events for the HParams dashboard.
 
     Returns the final state (host NumPy, one copy) and the last train and eval metrics.
     """
