@@ -294,3 +294,17 @@ def test_two_processes_given_skypilots_variables_train_as_the_explicit_flags_do(
         tmp_path / "flags", lambda rank: ([*explicit, f"--process_id={rank}"], {})
     )
     assert sky_run == flag_run and np.all(np.isfinite(sky_run))
+
+
+def test_docs_cloud_md_shows_what_the_dry_run_prints():
+    text = (REPO / "docs" / "cloud.md").read_text()
+    section = text[text.index("## 3. Look at the plan") :]
+    command = next(line for line in section.splitlines() if line.startswith("python -m"))
+    shown = section[section.index("```yaml\n") + 8 : section.index("---\n")]
+    out = sweep(*command.split()[3:])
+    assert out.returncode == 0, out.stderr
+    printed = out.stdout[: out.stdout.index("---\n")]
+    workdir = next(line for line in printed.splitlines() if line.startswith("workdir: "))
+    assert printed.replace(workdir, "workdir: /home/you/.cache/resnet_jax/sky/REVISION") == shown
+    readme = (REPO / "README.md").read_text()
+    assert command in readme  # the README's cloud command is the walk-through's
