@@ -16,7 +16,7 @@ import chex
 import jax
 import numpy as np
 import pytest
-from tiny_run import REPO, command_line, tiny_config, write_tiny_npz
+from tiny_run import REPO, command_line, tiny_config, wait_for_line, write_tiny_npz
 
 from resnet_jax import trainer
 from resnet_jax.nn.models import get_model
@@ -217,10 +217,8 @@ def test_a_run_killed_at_any_moment_resumes_to_the_same_params(tmp_path):
         text=True,
         env=os.environ.copy(),
     )  # conftest's XLA_FLAGS: the same 8-device CPU backend
-    deadline = time.monotonic() + 120
-    for line in process.stdout:  # kill at once when step 14 is reported: mid-run, maybe mid-save
-        if line.startswith("step 14/") or time.monotonic() > deadline:
-            break
+    # Kill at once when step 14 is reported: mid-run, maybe mid-save.
+    wait_for_line(process, lambda line: line.startswith("step 14/"), timeout=120)
     process.send_signal(signal.SIGKILL)
     assert process.wait(timeout=30) == -signal.SIGKILL
     saved = checkpoint.Checkpoints(str(workdir / "checkpoints"), keep=3).steps()

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 from test_errors import command_env, own_lines
-from tiny_run import REPO, command_line, write_tiny_npz
+from tiny_run import REPO, command_line, wait_for_line, write_tiny_npz
 
 BUCKET = "bucket"
 RUN = dict(train__steps=12, train__checkpoint_every=4, train__log_every=1, train__eval_every=6)
@@ -167,16 +167,13 @@ def test_a_run_on_gs_killed_and_resumed_from_the_bucket_equals_a_local_run(gcs, 
             text=True,
             env=gcs_env(gcs),
         )
-    deadline = time.monotonic() + 240
-    for line in (
-        killed.stdout
-    ):  # kill once step 4's checkpoint is committed: mid-run, maybe mid-save of the next
-        if (
-            line.startswith("step ")
-            and "run/checkpoints/4/commit_success.txt" in objects(gcs, "run/checkpoints/4/")
-            or time.monotonic() > deadline
-        ):
-            break
+    # Kill once step 4's checkpoint is committed: mid-run, maybe mid-save of the next.
+    committed = "run/checkpoints/4/commit_success.txt"
+    wait_for_line(
+        killed,
+        lambda line: line.startswith("step ") and committed in objects(gcs, "run/checkpoints/4/"),
+        timeout=240,
+    )
     killed.send_signal(signal.SIGKILL)
     assert killed.wait(timeout=30) == -signal.SIGKILL, log.read_text()[-2000:]
     assert "run/checkpoints/12/commit_success.txt" not in objects(
@@ -286,15 +283,12 @@ def test_sigterm_on_gs_saves_the_step_exits_3_and_the_rerun_resumes(gcs, tmp_pat
         env=gcs_env(gcs),
     )
     try:
-        deadline = time.monotonic() + 240
-        for line in run.stdout:  # a few steps in, far from any periodic checkpoint
-            if (
-                line.startswith("step ")
-                and "/100000" in line
-                and int(line.split()[1].split("/")[0]) >= 3
-                or time.monotonic() > deadline
-            ):
-                break
+
+        def steps_in(line):  # a few steps in, far from any periodic checkpoint
+            is_step = line.startswith("step ") and "/100000" in line
+            return is_step and int(line.split()[1].split("/")[0]) >= 3
+
+        wait_for_line(run, steps_in, timeout=240)
         run.send_signal(signal.SIGTERM)  # what a preempted VM or a scheduler sends
         _, stderr = run.communicate(timeout=120)
     finally:

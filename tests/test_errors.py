@@ -461,13 +461,15 @@ def small_disk(tmp_path):
     mount.mkdir()
     if (
         subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True
+            ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
+            capture_output=True,
+            timeout=30,
         ).returncode
         != 0
     ):
         pytest.skip("cannot mount a tmpfs here (needs root)")
     yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
+    subprocess.run(["umount", "-l", str(mount)], check=False, timeout=30)
 
 
 def test_a_full_disk_stops_the_run_at_once_with_the_last_intact_step(files, small_disk):
@@ -508,7 +510,7 @@ def test_a_checkpoint_folder_turned_read_only_stops_the_run_within_seconds(files
     (workdir / "checkpoints").mkdir(parents=True)
     mount = str(workdir / "checkpoints")
     if subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=50m", "tmpfs", mount], capture_output=True
+        ["mount", "-t", "tmpfs", "-o", "size=50m", "tmpfs", mount], capture_output=True, timeout=30
     ).returncode:
         pytest.skip("cannot mount a tmpfs here (needs root)")
     run = subprocess.Popen(
@@ -534,14 +536,14 @@ def test_a_checkpoint_folder_turned_read_only_stops_the_run_within_seconds(files
         while not (workdir / "checkpoints" / "50").is_dir() and time.monotonic() < deadline:
             time.sleep(0.2)
         time.sleep(0.5)
-        assert subprocess.run(["mount", "-o", "remount,ro", mount]).returncode == 0
+        assert subprocess.run(["mount", "-o", "remount,ro", mount], timeout=30).returncode == 0
         turned = time.monotonic()
         _, stderr = run.communicate(timeout=90)
         assert time.monotonic() - turned < 60
     finally:
         if run.poll() is None:
             run.kill()
-        subprocess.run(["umount", "-l", mount], check=False)
+        subprocess.run(["umount", "-l", mount], check=False, timeout=30)
     lines = own_lines(stderr)
     assert run.returncode == 1, stderr[-2000:]
     assert (

@@ -37,7 +37,12 @@ print(json.dumps({"kept": kept, "second_round_faults": faults[1]}))
 def probe(keep: str) -> dict:
     env = dict(os.environ, **{host_memory.ENV: keep})
     out = subprocess.run(
-        [sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, check=True
+        [sys.executable, "-c", PROBE],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -69,7 +74,12 @@ def test_keep_freed_memory_warns_when_jax_has_started():
     )
     env = dict(os.environ, **{host_memory.ENV: "1"})
     out = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
     ).stdout
     if platform.libc_ver()[0] == "glibc":
         assert "after JAX's backend started" in out, out

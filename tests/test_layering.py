@@ -138,6 +138,11 @@ def test_importing_the_research_api_loads_no_trainer_data_or_backend():
         "'tensorflow' in sys.modules, 'orbax' in sys.modules, 'ml_collections' in sys.modules)"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=PACKAGE.parent
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=PACKAGE.parent,
+        timeout=120,
     ).stdout.strip()
     assert out == "['nn'] False False False"

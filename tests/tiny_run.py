@@ -88,3 +88,20 @@ def command_line(npz: Path, **overrides) -> list[str]:
     return [f"--config={REPO / 'configs' / 'default.py'}"] + [
         f"--config.{k}={v}" for k, v in values.items()
     ]
+
+
+def wait_for_line(process, done, timeout: float) -> bool:
+    """Whether the child printed a stdout line for which done(line) holds within `timeout` seconds,
+    counted whether or not it prints: a thread reads (and keeps draining, so the child never blocks
+    on a full pipe) while this waits on an event with a deadline."""
+    import threading
+
+    found = threading.Event()
+
+    def read():
+        for line in process.stdout:
+            if not found.is_set() and done(line):
+                found.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    return found.wait(timeout)

@@ -124,7 +124,7 @@ def _build() -> Path:
             "-o",
             str(built),
         ]
-        result = subprocess.run(command, capture_output=True, text=True)
+        result = subprocess.run(command, capture_output=True, text=True, timeout=600)
         if result.returncode != 0:
             raise OneDnnUnavailable(f"building {SOURCE.name} failed:\n{result.stderr[-2000:]}")
         os.replace(built, target)

@@ -1,18 +1,21 @@
-"""Preemption: SIGTERM (how a preempted TPU VM or a cluster scheduler stops a job) and SIGINT
-(Ctrl-C) ask the loop to finish its step, save a checkpoint and stop; rerunning the same command
-resumes from it.
+"""Preemption: SIGTERM (how a preempted VM or a cluster scheduler stops a job) and SIGINT (Ctrl-C)
+ask the loop to finish its step, save a checkpoint and stop; rerunning the same command resumes.
 
-    with stop_requests() as requested:    # installs the handlers for the block, restores the old
-    ones after
+    with stop_requests() as requested:  # installs the handlers for the block, then restores them
         train_and_evaluate(..., stop_requested=requested)
 
-A second signal while the first is being honoured stops at once, as the default handler would.
+A signal that was ignored when the block began stays ignored: a run started with `nohup` or `&`
+from a shell has SIGINT ignored, and a SIGINT reaching it (a terminal's, a process group's) must not
+stop it, nor count as a first signal. A second signal while the first is being honoured stops at
+once, as the default handler would, after one line saying that the step being saved is dropped and
+the last intact checkpoint stays.
 """
 
 from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
 
@@ -34,17 +37,26 @@ class Stopped(Exception):
 def stop_requests() -> Iterator[Callable[[], str | None]]:
     """Yields `requested()`: the name of the first signal received in the block, or None."""
     received: list[str] = []
-    if threading.current_thread() is not threading.main_thread():  # handlers can only be set there
+    if threading.current_thread() is not threading.main_thread():  # handlers are set there only
         yield lambda: None
         return
 
     def handle(signum, frame):
+        name = signal.Signals(signum).name
         if received:  # asked twice: stop now
+            print(
+                f"stopped: {name} while stopping after {received[0]}: exiting at once; a "
+                f"checkpoint still being written is dropped, the last intact one is kept: rerun "
+                f"the same command to resume from it",
+                file=sys.stderr,
+                flush=True,
+            )
             signal.signal(signum, signal.SIG_DFL)
             signal.raise_signal(signum)
-        received.append(signal.Signals(signum).name)
+        received.append(name)
 
-    previous = {s: signal.signal(s, handle) for s in SIGNALS}
+    ignored = [s for s in SIGNALS if signal.getsignal(s) is signal.SIG_IGN]
+    previous = {s: signal.signal(s, handle) for s in SIGNALS if s not in ignored}
     try:
         yield lambda: received[0] if received else None
     finally:
