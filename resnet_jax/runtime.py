@@ -31,20 +31,16 @@ def setup(*, keep_freed_memory: bool = True) -> None:
     twice.
 
     - XLA_FLAGS gets the project's CPU defaults (cpu/xla_flags.py); XLA reads it when the backend
-    starts.
+      starts.
     - glibc keeps freed memory for reuse (cpu/host_memory.py), set before XLA's threads allocate;
-    the tests
-      turn it off (keep_freed_memory=False), since they measure it in subprocesses.
+      the tests turn it off (keep_freed_memory=False), since they measure it in subprocesses.
     - OMP_WAIT_POLICY=PASSIVE unless set: oneDNN's OpenMP threads otherwise spin after each call,
-    taking the
-      cores from XLA's threads that run the fusions between convolutions; libgomp reads it once,
-      when it loads.
-    - TFDS, where installed, never reaches for GCS to look up a data set (4.9.10 already has it
-    off; older
-      ones do not). Without TFDS (a GPU machine timing synthetic batches) there is nothing to turn
-      off.
-    TensorFlow itself is imported later, on first use, with its GPUs hidden
-    (data/tensorflow_cpu.py).
+      taking the cores from XLA's threads that run the fusions between convolutions; libgomp reads
+      it once, when it loads.
+    - TFDS, where installed, never reaches for GCS to look up a data set (4.9.10 already has it off;
+      older ones do not). Without TFDS (a GPU machine timing synthetic batches) there is nothing to
+      turn off. TensorFlow itself is imported later, on first use, with its GPUs hidden
+      (data/tensorflow_cpu.py).
     """
     xla_flags.set_defaults()
     if keep_freed_memory:
