@@ -1,8 +1,7 @@
 """Real data: CIFAR-10 beside the ResNet paper's figures, the degradation study on CIFAR-10, MNIST
 sanity rows.
 
-    python -m experiments.cifar10                       # CPU budget: 2 epochs of ResNet-20,
-    150-step degradation
+    python -m experiments.cifar10  # CPU budget: 2 epochs of ResNet-20, 150-step degradation
     python -m experiments.cifar10 --epochs=160 --degradation_steps=64000 --depths=20,32,44,56   #
     on a GPU
 

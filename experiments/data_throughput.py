@@ -1,7 +1,6 @@
 """Input-pipeline throughput on CPU, in images/s: batches produced with nothing consuming them.
 
-    python -m experiments.data_throughput                            # shapes32, plus CIFAR-10 if
-    present
+    python -m experiments.data_throughput  # shapes32, plus CIFAR-10 if present
     python -m experiments.data_throughput --steps=50 --batch_size=128
 
 Measures the embedded shapes32 set (generated into --data_dir on first use) with the 'cifar' and

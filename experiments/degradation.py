@@ -1,13 +1,12 @@
 r"""Experiment 4: degradation. Plain vs residual CIFAR-style nets at depths 20, 32, 44, 56, same
 budget.
 
-    python -m experiments.degradation --dataset=mnist5k --steps=150 --batch_size=64    # real
-    digits: 15 min
+    # real digits: 15 min
+    python -m experiments.degradation --dataset=mnist5k --steps=150 --batch_size=64
     python -m experiments.degradation --dataset=shapes32 --steps=300 --batch_size=128 --lr=0.2 \
-        --warmup_steps=50 --zero_init_residual                                          # the
-        embedded set: ~1 h
-    python -m experiments.degradation --dataset=cifar10 --depths=20,56 --steps=150     # the
-    paper's data: 17 min
+        --warmup_steps=50 --zero_init_residual  # the embedded set: ~1 h
+    # the paper's data: 17 min
+    python -m experiments.degradation --dataset=cifar10 --depths=20,56 --steps=150
 
 (CPU times: 2 cores, oneDNN convolutions; experiments/results/degradation_*/ has each point's wall
 time. On a GPU, raise --steps: the CPU budgets above are a fraction of an epoch to a few epochs.)

@@ -3,8 +3,8 @@ one GPU.
 
     bash experiments/gpu_check.sh                       # on the GPU machine: under 8 minutes
     python -m experiments.gpu_check --out gpu_check.json
-    python -m experiments.gpu_check --smoke --out /tmp/smoke.json   # CPU, small nets: what the
-    test runs
+    # CPU, small nets: what the test runs
+    python -m experiments.gpu_check --smoke --out /tmp/smoke.json
 
 Prints, and writes as JSON with the date and the device: ResNet-50 (224x224, batch 256) and
 ResNet-20 (32x32, batch 512) bfloat16 train steps in images/s, ours (`benchmark.jax_runs`: the

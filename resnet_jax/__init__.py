@@ -5,13 +5,11 @@ The research API, all of it pure (no training, no I/O, no process settings) and 
 `resnet_jax.nn`:
 
     import jax, jax.numpy as jnp, resnet_jax as rj
-    model = rj.get_model("cifar_resnet20")                        # or "resnet50", "cifar_plain56",
-    ...
+    model = rj.get_model("cifar_resnet20")  # or "resnet50", "cifar_plain56", ...
     variables = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
-    print(rj.totals(rj.trace(model, (1, 32, 32, 3))))            # (269722, 40551040): parameters,
-    MACs
-    print(rj.output_size(32, 3, stride=2, padding=1), rj.stack_receptive_field([3, 3, 3]))   # 16
-    (7, 1)
+    print(rj.totals(rj.trace(model, (1, 32, 32, 3))))  # (269722, 40551040): parameters, MACs
+    # 16 (7, 1)
+    print(rj.output_size(32, 3, stride=2, padding=1), rj.stack_receptive_field([3, 3, 3]))
 
 The layers of the tree: `nn/` (this API), `data/` (input pipelines), `training/` (the trainer),
 `cpu/` (oneDNN convolutions, XLA flags, malloc; chosen by the entry points through `runtime`),

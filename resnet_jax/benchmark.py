@@ -1,8 +1,7 @@
 """Throughput of the project's train and eval steps, beside the same networks in PyTorch, in one
 run.
 
-    python -m resnet_jax.benchmark                 # ResNet-20/56 (32x32, batch 128), ResNet-50
-    (224x224, batch 8)
+    python -m resnet_jax.benchmark  # ResNet-20/56 (32x32, batch 128), ResNet-50 (224x224, batch 8)
     python -m resnet_jax.benchmark --quick         # ResNet-20 float32 only, fewer repeats
     python -m resnet_jax.benchmark --models cifar_resnet20 --dtypes float32 --repeats 9
 

@@ -1,15 +1,13 @@
 """Convert ResNet weights between torchvision's format and ours, and classify an image with them.
 
-    python -m resnet_jax.convert resnet50.pth resnet50_flax.npz       # torchvision -> ours
-    (.npz/.safetensors)
-    python -m resnet_jax.convert resnet50_flax.npz resnet50.pth       # ours -> torchvision
-    (.pth/.safetensors/.npz)
+    # torchvision -> ours (.npz/.safetensors)
+    python -m resnet_jax.convert resnet50.pth resnet50_flax.npz
+    # ours -> torchvision (.pth/.safetensors/.npz)
+    python -m resnet_jax.convert resnet50_flax.npz resnet50.pth
     python -m resnet_jax.convert resnet50.pth --image cat.jpg --labels imagenet_classes.txt   #
     top-5
-    python -m resnet_jax.convert DIR/checkpoints/7800 out.pth          # a run's checkpoint ->
-    torchvision
-    python -m resnet_jax.convert DIR/checkpoints/7800 out.npz          # ... -> ours
-    (.npz/.safetensors)
+    python -m resnet_jax.convert DIR/checkpoints/7800 out.pth  # a run's checkpoint -> torchvision
+    python -m resnet_jax.convert DIR/checkpoints/7800 out.npz  # ... -> ours (.npz/.safetensors)
     python -m resnet_jax.convert resnet18.pth --image cat.jpg --config=configs/imagenet.py:resnet18
      # its model
 
@@ -33,7 +31,7 @@ import numpy as np
 from absl import flags
 from ml_collections import config_flags
 
-from resnet_jax import errors, interop, restore
+from resnet_jax import errors, interop, restore, runtime
 from resnet_jax.data.pipeline import NORMALISATION
 from resnet_jax.nn.models import get_model
 from resnet_jax.nn.resnet import PADDING_MODES
@@ -132,6 +130,7 @@ def export_checkpoint(path: Path, output: str, *, raw: bool, torchvision: bool) 
 
 def main(argv: Sequence[str]) -> None:
     """INPUT [OUTPUT] and the flags above."""
+    runtime.setup()
     if not 2 <= len(argv) <= 3:
         raise errors.UserError(
             "give INPUT [OUTPUT]: a weight file or a run's checkpoint, and where to write the "

@@ -1,8 +1,7 @@
 """Evaluate a trained run: a checkpoint of a workdir on its held-out (test) split, every example
 exactly once.
 
-    python -m resnet_jax.evaluate --workdir=DIR                  # the latest checkpoint, EMA
-    weights if kept
+    python -m resnet_jax.evaluate --workdir=DIR  # the latest checkpoint, EMA weights if kept
     python -m resnet_jax.evaluate --workdir=DIR --step=7800 --raw --flip
     python -m resnet_jax.evaluate --weights=resnet18.pth --config=configs/imagenet.py:resnet18
 

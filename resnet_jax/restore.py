@@ -124,8 +124,8 @@ def load_params(workdir: str | epath.Path, step: int | None = None, *, raw: bool
     intact checkpoint.
 
         model, variables = load_params("~/runs/cifar10_resnet20")
-        logits = model.apply(variables, images, train=False)    # images float32 [N, H, W, C],
-        normalised
+        # images float32 [N, H, W, C], normalised
+        logits = model.apply(variables, images, train=False)
     """
     _, model, state = restore_checkpoint(paths.run_path(workdir), step)
     return model, evaluation.variables_of(state, raw=raw)

@@ -2,8 +2,7 @@
 run.
 
     from resnet_jax import runtime
-    runtime.setup()                     # first thing in main(): before JAX starts its backend and
-    threads
+    runtime.setup()  # first thing in main(): before JAX starts its backend and threads
     backend = runtime.conv_backend("auto", parallel_mode="single", dtype="float32")
     model = get_model("cifar_resnet20", conv_backend=backend)
 
@@ -27,8 +26,8 @@ CONV_IMPLS = ("auto", "xla", "onednn", "fastest")
 
 
 def setup(*, keep_freed_memory: bool = True) -> None:
-    """XLA flags, glibc malloc, OpenMP waiting and TFDS offline, for this process; harmless to call
-    twice.
+    """XLA flags, glibc malloc, OpenMP waiting, gs:// through gcsfs and TFDS offline, for this
+    process; harmless to call twice.
 
     - XLA_FLAGS gets the project's CPU defaults (cpu/xla_flags.py); XLA reads it when the backend
       starts.
@@ -43,6 +42,9 @@ def setup(*, keep_freed_memory: bool = True) -> None:
       (data/tensorflow_cpu.py).
     """
     xla_flags.set_defaults()
+    # gs:// through fsspec (gcsfs), TensorFlow installed or not: the stack the tests run against a
+    # GCS server; TensorFlow's own client cannot be pointed at one (EPATH_USE_TF=true chooses it).
+    os.environ.setdefault("EPATH_USE_TF", "false")
     if keep_freed_memory:
         host_memory.keep_freed_memory()
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

@@ -24,7 +24,7 @@ from pathlib import Path
 from absl import app, flags, logging
 from etils import epath
 
-from resnet_jax import build, errors, records
+from resnet_jax import build, errors, records, runtime
 from resnet_jax.sweeps import skypilot
 from resnet_jax.sweeps.check import check_points
 from resnet_jax.sweeps.grid import (
@@ -109,6 +109,7 @@ def define_flags() -> None:
 
 def main(argv: Sequence[str]) -> None:
     errors.no_arguments(argv)
+    runtime.setup()  # gs:// as the runs reach it (gcsfs), for --collect and the finished-checks
     for name in ("config", "sweep") + (() if FLAGS.print_config else ("workdir",)):
         if not getattr(FLAGS, name):
             raise app.UsageError(f"--{name} is required.")

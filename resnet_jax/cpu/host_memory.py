@@ -2,8 +2,8 @@
 every step.
 
     from resnet_jax.cpu import host_memory
-    host_memory.keep_freed_memory()   # first thing in an entry point's main(), before JAX starts
-    its threads
+    # first thing in an entry point's main(), before JAX starts its threads
+    host_memory.keep_freed_memory()
 
 Why: XLA:CPU allocates one scratch buffer per execution (about 200 MB for the ResNet-20 train step
 at batch

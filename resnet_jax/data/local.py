@@ -2,8 +2,7 @@
 file names, for a folder streamed by `resnet_jax.data`).
 
     arrays = local.read_npz("../shared/data/mnist5k.npz", split_seed=0)   # 4,000 train / 1,000 eval
-    arrays.train.images, arrays.train.labels                              # uint8 [N, H, W, C],
-    int32 [N]
+    arrays.train.images, arrays.train.labels  # uint8 [N, H, W, C], int32 [N]
 
 A source without an eval split (one .npz file, an image folder with only train/) keeps a fixed
 fraction of each

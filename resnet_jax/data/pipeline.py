@@ -1,10 +1,9 @@
 """Input pipelines: a data set by name in, dicts of NumPy batches out, the same batches for the
 same seed.
 
-    dataset = data.load("shapes32")   # or "cifar10", "mnist", ...; "npz" or "image_folder" with
-    path=
-    dataset.info                      # DatasetInfo(name, num_classes, image_shape, num_train,
-    num_eval, ...)
+    # or "cifar10", "mnist", ...; "npz" or "image_folder" with path=
+    dataset = data.load("shapes32")
+    dataset.info  # DatasetInfo(name, num_classes, image_shape, num_train, num_eval, ...)
     data.shape_of("shapes32")         # DataShape(image_shape=(32, 32, 3), num_classes=10), nothing
     read for batch in data.train_batches(dataset, batch_size=128, seed=0, augment="cifar",
     start_step=0):

@@ -1,8 +1,8 @@
 """Stochastic depth (Huang et al. 2016): in training, a block's residual branch is dropped for
 whole examples.
 
-    y = drop_path(residual, rate, key)     # each example's branch kept with probability 1 - rate,
-    then / (1 - rate)
+    # each example's branch kept with probability 1 - rate, then / (1 - rate)
+    y = drop_path(residual, rate, key)
     drop_path_rates(0.2, 8)                # [0.025, 0.05, ..., 0.2]: the linear rule over depth
 
 Dividing the kept branches by 1 - rate keeps their expectation, so evaluation uses every branch

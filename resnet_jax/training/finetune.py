@@ -1,8 +1,7 @@
 """Starting from weights one already has: laying them over a fresh state, and frozen parts of the
 network.
 
-    variables = overlay(fresh_variables, loaded)        # loaded may lack the head (a new
-    classifier)
+    variables = overlay(fresh_variables, loaded)  # loaded may lack the head (a new classifier)
     tx = freeze(tx, ("stem", "stage1"))                  # zero updates for those parts' parameters
     batch_stats = keep_frozen(old_stats, new_stats, ("stem", "stage1"))
 

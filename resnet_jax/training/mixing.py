@@ -1,8 +1,8 @@
 """Mixup and CutMix: a batch mixed with a permutation of itself, and the labels mixed in the same
 proportion.
 
-    mixed = mix(key, images, mixup_alpha=0.2, cutmix_alpha=1.0)   # one of the two, chosen at
-    random per batch
+    # one of the two, chosen at random per batch
+    mixed = mix(key, images, mixup_alpha=0.2, cutmix_alpha=1.0)
     targets = mixed_targets(labels, mixed, num_classes)           # lam * y + (1 - lam) * y[partner]
 
 Mixup (Zhang et al. 2018) blends whole images: lam * x + (1 - lam) * x[partner], lam ~ Beta(alpha,

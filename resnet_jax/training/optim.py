@@ -3,8 +3,8 @@
     lr_fn = learning_rate_schedule("step", lr=0.1, total_steps=64_000, boundaries=(32_000, 48_000),
                                    scales=(0.1, 0.1))
     tx = make_optimizer("sgd", lr_fn, momentum=0.9, weight_decay=1e-4)
-    optimizer = Optimizer(tx, lr_fn)   # what the train step takes: the update, and its schedule
-    for the logs
+    # what the train step takes: the update, and its schedule for the logs
+    optimizer = Optimizer(tx, lr_fn)
 
 Weight decay on SGD is the L2 penalty of the papers (added to the gradient before momentum, as
 PyTorch does); AdamW's is decoupled; LARS applies it inside the trust ratio. `exclude_bn_and_bias`

@@ -1,8 +1,8 @@
 """Where arrays live and how steps are compiled: one device, `pmap`, or `jit` over a device mesh.
 
     placement = Placement("sharding")
-    step = placement.compile(functools.partial(train_step, ...))    # (state, batch) -> (state,
-    metrics)
+    # (state, batch) -> (state, metrics)
+    step = placement.compile(functools.partial(train_step, ...))
     state = placement.put_state(host_state)                            # one copy -> devices
     state, metrics = step(state, placement.put_batch(local_batch))     # batch: this process's rows
     host_state = placement.to_host(state)                              # devices -> one NumPy copy

@@ -1,17 +1,17 @@
 """Run paths: a local folder or an object-store URI (`gs://BUCKET/RUN`, any `etils.epath` scheme),
 one type.
 
-    workdir = run_path("gs://my-bucket/runs/resnet20")    # or "~/runs/resnet20": expanded and made
-    absolute
-    check_writable(workdir)                               # WorkdirUnusable naming the path and
-    what is missing
+    # or "~/runs/resnet20": expanded and made absolute
+    workdir = run_path("gs://my-bucket/runs/resnet20")
+    check_writable(workdir)  # WorkdirUnusable naming the path and what is missing
     write_text(workdir / "config.json", text)             # whole or not at all
 
-Every file a run writes goes through `etils.epath.Path`, which hands `gs://` to `tf.io.gfile` when
-TensorFlow is installed and to fsspec (`gcsfs`) otherwise (`EPATH_USE_TF=false` forces fsspec);
-orbax takes the same paths, and its arrays go through tensorstore. Object stores have no rename and
-no append: a whole-file write is atomic there by itself (an upload replaces the object or fails), so
-the local temporary-file-and-rename dance is only needed for local folders.
+Every file a run writes goes through `etils.epath.Path`, which hands `gs://` to fsspec (`gcsfs`):
+the entry points set `EPATH_USE_TF=false` (runtime.setup), so a run takes the path its tests take
+against a GCS server whether TensorFlow is installed or not; orbax takes the same paths, and its
+arrays go through tensorstore. Object stores have no rename and no append: a whole-file write is
+atomic there by itself (an upload replaces the object or fails), so the local
+temporary-file-and-rename dance is only needed for local folders.
 """
 
 from __future__ import annotations
