@@ -15,6 +15,7 @@ base = runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)), "
 
 
 def get_config(arg=None):
-    del arg  # default.py has no variants
+    if arg:
+        raise ValueError(f"configs/default.py:{arg}: this config has no variants; drop ':{arg}'")
     config = base["get_config"]()  # the base's values are this run's
     return config

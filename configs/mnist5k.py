@@ -16,7 +16,8 @@ base = runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)), "
 
 
 def get_config(arg=None):
-    del arg  # no variants
+    if arg:
+        raise ValueError(f"configs/mnist5k.py:{arg}: this config has no variants; drop ':{arg}'")
     config = base["get_config"]()
     config.data.update(
         name="npz",

@@ -61,6 +61,9 @@ def validate_config(
             f"data.{field}",
             f"must be a positive multiple of the {devices} device(s) of parallel={t.parallel!r}",
         )
+    for field in ("seed", "split_seed"):
+        check(d[field] >= 0, f"data.{field}", "must be a non-negative integer")
+    check(t.seed >= 0, "train.seed", "must be a non-negative integer")
     check(d.augment in data.AUGMENTATIONS, "data.augment", f"use one of {data.AUGMENTATIONS}")
     check(
         d.auto_augment in data.AUTO_AUGMENTATIONS,

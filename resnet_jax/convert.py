@@ -22,6 +22,7 @@ weights were trained with (metadata 'padding').
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -136,6 +137,11 @@ def main(argv: Sequence[str]) -> None:
             "give INPUT [OUTPUT]: a weight file or a run's checkpoint, and where to write the "
             "other "
             "format (see --help)"
+        )
+    output = Path(os.path.expanduser(argv[2])) if len(argv) == 3 else None
+    if output is not None and not output.parent.is_dir():
+        raise errors.UserError(
+            f"{argv[2]}: its folder {output.parent} does not exist; make it or write elsewhere"
         )
     f = flags.FLAGS
     convert(

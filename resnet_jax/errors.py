@@ -13,6 +13,7 @@ Commands call `run_absl(main)` (absl flags) or wrap their argparse `main` in `re
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import re
 import sys
@@ -124,6 +125,11 @@ def parse_absl_flags(argv: Sequence[str]) -> list[str]:
     from absl import flags
 
     argv = [a for a in argv if a != "--verbose"]
+    absl_logger = logging.getLogger("absl")
+    level = absl_logger.level
+    # A config file's warnings while it loads (ml_collections: "get_config() returned None") would
+    # print before the one line that says what is wrong.
+    absl_logger.setLevel(logging.ERROR)
     try:
         try:
             rest = flags.FLAGS(argv)
@@ -137,11 +143,16 @@ def parse_absl_flags(argv: Sequence[str]) -> list[str]:
     except flags.UnrecognizedFlagError as error:
         fail(f"unknown flag --{error.flagname}: see --helpshort for this command's flags")
     except (AttributeError, KeyError) as error:  # ml_collections: a misspelt --config.GROUP.FIELD
+        if not any(a.startswith("--config.") for a in argv):  # no override: the file's own error
+            given = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), "?")
+            fail(f"--config={given}: the config file raised {type(error).__name__}: {error}")
         fail(_misspelt_override(str(error), argv))
     except flags.Error as error:
         fail(_flag_error(str(error)))
     except Exception as error:  # a config file that raised while loading
         fail(f"--config: {one_line(str(error))}")
+    finally:
+        absl_logger.setLevel(level)
 
 
 def _check_config_file(argv: Sequence[str]) -> None:
@@ -151,16 +162,20 @@ def _check_config_file(argv: Sequence[str]) -> None:
     from absl import flags
 
     config = flags.FLAGS.config if "config" in flags.FLAGS else None
-    if config is None or isinstance(
-        config, str
-    ):  # no such flag, not given, or a plain path flag (sweep)
+    given = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+    if config is None and given:
+        fail(f"--config={given}: its get_config returned None; it must return a ConfigDict")
+    if config is None or isinstance(config, str):  # not given, or a plain path flag (sweep)
         return
     try:
         config.keys()
     except OSError as error:
-        given = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), "?")
         why = "no such config file" if "No such file" in str(error) else one_line(str(error))
         fail(f"--config={given}: {why}; give a path like configs/default.py[:variant]")
+    except Exception as error:  # the config file's own code raised
+        if isinstance(error, ValueError):  # a variant it refuses: its message says which
+            fail(f"--config={given}: {one_line(str(error))}")
+        fail(f"--config={given}: the config file raised {type(error).__name__}: {error}")
 
 
 def _misspelt_override(text: str, argv: Sequence[str]) -> str:

@@ -169,6 +169,8 @@ def main(argv: list[str]) -> None:
         raise errors.UserError(
             "give --workdir (a resnet_jax.main run) or --weights (a weight file, with --config)"
         )
+    if FLAGS.batch_size < 1:
+        raise errors.UserError(f"--batch_size={FLAGS.batch_size}: must be >= 1")
     if FLAGS.weights and FLAGS.config is None:
         raise errors.UserError(
             f"--weights={FLAGS.weights}: needs --config, the config file naming the data and model"

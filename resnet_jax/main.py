@@ -44,8 +44,8 @@ def main(argv: list[str]) -> None:
         print(config, end="", flush=True)
         build.validate_config(config, device_count=jax.device_count(), process_count=1)
         return
-    if config is None or FLAGS.workdir is None:
-        raise app.UsageError("--config and --workdir are required.")
+    if config is None or not FLAGS.workdir:
+        raise app.UsageError("--config and a non-empty --workdir are required.")
     runtime.setup()  # before the first computation creates the backend and its threads
     cluster = runtime.cluster(
         FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id, FLAGS.distributed

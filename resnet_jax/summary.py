@@ -113,7 +113,7 @@ def define_flags() -> None:
         "model", None, "Registry name, e.g. resnet50, cifar_resnet56, cifar_plain20."
     )
     flags.DEFINE_integer(
-        "input", None, "Input height = width (default 224, or 32 for cifar_ names)."
+        "input", None, "Input height = width (default 224, or 32 for cifar_ names).", lower_bound=1
     )
     flags.DEFINE_integer("channels", 3, "Input channels of --model.")
     flags.DEFINE_multi_string(

@@ -114,7 +114,15 @@ def main(argv: Sequence[str]) -> None:
         if not getattr(FLAGS, name):
             raise app.UsageError(f"--{name} is required.")
     get_sweep, arg = load_function(FLAGS.sweep, "get_sweep")
-    points = expand(get_sweep(arg), parse_seeds(FLAGS.seeds))
+    try:
+        sweep = get_sweep(arg)
+    except ValueError:
+        raise  # the sweep's own message for a bad arg
+    except Exception as error:
+        raise errors.UserError(
+            f"--sweep={FLAGS.sweep}: the sweep file raised {type(error).__name__}: {error}"
+        ) from None
+    points = expand(sweep, parse_seeds(FLAGS.seeds))
     common = parse_overrides(FLAGS.set)
     config = point_config(load_config(FLAGS.config), common)  # what every point starts from
     if FLAGS.print_config:

@@ -87,6 +87,11 @@ def run(
     logging.info("Data: %s", dataset.info)
     if (dataset.info.image_shape, dataset.info.num_classes) != shape:
         raise RuntimeError(f"data.shape_of gave {shape}, but the loaded data set is {dataset.info}")
+    if d.batch_size > dataset.info.num_train:  # before the workdir is written or anything compiles
+        raise errors.UserError(
+            f"config.data.batch_size={d.batch_size}: larger than the {dataset.info.num_train} "
+            f"training examples of {dataset.info.name}; lower it"
+        )
     optimizer = build.run_optimizer(config)
     # The weights are only the starting point: a run that has checkpoints resumes from them, and the
     # weight file need not outlive its first checkpoint.

@@ -326,6 +326,10 @@ def test_image_folder(tmp_path):
     assert (dataset.info.num_train, dataset.info.num_eval) == (12, 4)
     np.testing.assert_array_equal(dataset.eval.labels, [0, 0, 1, 1])
     assert data.shape_of("image_folder", path=tmp_path) == ((5, 7, 3), 2)
+    damaged = tmp_path / "train" / "dog" / "1.png"
+    damaged.write_bytes(damaged.read_bytes()[:40])  # a truncated file
+    with pytest.raises(ValueError, match=r"train/dog/1.png: not a readable image"):
+        data.load("image_folder", path=tmp_path)
 
 
 def test_image_folder_of_varying_sizes_streams_cropped_to_image_size(tmp_path):

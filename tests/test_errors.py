@@ -59,6 +59,9 @@ def make_files(root: Path) -> Path:
     (root / "damaged.npz").write_bytes(b"not an archive")
     np.savez(root / "nolabels.npz", images=np.zeros((4, 8, 8), np.uint8))
     (root / "a_file").write_text("x")
+    (root / "raises.py").write_text("def get_config():\n    raise KeyError('its own key')\n")
+    (root / "returns_none.py").write_text("def get_config():\n    return None\n")
+    (root / "sweep_raises.py").write_text("def get_sweep(arg=None):\n    return 1 / 0\n")
     return root
 
 
@@ -158,6 +161,11 @@ MAIN_CASES = [
         r"config.data.auto_augment='randaugment': use one of",
     ),
     (["--config.data.mixup=-1"], r"config.data.mixup=-1.0: must be >= 0"),
+    (["--config.data.seed=-1"], r"config.data.seed=-1: must be a non-negative integer"),
+    (
+        [*TINY, "--config.data.batch_size=64"],
+        r"config.data.batch_size=64: larger than the \d+ training examples",
+    ),
     (
         ["--config.train.accumulate_steps=3"],
         r"config.train.accumulate_steps=3: .* divide train.steps=400",
@@ -264,7 +272,36 @@ OTHER_CASES = [
         ["resnet_jax.main", "--config=configs/cifar10.py:resnet21", "--workdir={root}/w"],
         r"--config=configs/cifar10.py:resnet21: .*use resnet20",
     ),
-    (["resnet_jax.main", DEFAULT], r"--config and --workdir are required"),
+    (["resnet_jax.main", DEFAULT], r"--config and a non-empty --workdir are required"),
+    (
+        ["resnet_jax.main", DEFAULT, "--workdir="],
+        r"--config and a non-empty --workdir are required",
+    ),
+    (
+        ["resnet_jax.main", "--config=configs/default.py:foo", "--workdir={root}/w"],
+        r"--config=configs/default.py:foo: .*this config has no variants",
+    ),
+    (
+        ["resnet_jax.main", "--config={root}/raises.py", "--workdir={root}/w"],
+        r"--config=.*raises.py: the config file raised KeyError: 'its own key'",
+    ),
+    (
+        ["resnet_jax.main", "--config={root}/returns_none.py", "--workdir={root}/w"],
+        r"--config=.*returns_none.py: its get_config returned None",
+    ),
+    (
+        ["resnet_jax.evaluate", "--workdir={root}", "--batch_size=0"],
+        r"--batch_size=0: must be >= 1",
+    ),
+    (["resnet_jax.summary", "--model", "resnet50", "--input", "-5"], r"--input=-5: .*positive"),
+    (
+        ["resnet_jax.convert", "{root}/tiny.npz", "{root}/missing/out.pth"],
+        r"missing/out.pth: its folder .*missing does not exist",
+    ),
+    (
+        ["resnet_jax.sweep", DEFAULT, "--sweep={root}/sweep_raises.py", "--workdir={root}/sw"],
+        r"--sweep=.*sweep_raises.py: the sweep file raised ZeroDivisionError",
+    ),
     (["resnet_jax.main", DEFAULT, "--workdir={root}/a_file"], r"--workdir=.*a_file: is a file"),
     (["resnet_jax.summary", "--model", "vgg"], r"Unknown model 'vgg'"),
     (

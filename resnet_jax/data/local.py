@@ -186,10 +186,13 @@ def npz_shape(path) -> DataShape:
 def _read_image(file: Path) -> np.ndarray:
     from PIL import Image
 
-    with Image.open(file) as image:
-        if image.mode not in ("L", "RGB"):
-            image = image.convert("RGB")
-        array = np.asarray(image, np.uint8)
+    try:
+        with Image.open(file) as image:
+            if image.mode not in ("L", "RGB"):
+                image = image.convert("RGB")
+            array = np.asarray(image, np.uint8)
+    except OSError as error:  # a truncated or damaged file: name it (the loader's error says where)
+        raise ValueError(f"{file}: not a readable image ({error}); remove or replace it") from None
     return array[..., None] if array.ndim == 2 else array  # [H, W, C]
 
 
