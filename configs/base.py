@@ -34,25 +34,22 @@ def get_config() -> ml_collections.ConfigDict:
     # resnet_jax.nn.models.get_model (num_classes comes from the data set). None keeps the model
     # family's own default, shown after each field: a CIFAR ResNet and an ImageNet ResNet differ
     # there, so a data set's config sets only what its recipe changes.
+    # 'basic' | 'bottleneck' | 'preact_basic' | 'preact_bottleneck' (by depth)
+    # 'A' | 'B' | 'C' | 'none': CIFAR 'A' (bottleneck 'B'), ImageNet 'B'
+    # each stage's first block: CIFAR (1, 2, 2), ImageNet (1, 2, 2, 2)
     config.model = dict(
         name="cifar_resnet",
         depth=8,
-        block=placeholder(
-            str
-        ),  # 'basic' | 'bottleneck' | 'preact_basic' | 'preact_bottleneck' (by depth)
+        block=placeholder(str),
         widths=placeholder(tuple),  # per stage: CIFAR (16, 32, 64), ImageNet (64, 128, 256, 512)
         width_multiplier=1.0,
-        shortcut=placeholder(
-            str
-        ),  # 'A' | 'B' | 'C' | 'none': CIFAR 'A' (bottleneck 'B'), ImageNet 'B'
+        shortcut=placeholder(str),
         stem_features=placeholder(int),  # widths[0]
         stem_kernel=placeholder(int),  # CIFAR 3, ImageNet 7
         stem_stride=placeholder(int),  # CIFAR 1, ImageNet 2
         stem_padding=placeholder(int),  # the padding mode's: (kernel - 1) // 2 for 'symmetric'
         stem_pool=placeholder(bool),  # 3x3/2 max-pool after the stem: CIFAR False, ImageNet True
-        stage_strides=placeholder(
-            tuple
-        ),  # each stage's first block: CIFAR (1, 2, 2), ImageNet (1, 2, 2, 2)
+        stage_strides=placeholder(tuple),
         padding="symmetric",  # or 'same' (XLA's), for every conv and pool (resnet_jax/nn/resnet.py)
         stride_in_1x1=False,  # bottleneck stride on the first 1x1 (v1) instead of the 3x3 (v1.5)
         zero_init_last=False,  # zero scale of each block's last BatchNorm

@@ -73,9 +73,8 @@ def get_config(arg="resnet20"):
             f"optionally '_fast' (the CPU-budget recipe) or '_paper', then optionally ',epochs=N'."
         )
     depth = int(match["depth"])
-    steps_per_epoch = (
-        TRAIN_IMAGES // BATCH_SIZE
-    )  # 390: the partial last batch of an epoch is dropped
+    # 390: the partial last batch of an epoch is dropped
+    steps_per_epoch = TRAIN_IMAGES // BATCH_SIZE
     config = base["get_config"]()
     config.model.update(
         name=f"cifar_{match['kind']}",
@@ -95,9 +94,8 @@ def get_config(arg="resnet20"):
         scales=(0.1, 0.1),
     )
     config.train.update(steps=64_000, eval_every=2_000, checkpoint_every=2_000, log_every=100)
-    if (
-        match["recipe"] == "_fast"
-    ):  # the CPU-budget recipe: same architecture, a schedule tuned for 40 epochs
+    # the CPU-budget recipe: same architecture, a schedule tuned for 40 epochs
+    if match["recipe"] == "_fast":
         epochs = int(match["epochs"] or FAST_EPOCHS)
         steps = epochs * steps_per_epoch
         # Warmup over the first 5% of steps, and an EMA whose horizon (1 / (1 - decay) steps) is

@@ -122,9 +122,8 @@ def jax_side(args: SimpleNamespace) -> None:
         seconds, steps = time_steps(
             runs["train"], window_s=args.window_s, repeats=args.repeats, max_steps=args.max_steps
         )
-        flops = (
-            6 * facts["macs"] * case.batch / seconds
-        )  # train step ~ 3 forward passes, 2 FLOPs per MAC
+        # train step ~ 3 forward passes, 2 FLOPs per MAC
+        flops = 6 * facts["macs"] * case.batch / seconds
         try:
             compilations = facts["compilations"]()  # a private jax API: absent in some versions
         except AttributeError:
@@ -346,18 +345,16 @@ def options() -> SimpleNamespace:
     if args.smoke:
         args.repeats, args.window_s, args.max_steps = 1, 0.0, 1
     if args.torch_compile is None:
-        args.torch_compile = (
-            not args.smoke
-        )  # inductor compiles C++ for a minute or more on two CPU cores
+        # inductor compiles C++ for a minute or more on two CPU cores
+        args.torch_compile = not args.smoke
     return args
 
 
 def main(argv: Sequence[str]) -> None:
     errors.no_arguments(argv)
     args = options()
-    argv = [
-        a for a in sys.argv[1:] if not a.startswith(("--side", "--deadline"))
-    ]  # the flags, for the sides
+    # the flags, for the sides
+    argv = [a for a in sys.argv[1:] if not a.startswith(("--side", "--deadline"))]
     if args.smoke:
         os.environ["JAX_PLATFORMS"] = (
             "cpu"  # read by the children: the smoke run never claims a GPU

@@ -71,10 +71,11 @@ def main(argv):
         )
         for s in STRIDES
     ]
+    # one colour scale for all panels
     low, high = (
         min(g.min() for g in grids),
         max(g.max() for g in grids),
-    )  # one colour scale for all panels
+    )
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), layout="constrained")
     for ax, s, grid in zip(axes, STRIDES, grids):
         image = ax.imshow(grid, cmap="viridis", vmin=low, vmax=high)

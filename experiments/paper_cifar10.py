@@ -227,9 +227,8 @@ def degradation(records: list[dict]) -> list[str]:
     """The paper's Fig. 6 claims from the runs' seed means: (a) plain-56 trains to a higher error
     than plain-20 (depth degrades a plain net), (b) ResNet-56 to at most ResNet-20's (residual nets
     do not degrade)."""
-    records = [
-        r for r in records if not r.get("overrides")
-    ]  # an ablation is not a seed of its model's recipe
+    # an ablation is not a seed of its model's recipe
+    records = [r for r in records if not r.get("overrides")]
     means: dict[str, dict[str, float]] = {}
     for model in dict.fromkeys(r["model"] for r in records):
         runs = [r for r in records if r["model"] == model]
@@ -283,9 +282,8 @@ def plot(workdirs: list[Path], records: list[dict], name: str = "paper_cifar10")
     for workdir, r in zip(workdirs, records):
         rows = read_metrics(workdir / "metrics.jsonl")
         groups.setdefault((r["model"], r["config"]), []).append(rows)
-    kinds = sorted(
-        {model.startswith("resnet") for model, _ in groups}
-    )  # False: plain, True: ResNet
+    # False: plain, True: ResNet
+    kinds = sorted({model.startswith("resnet") for model, _ in groups})
     fig, axes = plt.subplots(
         1, len(kinds), figsize=(7 * len(kinds) + 3, 5), sharey=True, squeeze=False
     )
@@ -308,9 +306,8 @@ def plot(workdirs: list[Path], records: list[dict], name: str = "paper_cifar10")
                     *({s for s, row in rows.items() if metric in row} for rows in runs)
                 )
             )
-            error_pct = np.array(
-                [[100 * (1 - rows[s][metric]) for s in steps] for rows in runs]
-            )  # [seeds, steps]
+            # [seeds, steps]
+            error_pct = np.array([[100 * (1 - rows[s][metric]) for s in steps] for rows in runs])
             ax.plot(
                 steps, error_pct.mean(0), color=f"C{i}", label=f"{label}, {what} error", **style
             )

@@ -99,9 +99,8 @@ def main(argv):
     ax.set_xlabel("number of 3x3 conv layers")
     ax.set_ylabel("receptive field (pixels, log scale)")
     ax.set_yscale("log", base=2)
-    ax.yaxis.set_major_formatter(
-        matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
-    )  # 16, not 2^4
+    # 16, not 2^4
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     ax.set_xticks(depths)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)

@@ -161,9 +161,8 @@ def jax_runs(
     )
     n_params = sum(x.size for x in jax.tree.leaves(state.params))
     start = time.perf_counter()
-    memory = (
-        step.lower(state, batch).compile().memory_analysis()
-    )  # the call below reuses this compilation
+    # the call below reuses this compilation
+    memory = step.lower(state, batch).compile().memory_analysis()
     compile_seconds = time.perf_counter() - start
     holder = list(step(state, batch))  # [state, metrics]
     jax.block_until_ready(holder)
@@ -192,13 +191,14 @@ def jax_runs(
         )
     )
     compiled = [f for kind, f in (("train", step), ("eval", evaluate)) if kind in kinds]
+    # one each unless something retraced
     facts = {
         "params": n_params,
         "macs": macs,
         "compile_s": compile_seconds,
         "xla_mb": xla_bytes and xla_bytes / 2**20,
         "compilations": lambda: sum(f._cache_size() for f in compiled),
-    }  # one each unless something retraced
+    }
     runs = {"train": run_train, "eval": run_eval}
     return {kind: runs[kind] for kind in kinds}, facts
 
@@ -364,9 +364,8 @@ def main(argv: Sequence[str]) -> None:
 
     errors.no_arguments(argv)
     runtime.setup()  # before the first computation creates the backend and its threads
-    keep = (
-        host_memory.keep_freed_memory()
-    )  # already set by setup (True if so); PyTorch's allocations share it
+    # already set by setup (True if so); PyTorch's allocations share it
+    keep = host_memory.keep_freed_memory()
     args = options()
     on_gpu = jax.default_backend() == "gpu"
     torch = import_torch() if args.torch else None

@@ -54,9 +54,8 @@ def preprocess(path: str | Path, resize: int = 256, crop: int = 224) -> np.ndarr
     w, h = (resize, int(h * scale)) if w <= h else (int(w * scale), resize)
     image = image.resize((w, h), Image.BILINEAR)
     left, top = int(round((w - crop) / 2.0)), int(round((h - crop) / 2.0))
-    pixels = (
-        np.asarray(image.crop((left, top, left + crop, top + crop)), np.float32) / 255.0
-    )  # [H, W, 3]
+    # [H, W, 3]
+    pixels = np.asarray(image.crop((left, top, left + crop, top + crop)), np.float32) / 255.0
     return ((pixels - IMAGENET_MEAN) / IMAGENET_STD)[None]
 
 
@@ -198,9 +197,8 @@ def convert(
         depth = depth or interop.infer_depth(state_dict)
         model = get_model(f"resnet{depth}", num_classes=num_classes, padding=padding)
     if not from_flax:
-        variables = interop.from_torchvision(
-            state_dict, model, depth=depth
-        )  # warns on padding='same'
+        # warns on padding='same'
+        variables = interop.from_torchvision(state_dict, model, depth=depth)
     elif image and trained_padding != padding:
         warnings.warn(
             f"{source} records padding {trained_padding!r}, the model uses {padding!r}: "

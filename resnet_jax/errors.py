@@ -21,11 +21,12 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
+# exit statuses: bad input, failed run, stopped by a signal (resumable)
 USAGE, FAILURE, INTERRUPTED = (
     2,
     1,
     3,
-)  # exit statuses: bad input, failed run, stopped by a signal (resumable)
+)
 VERBOSE_ENV = "RESNET_JAX_VERBOSE"
 HELP_FLAGS = ("-h", "-?", "--help", "--helpshort", "--helpfull", "--helpxml")
 

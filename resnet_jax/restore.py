@@ -90,9 +90,8 @@ def restore_checkpoint(workdir: epath.Path, step: int | None = None):
             shapes[".params['head']['kernel']"][-1],
             shapes[".params['stem_conv']['kernel']"][2],
         )
-        fields = {
-            k: tuple(v) if isinstance(v, list) else v for k, v in config.model.items()
-        }  # JSON's lists
+        # JSON's lists
+        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in config.model.items()}
         model = get_model(**fields, num_classes=num_classes, dtype=DTYPES[config.train.dtype])
         update = build.run_optimizer(config)
         fresh = jax.device_get(
@@ -123,8 +122,8 @@ def load_params(workdir: str | epath.Path, step: int | None = None, *, raw: bool
     evaluates (its EMA when it kept one, the trained ones with raw=True) at `step`, or its latest
     intact checkpoint.
 
-        model, variables = load_params("~/runs/cifar10_resnet20")
-        # images float32 [N, H, W, C], normalised
+        model, variables = load_params("~/runs/cifar10_resnet20") # images float32 [N, H, W, C],
+        normalised
         logits = model.apply(variables, images, train=False)
     """
     _, model, state = restore_checkpoint(paths.run_path(workdir), step)

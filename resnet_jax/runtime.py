@@ -49,9 +49,10 @@ def setup(*, keep_freed_memory: bool = True) -> None:
         host_memory.keep_freed_memory()
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
+        # cheap: TFDS imports TensorFlow only when used
         from tensorflow_datasets.core.utils import (
             gcs_utils,
-        )  # cheap: TFDS imports TensorFlow only when used
+        )
     except ImportError:
         return
     gcs_utils._is_gcs_disabled = True

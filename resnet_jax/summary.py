@@ -142,9 +142,8 @@ def model_and_shape(flag_values) -> tuple[object, tuple[int, int, int]]:
             )
         from resnet_jax import build
 
-        shape, num_classes = build.data_shape(
-            flag_values.config.data
-        )  # from the data set's info: nothing read
+        # from the data set's info: nothing read
+        shape, num_classes = build.data_shape(flag_values.config.data)
         if flag_values.input:
             shape = (flag_values.input, flag_values.input, shape[-1])
         return get_model(**flag_values.config.model, num_classes=num_classes), shape
@@ -173,6 +172,5 @@ def main(argv: Sequence[str]) -> None:
 
 if __name__ == "__main__":
     define_flags()
-    errors.run_absl(
-        main, user_errors=(ValueError,)
-    )  # ShapeError included: a model its input cannot build
+    # ShapeError included: a model its input cannot build
+    errors.run_absl(main, user_errors=(ValueError,))

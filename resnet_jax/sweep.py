@@ -182,9 +182,15 @@ def run_on_sky(config, points: Sequence[dict], common: dict) -> None:
     if FLAGS.num_nodes < 1 or FLAGS.max_restarts_on_errors < 0:
         raise errors.UserError("--num_nodes must be >= 1 and --max_restarts_on_errors >= 0")
     resources = skypilot.Resources(
-        FLAGS.accelerators, FLAGS.spot, FLAGS.cloud, FLAGS.region, FLAGS.zone, FLAGS.num_nodes,
-        FLAGS.max_restarts_on_errors, FLAGS.tpu_version,
-    )  # fmt: skip
+        FLAGS.accelerators,
+        FLAGS.spot,
+        FLAGS.cloud,
+        FLAGS.region,
+        FLAGS.zone,
+        FLAGS.num_nodes,
+        FLAGS.max_restarts_on_errors,
+        FLAGS.tpu_version,
+    )
     revision = records.git_revision() or "HEAD"
     if revision.endswith("-dirty"):
         logging.warning("Uncommitted changes are not shipped: the jobs run %s", revision[:-6])

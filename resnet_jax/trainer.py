@@ -37,9 +37,8 @@ def train_command(config: ml_collections.ConfigDict, workdir: str) -> dict[str, 
     )
     if jax.process_index() == 0:
         try:
-            paths.check_writable(
-                workdir
-            )  # a wrong bucket or missing credentials, before data and compiles
+            # a wrong bucket or missing credentials, before data and compiles
+            paths.check_writable(workdir)
         except paths.WorkdirUnusable as error:
             raise errors.UserError(str(error)) from None
     try:

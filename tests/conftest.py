@@ -41,9 +41,8 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 
 
 def pytest_sessionfinish(session):
-    if OWN_CACHE and not hasattr(
-        session.config, "workerinput"
-    ):  # the controller, after its workers
+    # the controller, after its workers
+    if OWN_CACHE and not hasattr(session.config, "workerinput"):
         shutil.rmtree(CACHE, ignore_errors=True)
 
 

@@ -23,18 +23,17 @@ def test_cutout_zeroes_one_clipped_square_of_the_given_side():
         zero = out[..., 0] == 0
         assert np.array_equal(zero[..., None].repeat(3, -1), out == 0)  # every channel alike
         rows, cols = np.nonzero(zero)
+        # one rectangle
         assert (
             zero[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1].all()
             and zero.sum() == zero[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1].size
-        )  # one rectangle
+        )
         h, w = rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
-        assert (
-            h <= 4 and w <= 4 and (h == 4 or rows.min() == 0 or rows.max() == 7)
-        )  # clipped only at a border
+        # clipped only at a border
+        assert h <= 4 and w <= 4 and (h == 4 or rows.min() == 0 or rows.max() == 7)
         shapes.add((rows.min(), cols.min()))
-        np.testing.assert_array_equal(
-            out, augment.cutout(image, seed(i), size=4).numpy()
-        )  # same seed, same square
+        # same seed, same square
+        np.testing.assert_array_equal(out, augment.cutout(image, seed(i), size=4).numpy())
     assert len(shapes) > 5  # the centre is random
 
 
@@ -58,19 +57,16 @@ def test_trivial_augment_ops_compute_what_their_names_say():
     np.testing.assert_allclose(
         op("brightness", x, 0.5), np.clip(pixels * (1 + 0.5 * 0.99), 0, 255), rtol=1e-6
     )
-    np.testing.assert_array_equal(
-        op("posterize", x, 1.0), np.floor(pixels / 64) * 64
-    )  # 2 bits kept
+    # 2 bits kept
+    np.testing.assert_array_equal(op("posterize", x, 1.0), np.floor(pixels / 64) * 64)
     np.testing.assert_array_equal(
         op("solarize", x, 0.5), np.where(pixels >= 127.5, 255 - pixels, pixels)
     )
-    np.testing.assert_array_equal(
-        op("translate_x", x, 1.0), np.zeros_like(pixels)
-    )  # 32 px: out of the image
+    # 32 px: out of the image
+    np.testing.assert_array_equal(op("translate_x", x, 1.0), np.zeros_like(pixels))
     shifted = op("translate_y", tf.ones([40, 4, 1]), 1.0)
-    assert (
-        shifted[:8].all() and not shifted[8:].any()
-    )  # rows y read y + 32: only the top 8 rows remain
+    # rows y read y + 32: only the top 8 rows remain
+    assert shifted[:8].all() and not shifted[8:].any()
     np.testing.assert_array_equal(op("rotate", tf.ones([9, 9, 1]), 0.0), np.ones((9, 9, 1)))
     contrast = op("autocontrast", x / 2 + 10, 0.3)
     assert contrast.min() == 0 and contrast.max() == 255
@@ -105,9 +101,8 @@ def test_train_batches_with_cutout_or_trivial_augment(tmp_path, options):
     first = next(data.train_batches(dataset, batch_size=8, seed=0, augment="cifar", **options))
     again = next(data.train_batches(dataset, batch_size=8, seed=0, augment="cifar", **options))
     assert first["image"].shape == plain["image"].shape == (8, 8, 8, 3)
-    np.testing.assert_array_equal(
-        first["image"], again["image"]
-    )  # resumable: a pure function of the seed
+    # resumable: a pure function of the seed
+    np.testing.assert_array_equal(first["image"], again["image"])
     np.testing.assert_array_equal(first["label"], plain["label"])
     assert not np.array_equal(first["image"], plain["image"])
 

@@ -79,9 +79,8 @@ def test_benchmark_models_and_train_step_need_no_tensorflow():
         timeout=120,
     )
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["False", "None"], (
-        out.stdout
-    )  # torch only when asked for; TF absent
+    # torch only when asked for; TF absent
+    assert out.stdout.split() == ["False", "None"], out.stdout
 
 
 def test_gpu_check_summary_pairs_each_model_with_its_twins():
@@ -116,9 +115,8 @@ def test_gpu_check_smoke_runs_on_cpu_without_tensorflow(tmp_path):
         datetime.datetime.fromisoformat(record["date"]).year >= 2026 and record["device"] == "cpu"
     )
     assert [r["model"] for r in record["summary"]] == ["cifar_resnet8", "cifar_resnet20"]
-    assert all(
-        r["jax_img_s"] > 0 and r["mfu"] is None for r in record["summary"]
-    )  # no bf16 peak for a CPU
+    # no bf16 peak for a CPU
+    assert all(r["jax_img_s"] > 0 and r["mfu"] is None for r in record["summary"])
     if importlib.util.find_spec("torch") is not None:
         assert all(
             r["torch_eager_img_s"] > 0 and r["jax_over_torch_eager"] > 0 for r in record["summary"]
@@ -128,9 +126,10 @@ def test_gpu_check_smoke_runs_on_cpu_without_tensorflow(tmp_path):
 
 
 @pytest.mark.slow
+# ~4 minutes: inductor compiles C++ on 2 cores
 def test_gpu_check_smoke_times_torch_compile_too(
     tmp_path,
-):  # ~4 minutes: inductor compiles C++ on 2 cores
+):
     pytest.importorskip("torch")
     out = tmp_path / "gpu_check.json"
     command = [

@@ -158,9 +158,8 @@ def test_a_truncated_checkpoint_is_skipped(tmp_path, state):
 
 def test_an_unfinished_save_is_invisible(tmp_path, state):
     save_steps(tmp_path, state, [1])
-    (tmp_path / "2.orbax-checkpoint-tmp-1234" / "state").mkdir(
-        parents=True
-    )  # what a kill mid-save leaves
+    # what a kill mid-save leaves
+    (tmp_path / "2.orbax-checkpoint-tmp-1234" / "state").mkdir(parents=True)
     checkpoints = checkpoint.Checkpoints(str(tmp_path), keep=5)
     assert checkpoints.steps() == [1] and int(checkpoints.restore_latest(target=state).step) == 1
 
@@ -209,6 +208,7 @@ def test_a_run_killed_at_any_moment_resumes_to_the_same_params(tmp_path):
         f"--workdir={workdir}",
         *command_line(npz, **overrides),
     ]
+    # conftest's XLA_FLAGS: the same 8-device CPU backend
     process = subprocess.Popen(
         command,
         cwd=REPO,
@@ -216,7 +216,7 @@ def test_a_run_killed_at_any_moment_resumes_to_the_same_params(tmp_path):
         stderr=subprocess.DEVNULL,
         text=True,
         env=os.environ.copy(),
-    )  # conftest's XLA_FLAGS: the same 8-device CPU backend
+    )
     # Kill at once when step 14 is reported: mid-run, maybe mid-save.
     wait_for_line(process, lambda line: line.startswith("step 14/"), timeout=120)
     process.send_signal(signal.SIGKILL)

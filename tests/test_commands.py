@@ -45,6 +45,7 @@ def test_help_of_every_command_and_experiment_only_helps(tmp_path):
     } <= set(names)
     before, had_workdir = tree_digest(RESULTS), EXPERIMENTS_WORKDIR.exists()
     env = {**command_env(), "TMPDIR": str(tmp_path)}
+    # all at once: each spends its seconds importing
     running = {
         name: subprocess.Popen(
             [sys.executable, "-m", name, "--help"],
@@ -55,14 +56,15 @@ def test_help_of_every_command_and_experiment_only_helps(tmp_path):
             text=True,
         )
         for name in names
-    }  # all at once: each spends its seconds importing
+    }
     for name, process in running.items():
         out, err = process.communicate(timeout=300)
         assert process.returncode == 0, (name, err[-800:])
+        # flags, or where to find them
         assert re.search(r"^usage:|--\w+", out, re.M), (
             name,
             out[:300],
-        )  # flags, or where to find them
+        )
         assert not re.search(r"^step +\d+", out + err, re.M), name  # nothing trained
     assert tree_digest(RESULTS) == before  # no experiment rewrote its results
     assert EXPERIMENTS_WORKDIR.exists() == had_workdir

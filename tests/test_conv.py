@@ -26,12 +26,13 @@ def reference_conv2d(x, kernel, stride, pads, dilation, groups, flip=False, mode
     y = np.zeros((n, out_h, out_w, k))
     for i in range(out_h):
         for j in range(out_w):
+            # [N, KH, KW, C]
             patch = x[
                 :,
                 i * stride : i * stride + dilation * (kh - 1) + 1 : dilation,
                 j * stride : j * stride + dilation * (kw - 1) + 1 : dilation,
                 :,
-            ]  # [N, KH, KW, C]
+            ]
             for g in range(groups):
                 y[:, i, j, g * kg : (g + 1) * kg] = np.einsum(
                     "nhwc,hwck->nk",

@@ -192,9 +192,8 @@ def test_eval_covers_the_split_exactly_once(shapes_small, process_count):
         )
         for p in range(process_count)
     ]
-    assert (
-        len({len(batches) for batches in per_process}) == 1
-    )  # Every process runs the same number of steps.
+    # Every process runs the same number of steps.
+    assert len({len(batches) for batches in per_process}) == 1
     batches = [b for process in per_process for b in process]
     mask = np.concatenate([b["mask"] for b in batches])
     assert mask.dtype == bool and mask.sum() == shapes_small.info.num_eval == 500
@@ -361,9 +360,8 @@ def test_image_folder_of_varying_sizes_streams_cropped_to_image_size(tmp_path):
     resumed = next(data.train_batches(dataset, batch_size=6, seed=3, augment="cifar", start_step=4))
     np.testing.assert_array_equal(resumed["image"], batches[4]["image"])
     np.testing.assert_array_equal(resumed["label"], batches[4]["label"])
-    assert (
-        sorted(np.concatenate([b["label"] for b in batches[:3]])) == [0] * 9 + [1] * 9
-    )  # each once an epoch
+    # each once an epoch
+    assert sorted(np.concatenate([b["label"] for b in batches[:3]])) == [0] * 9 + [1] * 9
     shown = [b for b in data.eval_batches(dataset, batch_size=4)]
     labels = np.concatenate([b["label"][b["mask"]] for b in shown])
     np.testing.assert_array_equal(labels, [0, 0, 0, 1, 1, 1])

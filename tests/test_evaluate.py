@@ -22,9 +22,8 @@ def test_evaluate_reports_what_the_run_logged_and_writes_json_and_plot(tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     numbers = json.loads((workdir / "eval" / "step_6.json").read_text())
     assert (workdir / "eval" / "step_6_confusion.png").stat().st_size > 1000
-    assert (
-        numbers["weights"] == "ema" and numbers["examples"] == 24
-    )  # the whole held-out quarter, once
+    # the whole held-out quarter, once
+    assert numbers["weights"] == "ema" and numbers["examples"] == 24
     # The run evaluates the EMA weights on the same split: the same accuracy and loss.
     assert numbers["top1"] == summary["eval/accuracy"]
     np.testing.assert_allclose(numbers["loss"], summary["eval/loss"], rtol=1e-5)
@@ -56,9 +55,8 @@ def test_evaluate_weights_file_with_a_config_gives_the_runs_numbers(tmp_path):
     assert numbers["examples"] == 24 and numbers["top1"] == summary["eval/accuracy"]
     np.testing.assert_allclose(numbers["loss"], summary["eval/loss"], rtol=1e-5)
     assert "top-5 1.0000" in result.stdout
-    checkpoint = evaluate(
-        f"--weights={workdir / 'checkpoints' / '6'}", *flags
-    )  # a run's checkpoint as weights
+    # a run's checkpoint as weights
+    checkpoint = evaluate(f"--weights={workdir / 'checkpoints' / '6'}", *flags)
     assert checkpoint.returncode == 0, checkpoint.stderr[-2000:]
     assert (
         json.loads((workdir / "eval" / "weights_step_6.json").read_text())["top1"]
@@ -87,9 +85,8 @@ def test_without_matplotlib_the_confusion_plot_is_skipped_with_a_warning(
 
     from resnet_jax.training import evaluation
 
-    monkeypatch.setitem(
-        sys.modules, "matplotlib", None
-    )  # as where the [plots] extra is not installed
+    # as where the [plots] extra is not installed
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
     evaluation.plot_confusion(np.eye(3), tmp_path / "c.png", "t")
     assert not (tmp_path / "c.png").exists()
     assert "pip install -e .[plots]" in caplog.text

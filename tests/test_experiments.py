@@ -29,9 +29,8 @@ def test_experiment_command_parses_its_flags(name, flag):
         text=True,
         timeout=120,
     )
-    assert "Traceback" not in result.stderr, result.stderr[
-        -2000:
-    ]  # absl's --help itself exits with 1
+    # absl's --help itself exits with 1
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
     assert flag in result.stdout
 
 
@@ -161,9 +160,8 @@ def test_paper_cifar10_labels_an_ablation_apart_from_the_seeds_of_its_recipe(tmp
     assert "| resnet20 | 2 | 3.50% | 8.50% |" in paper_cifar10.degradation(baseline + [ablation])
     monkeypatch.setattr(paper_cifar10, "RESULTS", tmp_path)
     paper_cifar10.write([ablation], "c", "levers", baseline=baseline, baseline_name="paper_cifar10")
-    assert json.loads((tmp_path / "levers.json").read_text()) == [
-        ablation
-    ]  # the baseline's records stay theirs
+    # the baseline's records stay theirs
+    assert json.loads((tmp_path / "levers.json").read_text()) == [ablation]
     table = (tmp_path / "levers.md").read_text()
     assert "| resnet20 | `configs/cifar10.py:x_fast*` | 2 | 91.50% | 91.30% - 91.70% |" in table
     assert (

@@ -65,9 +65,8 @@ def test_checkpoint_exported_to_pth_loads_strictly_and_gives_the_same_logits(
     reference = TorchResNet(BasicBlock, IMAGENET_STAGES[18][1], num_classes=4)
     reference.load_state_dict(torch.load(tmp_path / "run.pth"), strict=True)
     x = np.random.default_rng(0).normal(size=(3, 8, 8, 3)).astype(np.float32)
-    ours = our_logits(
-        model, evaluation.variables_of(state, raw=False), x
-    )  # the EMA, as the run evaluates
+    # the EMA, as the run evaluates
+    ours = our_logits(model, evaluation.variables_of(state, raw=False), x)
     assert relative_error(torch_logits(reference.eval(), x), ours) < 1e-4
 
 
@@ -75,9 +74,8 @@ def test_checkpoint_exported_to_pth_loads_strictly_and_gives_the_same_logits(
 def test_checkpoint_exported_to_our_format_round_trips(resnet18_run, tmp_path, suffix):
     from resnet_jax import convert
 
-    convert.convert(
-        str(resnet18_run), str(tmp_path / f"run{suffix}"), raw=True
-    )  # a workdir: its latest
+    # a workdir: its latest
+    convert.convert(str(resnet18_run), str(tmp_path / f"run{suffix}"), raw=True)
     arrays, metadata = interop.load_arrays(tmp_path / f"run{suffix}")
     _, _, state = restore.restore_checkpoint(resnet18_run)
     expected = interop.flatten_variables(evaluation.variables_of(state, raw=True))

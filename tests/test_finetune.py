@@ -82,9 +82,8 @@ def test_finetune_from_torchvision_weights_with_frozen_stages(torchvision18, tmp
     assert state.params["head"]["kernel"].shape == (512, 4)
 
     weights.unlink()  # the weights were only the starting point: the resumed run does not read them
-    again_state, _ = trainer.run(
-        config, str(tmp_path / "run")
-    )  # resumes its own step 8, not the weights
+    # resumes its own step 8, not the weights
+    again_state, _ = trainer.run(config, str(tmp_path / "run"))
     assert int(again_state.step) == 8
     assert jax.tree.all(jax.tree.map(np.array_equal, again_state.params, state.params))
 

@@ -135,9 +135,8 @@ def relative_error(ours: np.ndarray, reference: np.ndarray) -> float:
 
 
 def images(size: int, n: int = 2, seed: int = 0) -> np.ndarray:
-    return (
-        np.random.default_rng(seed).normal(size=(n, size, size, 3)).astype(np.float32)
-    )  # [N, H, W, 3]
+    # [N, H, W, 3]
+    return np.random.default_rng(seed).normal(size=(n, size, size, 3)).astype(np.float32)
 
 
 @pytest.fixture(scope="module")
@@ -195,9 +194,8 @@ def test_same_padding_gives_different_logits_and_warns(torch_resnet18, state_dic
     with pytest.warns(UserWarning, match="padding='same'"):
         variables = interop.from_torchvision(state_dict18, get_model("resnet18", padding="same"))
     same = our_logits(get_model("resnet18", padding="same"), variables, x)
-    assert (
-        relative_error(same, torch_logits(torch_resnet18, x)) > 1e-2
-    )  # the equality tests would catch it
+    # the equality tests would catch it
+    assert relative_error(same, torch_logits(torch_resnet18, x)) > 1e-2
 
 
 def test_infer_depth_for_every_torchvision_resnet():

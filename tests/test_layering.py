@@ -44,9 +44,8 @@ def imports(source: str) -> list[tuple[int, str]]:
             found += [(node.lineno, alias.name) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             if node.level:
-                found.append(
-                    (node.lineno, "resnet_jax.?")
-                )  # relative imports are not used in the project
+                # relative imports are not used in the project
+                found.append((node.lineno, "resnet_jax.?"))
             elif node.module == "resnet_jax":
                 found += [(node.lineno, f"resnet_jax.{alias.name}") for alias in node.names]
             else:
@@ -92,9 +91,8 @@ def test_imports_point_down_the_layers():
     for layer, path in package_files():
         bad += violations(layer, path.read_text(), str(path.relative_to(PACKAGE.parent)))
     assert not bad, "\n".join(bad)
-    assert {layer for layer, _ in package_files()} >= set(
-        ALLOWED_LAYERS
-    )  # the scan saw every layer
+    # the scan saw every layer
+    assert {layer for layer, _ in package_files()} >= set(ALLOWED_LAYERS)
 
 
 def test_nothing_in_the_package_imports_configs_or_experiments():

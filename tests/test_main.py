@@ -58,9 +58,8 @@ def test_config_recipes():
     assert imagenet.optim.boundaries == tuple(e * steps_per_epoch for e in (30, 60, 80))
     with pytest.raises(ValueError, match="resnet20"):
         load_config("cifar10.py", "resnet21")
-    short = load_config(
-        "cifar10.py", "plain20,epochs=3"
-    )  # the paper's optimiser over 3 epochs of 390 steps
+    # the paper's optimiser over 3 epochs of 390 steps
+    short = load_config("cifar10.py", "plain20,epochs=3")
     assert (short.train.steps, short.train.eval_every, short.optim.schedule) == (
         1170,
         390,
@@ -187,14 +186,12 @@ def test_a_bad_shape_fails_from_the_data_sets_info_before_any_data_is_read(
 def test_a_1x1_map_before_the_last_stage_warns_before_any_data_is_read(
     tmp_path, capsys, compilations
 ):
-    npz = write_pixelless_npz(
-        tmp_path / "pixelless.npz"
-    )  # 8x8 images, whose pixels np.load cannot read
+    # 8x8 images, whose pixels np.load cannot read
+    npz = write_pixelless_npz(tmp_path / "pixelless.npz")
     config = tiny_config(npz, model__stage_strides=(1, 64, 64))
     with pytest.raises(errors.UserError, match="pixelless.npz is not a readable .npz archive"):
-        trainer.run(
-            config, str(tmp_path / "run")
-        )  # the warning came first, from the header's shape
+        # the warning came first, from the header's shape
+        trainer.run(config, str(tmp_path / "run"))
     warnings = [
         line for line in capsys.readouterr().err.splitlines() if line.startswith("warning: ")
     ]
@@ -212,12 +209,13 @@ def test_a_run_writes_metrics_events_config_checkpoints_and_resumes(tmp_path):
     assert summary["eval/accuracy"] >= 0 and summary["train/loss"] > 0
     rows = [json.loads(line) for line in open(workdir / "metrics.jsonl")]
     train_rows = [r for r in rows if "train/loss" in r]
+    # log_every=2, plus each checkpoint (3, 6)
     assert [r["step"] for r in train_rows] == [
         2,
         3,
         4,
         6,
-    ]  # log_every=2, plus each checkpoint (3, 6)
+    ]
     assert {"train/accuracy", "train/learning_rate", "train/images_per_second"} <= set(
         train_rows[0]
     )
@@ -229,9 +227,8 @@ def test_a_run_writes_metrics_events_config_checkpoints_and_resumes(tmp_path):
     assert "git_revision" in json.load(open(workdir / "run.json"))
     assert checkpoint.Checkpoints(str(workdir / "checkpoints"), keep=3).steps() == [3, 6]
 
-    state, again = trainer.run(
-        config, str(workdir)
-    )  # the same command again: nothing left to train
+    # the same command again: nothing left to train
+    state, again = trainer.run(config, str(workdir))
     assert int(state.step) == 6 and again["eval/accuracy"] == summary["eval/accuracy"]
     assert sum("train/loss" in json.loads(line) for line in open(workdir / "metrics.jsonl")) == len(
         train_rows
@@ -261,9 +258,8 @@ def test_stop_after_runs_the_first_steps_of_the_schedule_and_the_same_run_contin
         if "train/learning_rate" in r
     }
     assert paused_rates == {s: rates[s] for s in (1, 2, 3)}
-    assert (
-        rates[3] > rates[5]
-    )  # still decaying after step 3: the paused run's rates are the 6-step schedule's
+    # still decaying after step 3: the paused run's rates are the 6-step schedule's
+    assert rates[3] > rates[5]
     continued, _ = trainer.run(full, str(tmp_path / "paused"))
     assert int(continued.step) == 6
     for a, b in zip(

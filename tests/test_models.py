@@ -192,9 +192,8 @@ def test_mismatched_shortcut_is_named():
     # Shortcut A cannot shrink channels: a stage narrower than the one before it.
     model = get_model("cifar_resnet8", widths=(32, 16, 64))
     with pytest.raises(ShapeError, match="Block 'stage2_block0'.*cannot reduce 32 channels to 16"):
-        jax.eval_shape(
-            model.init, jax.random.key(0), jnp.ones((1, 32, 32, 3))
-        )  # raised while tracing
+        # raised while tracing
+        jax.eval_shape(model.init, jax.random.key(0), jnp.ones((1, 32, 32, 3)))
     # A stride-2 block on a 'VALID'-padded stem output still adds: residual and shortcut shapes
     # agree.
     assert jax.eval_shape(

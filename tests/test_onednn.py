@@ -34,6 +34,7 @@ needs_bf16_units = pytest.mark.skipif(
     not (onednn.available() and machine.bf16_units()),
     reason="oneDNN bfloat16 needs a CPU with AVX512-BF16 or AMX",
 )
+# strided 1x1 on sizes the stride does not divide: subsampled, then stride 1
 GRADIENT_CASES = [
     ((4, 8, 8, 16), 3, 1, 1, 1),
     ((4, 8, 8, 16), 3, 2, 1, 1),  # stride 2 on an even input: oneDNN's high padding is trimmed
@@ -44,7 +45,7 @@ GRADIENT_CASES = [
         3,
         0,
         1,
-    ),  # strided 1x1 on sizes the stride does not divide: subsampled, then stride 1
+    ),
     ((2, 32, 32, 3), 7, 2, 3, 1),  # the ImageNet stem
     ((2, 9, 11, 4), 3, 1, (2, 0), 2),  # dilation and one-sided padding
     ((2, 10, 10, 4), 3, 2, "SAME", 1),  # XLA's asymmetric (0, 1)
@@ -144,15 +145,14 @@ def train_step_results(name, impl, image_size, **overrides):
 
 
 @needs_onednn
+# bottlenecks (slow:
 @pytest.mark.parametrize(
     "name,image_size,overrides",
     [
         ("cifar_resnet8", 16, {}),
         # 7x7 stem, max-pool, 1x1 stride-2 projections (slow: each convolution is in GRADIENT_CASES)
         pytest.param("resnet18", 32, {"width_multiplier": 0.125}, marks=pytest.mark.slow),
-        pytest.param(
-            "resnet50", 32, {"width_multiplier": 0.0625}, marks=pytest.mark.slow
-        ),  # bottlenecks (slow:
+        pytest.param("resnet50", 32, {"width_multiplier": 0.0625}, marks=pytest.mark.slow),
         # their convolutions are checked block by block in the default run)
     ],
 )
@@ -257,13 +257,11 @@ def test_onednn_bfloat16_blocks_match_float32_as_closely_as_xla_bfloat16(block_c
     y_xla, grads_xla, stats_xla, _ = block_step(block_cls, shortcut, "xla", jnp.bfloat16)
     y16, grads16, stats16, hlo = block_step(block_cls, shortcut, "onednn", jnp.bfloat16)
     convs = hlo.count("RjOnednnConvForwardBf16")
-    assert convs == (2 if block_cls.expansion == 1 else 3) + (
-        shortcut == "B"
-    )  # every conv, none left to XLA
+    # every conv, none left to XLA
+    assert convs == (2 if block_cls.expansion == 1 else 3) + (shortcut == "B")
     assert hlo.count("@RjOnednnConvBackwardWeightsBf16(") == convs and "convolution(" not in hlo
-    assert {g.dtype for g in jax.tree.leaves(grads16)} == {
-        jnp.dtype(jnp.float32)
-    }  # params and input stay f32
+    # params and input stay f32
+    assert {g.dtype for g in jax.tree.leaves(grads16)} == {jnp.dtype(jnp.float32)}
     assert {s.dtype for s in jax.tree.leaves(stats16)} == {jnp.dtype(jnp.float32)}
     assert relative_error(y16, y32) < 1e-2 and relative_error(stats16, stats32) < 1e-3
     # BatchNorm's backward pass (batch statistics of 8x8 maps) amplifies bf16 rounding to ~5% in
@@ -324,9 +322,8 @@ def test_auto_picks_onednn_for_cpu_runs_outside_sharding():
     assert runtime.conv_impl_for("auto", parallel_mode="single", dtype="float32") == "onednn"
     assert runtime.conv_impl_for("auto", parallel_mode="pmap", dtype="float32") == "onednn"
     assert runtime.conv_impl_for("auto", parallel_mode="sharding", dtype="float32") == "xla"
-    bf16 = (
-        "onednn" if machine.bf16_units() else "xla"
-    )  # oneDNN's bf16 kernels pay only with bf16 units
+    # oneDNN's bf16 kernels pay only with bf16 units
+    bf16 = "onednn" if machine.bf16_units() else "xla"
     assert runtime.conv_impl_for("auto", parallel_mode="single", dtype="bfloat16") == bf16
     assert runtime.conv_impl_for("xla", parallel_mode="single", dtype="float32") == "xla"
     assert runtime.conv_impl_for("fastest", parallel_mode="single", dtype="float32") == "fastest"
@@ -345,15 +342,15 @@ def test_fastest_sends_each_shape_to_the_faster_and_measures_it_once_per_machine
     conv_choice._times.cache_clear()
     measured = []
 
-    def fake_measure(
-        x_shape, kernel_shape, dtype, stride, padding, dilation
-    ):  # XLA faster on 8 channels only
+    # XLA faster on 8 channels only
+    def fake_measure(x_shape, kernel_shape, dtype, stride, padding, dilation):
         measured.append((x_shape, kernel_shape))
         times = {"xla": 1.0, "onednn": 2.0} if x_shape[-1] == 8 else {"xla": 0.95, "onednn": 1.0}
+        # 7 rows: timed on a loaded machine
         return {
             **times,
             "others": 1.5 if x_shape[1] == 7 else 0.0,
-        }  # 7 rows: timed on a loaded machine
+        }
 
     monkeypatch.setattr(conv_choice, "measure", fake_measure)
 
@@ -372,10 +369,11 @@ def test_fastest_sends_each_shape_to_the_faster_and_measures_it_once_per_machine
     assert calls((2, 6, 6, 8), (3, 3, 8, 4)) == (False, True)  # XLA at twice the speed
     assert calls((2, 6, 6, 4), (3, 3, 4, 4)) == (True, False)  # XLA 5% faster: a tie, oneDNN
     assert calls((2, 6, 6, 8), (1, 1, 8, 4), stride=2) == (True, False)  # 1x1: oneDNN, not measured
+    # a batch of one: oneDNN, not measured
     assert calls((1, 6, 6, 8), (3, 3, 8, 4)) == (
         True,
         False,
-    )  # a batch of one: oneDNN, not measured
+    )
     assert calls((2, 6, 6, 8), (3, 3, 8, 4)) == (False, True)  # known: not measured again
     assert measured == [((2, 6, 6, 8), (3, 3, 8, 4)), ((2, 6, 6, 4), (3, 3, 4, 4))]
     conv_choice._times.cache_clear()  # a new process reads the file
@@ -414,6 +412,5 @@ def test_fastest_measures_both_implementations_and_computes_xlas_numbers(tmp_pat
     got = jax.jit(jax.value_and_grad(loss(conv_choice.fastest), argnums=(0, 1)))(x, w)
     expected = jax.jit(jax.value_and_grad(loss(None), argnums=(0, 1)))(x, w)
     assert relative_error(got, expected) < 1e-5
-    assert (
-        conv_choice._times()
-    )  # the measured shapes are known to this process (and cached when it was quiet)
+    # the measured shapes are known to this process (and cached when it was quiet)
+    assert conv_choice._times()

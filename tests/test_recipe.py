@@ -45,14 +45,12 @@ def test_cutmix_pastes_one_box_and_lambda_is_the_pixels_kept():
     x = images()
     for seed in range(5):
         mixed = mixing.cutmix(jax.random.key(seed), x, alpha=1.0)
-        from_partner = np.all(
-            np.asarray(mixed.images) == np.asarray(x[mixed.partner]), axis=-1
-        )  # [N, H, W]
+        # [N, H, W]
+        from_partner = np.all(np.asarray(mixed.images) == np.asarray(x[mixed.partner]), axis=-1)
         own = np.all(np.asarray(mixed.images) == np.asarray(x), axis=-1)
         assert np.all(from_partner | own)
-        i = int(
-            np.argmax(np.asarray(mixed.partner) != np.arange(8))
-        )  # an image mixed with another than itself
+        # an image mixed with another than itself
+        i = int(np.argmax(np.asarray(mixed.partner) != np.arange(8)))
         box = from_partner[i] & ~own[i]  # the pasted pixels
         kept = 1.0 - box.mean()
         np.testing.assert_allclose(float(mixed.lam), kept, rtol=1e-6)
@@ -100,9 +98,8 @@ def test_train_step_with_mixing_learns_from_the_mixed_batch():
     for _ in range(3):
         state, metrics = mixed_step(state, batch)
         losses.append(float(metrics["loss"]))
-    assert (
-        np.all(np.isfinite(losses)) and len(set(losses)) == 3
-    )  # a new mix each step (the key folds the step)
+    # a new mix each step (the key folds the step)
+    assert np.all(np.isfinite(losses)) and len(set(losses)) == 3
 
 
 def test_drop_path_zeroes_whole_examples_and_rescales_the_rest():
@@ -136,9 +133,8 @@ def test_resnet_drop_path_rates_follow_the_rule_and_eval_is_deterministic():
         )[0]
 
     with nn.intercept_methods(record):
-        train_a = train_logits(
-            jax.random.key(1)
-        )  # traced here, so the interceptor sees every block
+        # traced here, so the interceptor sees every block
+        train_a = train_logits(jax.random.key(1))
     assert rates == pytest.approx(drop_path_rates(0.3, 6))
     assert not np.allclose(train_a, train_logits(jax.random.key(2)))  # different branches dropped
     plain = get_model("cifar_resnet14", width_multiplier=0.25)
@@ -206,9 +202,8 @@ def test_accumulation_with_batchnorm_matches_the_big_batch_of_equal_micro_batche
 
 
 def test_eval_step_counts_top5():
-    logits = jnp.asarray(
-        np.tile(np.arange(10, dtype=np.float32)[::-1], (4, 1))
-    )  # class 0 best, class 9 worst
+    # class 0 best, class 9 worst
+    logits = jnp.asarray(np.tile(np.arange(10, dtype=np.float32)[::-1], (4, 1)))
     batch = {
         "image": jnp.zeros((4, 1)),
         "label": jnp.array([0, 4, 5, 9]),

@@ -32,6 +32,7 @@ def test_a_run_started_with_sigint_ignored_sent_sigint_then_sigterm_saves_and_ex
     npz = write_tiny_npz(tmp_path / "tiny.npz")
     workdir = tmp_path / "run"
     flags = command_line(npz, train__steps=100000, train__checkpoint_every=1000, train__log_every=1)
+    # as `nohup ... &` starts it
     run = subprocess.Popen(
         [sys.executable, "-m", "resnet_jax.main", f"--workdir={workdir}", *flags],
         cwd=REPO,
@@ -39,9 +40,7 @@ def test_a_run_started_with_sigint_ignored_sent_sigint_then_sigterm_saves_and_ex
         stderr=subprocess.PIPE,
         text=True,
         env=command_env(),
-        preexec_fn=lambda: signal.signal(
-            signal.SIGINT, signal.SIG_IGN
-        ),  # as `nohup ... &` starts it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
     try:
 

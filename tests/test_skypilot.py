@@ -50,9 +50,14 @@ def api_servers() -> list[str]:
 
 def test_the_dry_run_prints_one_task_per_point_each_as_skypilot_parses_it():
     out = sweep(
-        "--config=configs/default.py", *STRIDE_PADDING, "--seeds=0,1", "--launcher=sky",
-        "--accelerators=tpu-v4-8", "--spot", "--dry_run",
-    )  # fmt: skip
+        "--config=configs/default.py",
+        *STRIDE_PADDING,
+        "--seeds=0,1",
+        "--launcher=sky",
+        "--accelerators=tpu-v4-8",
+        "--spot",
+        "--dry_run",
+    )
     assert out.returncode == 0, out.stderr
     documents = list(yaml.safe_load_all(out.stdout))
     assert len(documents) == 16  # 8 points x 2 seeds, seed-major
@@ -81,10 +86,18 @@ def test_the_dry_run_prints_one_task_per_point_each_as_skypilot_parses_it():
 
 def test_gpu_nodes_region_and_zone_become_skypilots_resources():
     out = sweep(
-        "--config=configs/default.py", *STRIDE_PADDING, "--launcher=sky", "--accelerators=H100:8",
-        "--num_nodes=2", "--cloud=gcp", "--region=us-central1", "--zone=us-central1-a",
-        "--max_restarts_on_errors=0", "--set=train.steps=50", "--dry_run",
-    )  # fmt: skip
+        "--config=configs/default.py",
+        *STRIDE_PADDING,
+        "--launcher=sky",
+        "--accelerators=H100:8",
+        "--num_nodes=2",
+        "--cloud=gcp",
+        "--region=us-central1",
+        "--zone=us-central1-a",
+        "--max_restarts_on_errors=0",
+        "--set=train.steps=50",
+        "--dry_run",
+    )
     assert out.returncode == 0, out.stderr
     task = parsed(next(yaml.safe_load_all(out.stdout)))
     (resources,) = task.resources
@@ -267,7 +280,7 @@ def test_two_processes_given_skypilots_variables_train_as_the_explicit_flags_do(
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
-            )  # fmt: skip
+            )
             for rank in range(2)
         ]
         try:

@@ -75,9 +75,8 @@ def test_collect_reads_resumed_runs_once_and_writes_table_and_plots(tmp_path):
             }
             for s in (1, 2, 3)
         ]
-        rows.append(
-            {"step": 2, "train/loss": 9.0}
-        )  # a resumed run repeats step 2: the later row wins
+        # a resumed run repeats step 2: the later row wins
+        rows.append({"step": 2, "train/loss": 9.0})
         rows.append({"step": 3, "eval/loss": 1.5, "eval/accuracy": 0.5 + i / 10})
         (directory / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
         (directory / "model_summary.json").write_text(
@@ -93,6 +92,7 @@ def test_collect_reads_resumed_runs_once_and_writes_table_and_plots(tmp_path):
     ).exists()
 
 
+# a table's None
 @pytest.mark.parametrize(
     "point,label",
     [
@@ -105,7 +105,7 @@ def test_collect_reads_resumed_runs_once_and_writes_table_and_plots(tmp_path):
         (
             {"model.shortcut": "A", "model.zero_init_last": None, "model.depth": 56},
             "ResNet-56",
-        ),  # a table's None
+        ),
         ({"model.shortcut": "B", "model.depth": 56}, "ResNet-56, projection shortcuts (B)"),
         ({"model.shortcut": "none", "model.zero_init_last": None}, "plain"),
         ({}, "baseline"),
@@ -127,9 +127,8 @@ def test_seeds_of_a_point_form_one_series_and_styles_never_repeat():
     assert series(points) == {"depth 20": [0, 1, 2], "depth 56": [3, 4, 5]}
     for n in (3, 12, 25):
         styles = series_styles(n)
-        assert (
-            len({str(s["color"]) for s in styles}) == n
-        )  # no colour used twice, past ten series too
+        # no colour used twice, past ten series too
+        assert len({str(s["color"]) for s in styles}) == n
     assert (
         describe_budget(
             [
@@ -143,9 +142,8 @@ def test_seeds_of_a_point_form_one_series_and_styles_never_repeat():
         )
         == "CIFAR-10, 150 steps of batch 128 (peak lr 0.1), 3 seeds per point"
     )
-    assert (
-        describe_budget([{}], [300], [1]) == "300 steps, 1 seed per point"
-    )  # runs without a config.json
+    # runs without a config.json
+    assert describe_budget([{}], [300], [1]) == "300 steps, 1 seed per point"
 
 
 def test_local_sweep_skips_finished_points_stops_at_a_failed_one_and_reruns_it(
@@ -155,9 +153,8 @@ def test_local_sweep_skips_finished_points_stops_at_a_failed_one_and_reruns_it(
     trains)."""
     from resnet_jax.sweeps import launch
 
-    def stand_in(
-        config, workdir, overrides, python
-    ):  # fails once on the second point, as an interrupted run
+    # fails once on the second point, as an interrupted run
+    def stand_in(config, workdir, overrides, python):
         script = (
             "import pathlib, sys; d = pathlib.Path(sys.argv[1]); runs = d / 'runs'; "
             "runs.write_text(runs.read_text() + 'x' if runs.exists() else 'x'); "
@@ -178,10 +175,11 @@ def test_local_sweep_skips_finished_points_stops_at_a_failed_one_and_reruns_it(
     capsys.readouterr()
     directories = launch.run_local("config.py", points, tmp_path)
     assert "[1/2] model.shortcut=none: done, skipped" in capsys.readouterr().out
+    # the first ran once, the second twice
     assert [(d / "runs").read_text() for d in directories] == [
         "x",
         "xx",
-    ]  # the first ran once, the second twice
+    ]
     statuses = [json.loads((d / "sweep_status.json").read_text()) for d in directories]
     assert [s["status"] for s in statuses] == ["done", "done"] and statuses[1]["point"] == {
         "model.shortcut": "A"

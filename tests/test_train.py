@@ -71,10 +71,11 @@ def test_training_loop_traces_each_step_once(tmp_path, monkeypatch):
     monkeypatch.setattr(train, "eval_step", chex.assert_max_traces(train.eval_step, n=1))
     state, summary = run_loop(tmp_path, steps=6, ema_decay=0.5)  # 2 evaluations, 3 checkpoints
     assert np.isfinite(summary["eval/loss"])
+    # eval used the moving average, which trails the params
     assert set(state.ema) == {
         "params",
         "batch_stats",
-    }  # eval used the moving average, which trails the params
+    }
     assert not np.allclose(state.ema["params"]["head"]["kernel"], state.params["head"]["kernel"])
 
 

@@ -82,9 +82,8 @@ def fastest(
         == "xla"
     ):
         return xla_conv(x, kernel, **args)
-    return onednn.conv_backend(
-        x, kernel, **args
-    )  # which keeps XLA's for what oneDNN does not handle
+    # which keeps XLA's for what oneDNN does not handle
+    return onednn.conv_backend(x, kernel, **args)
 
 
 def choice(x_shape, kernel_shape, dtype, *, stride, padding, dilation) -> str:
@@ -99,9 +98,8 @@ def choice(x_shape, kernel_shape, dtype, *, stride, padding, dilation) -> str:
         tuple(map(tuple, padding)),
         tuple(dilation),
     )
-    key = json.dumps(
-        geometry
-    )  # x [N, H, W, C], kernel [KH, KW, C, K], dtype, stride, padding, dilation
+    # x [N, H, W, C], kernel [KH, KW, C, K], dtype, stride, padding, dilation
+    key = json.dumps(geometry)
     times = _times()
     if key not in times:
         measured = measure(*geometry)
@@ -197,9 +195,8 @@ def _save(new: dict[str, dict[str, float]]) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:
-            json.dump(
-                {**_read(), **new}, f, indent=0
-            )  # keep what another process measured meanwhile
+            # keep what another process measured meanwhile
+            json.dump({**_read(), **new}, f, indent=0)
         os.replace(f.name, path)
     except OSError:
         pass

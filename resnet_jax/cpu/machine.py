@@ -31,12 +31,13 @@ def bf16_units(cpuinfo: str = "/proc/cpuinfo") -> bool:
     return any(flag in flags for flag in BF16_FLAGS)
 
 
+# what decides our kernels' speed, and PyTorch's
 CPU_FLAGS = (
     "avx2",
     "avx512f",
     "avx512_bf16",
     "amx_bf16",
-)  # what decides our kernels' speed, and PyTorch's
+)
 
 
 def cpu_description(cpuinfo: str = "/proc/cpuinfo") -> str:

@@ -50,15 +50,17 @@ from resnet_jax.nn.conv import xla_conv
 from resnet_jax.nn.shapes import output_size
 
 SOURCE = Path(__file__).parent / "csrc" / "onednn_conv.cc"
+# float32; forward and data gradient + "Bf16"
 TARGETS = {
     "forward": "RjOnednnConvForward",
     "backward_data": "RjOnednnConvBackwardData",
     "backward_weights": "RjOnednnConvBackwardWeights",
-}  # float32; forward and data gradient + "Bf16"
+}
+# activation dtype -> symbol suffix
 DTYPES = {
     jnp.dtype(jnp.float32): "",
     jnp.dtype(jnp.bfloat16): "Bf16",
-}  # activation dtype -> symbol suffix
+}
 RUNTIME, HEADERS = "onednn-cpu-gomp", "onednn-devel-cpu-gomp"
 
 
@@ -245,20 +247,19 @@ def conv(
     if (kh, kw) == (1, 1) and stride != (1, 1) and pads == ((0, 0), (0, 0)):
         # A strided 1x1 convolution reads every stride-th pixel alone: take those, then convolve at
         # stride 1. oneDNN 3.2's strided 1x1 gradients take 2-4x as long as stride 1 on the smaller
-        # input (AVX2).
+        # input (AVX2). (N, H, W, C) -> (N, ceil(H/s), ceil(W/s), C)
         x, stride = (
             x[:, :: stride[0], :: stride[1], :],
             (1, 1),
-        )  # (N, H, W, C) -> (N, ceil(H/s), ceil(W/s), C)
+        )
     # oneDNN wants high padding that ends exactly at the last window; XLA floors it away. Rows past
     # the last window are never read: trim the padding, or the input when padding alone cannot cover
     # the difference.
     n, h, w, c = x.shape
     trimmed, rows = [], [h, w]
     for axis, (size, k, s, d, (lo, hi)) in enumerate(zip((h, w), (kh, kw), stride, dilation, pads)):
-        used = (
-            (output_size(size, k, s, (lo, hi), d) - 1) * s + d * (k - 1) + 1
-        )  # padded rows the windows cover
+        # padded rows the windows cover
+        used = (output_size(size, k, s, (lo, hi), d) - 1) * s + d * (k - 1) + 1
         hi = used - size - lo
         if hi < 0:
             rows[axis], hi = size + hi, 0
@@ -297,9 +298,8 @@ def _conv_forward(x, kernel, stride, padding, dilation, wgrad):
         output_size(size, kk, s, p, d)
         for size, kk, s, d, p in zip((h, w), (kh, kw), stride, dilation, padding)
     ]
-    ohwi = kernel.transpose(
-        3, 0, 1, 2
-    )  # the handlers' kernel layout (see onednn_conv.cc); the data gradient reuses it
+    # the handlers' kernel layout (see onednn_conv.cc); the data gradient reuses it
+    ohwi = kernel.transpose(3, 0, 1, 2)
     y = _call(
         "forward", (n, *out, k), x.dtype, x, ohwi, stride=stride, padding=padding, dilation=dilation
     )

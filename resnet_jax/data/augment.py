@@ -166,9 +166,8 @@ def _equalize(image: tf.Tensor) -> tf.Tensor:
     def channel(values):  # [H, W] float levels 0..255
         levels = tf.clip_by_value(tf.cast(values, tf.int32), 0, 255)
         histogram = tf.math.bincount(tf.reshape(levels, [-1]), minlength=256, maxlength=256)
-        last = tf.gather(
-            histogram, tf.reduce_max(tf.where(histogram > 0)[:, 0])
-        )  # the count of the top level
+        # the count of the top level
+        last = tf.gather(histogram, tf.reduce_max(tf.where(histogram > 0)[:, 0]))
         step = (tf.reduce_sum(histogram) - last) // 255
         table = tf.clip_by_value(
             (tf.cumsum(histogram) - histogram + step // 2) // tf.maximum(step, 1), 0, 255

@@ -63,9 +63,8 @@ class DatasetInfo:
     image_shape: tuple[int, int, int]  # (H, W, C) of the batches.
     num_train: int
     num_eval: int
-    mean: tuple[float, ...] = (
-        0.5,
-    )  # Per channel, of train images in [0, 1]: what batches are normalised by.
+    # Per channel, of train images in [0, 1]: what batches are normalised by.
+    mean: tuple[float, ...] = (0.5,)
     std: tuple[float, ...] = (0.5,)
 
 
@@ -451,9 +450,10 @@ def _channel_stats(images) -> tuple[tuple[float, ...], tuple[float, ...]]:
     levels = np.arange(256) / 255.0
     counts = 0
     for image in images:
+        # [C, 256]
         counts = counts + np.stack(
             [np.bincount(image[..., k].ravel(), minlength=256) for k in range(image.shape[-1])]
-        )  # [C, 256]
+        )
     probabilities = counts / counts.sum(axis=1, keepdims=True)
     mean = probabilities @ levels  # [C]
     std = np.sqrt((probabilities * (levels - mean[:, None]) ** 2).sum(axis=1))
@@ -514,9 +514,8 @@ def _prepare_offline(builder: tfds.core.DatasetBuilder, manual_dir) -> None:
     if isinstance(builder, shapes32.Shapes32):  # Generated: needs no files.
         try:
             builder.download_and_prepare(download_config=config)
-        except (
-            OSError
-        ):  # Raised by the final rename when another process prepared it at the same time.
+        # Raised by the final rename when another process prepared it at the same time.
+        except OSError:
             if not builder.is_prepared():
                 raise
         return
@@ -614,9 +613,8 @@ def _load_tfds(name: str, *, data_dir, manual_dir, image_size, in_memory) -> Dat
         )
     if varying_size:
         h = w = image_size or DEFAULT_IMAGE_SIZE
-    if (
-        normalisation is None
-    ):  # Estimated from the first examples: reading the whole split would take long.
+    # Estimated from the first examples: reading the whole split would take long.
+    if normalisation is None:
         first = (
             TfdsSplit(builder, "train")
             .read((0, 1), stop=STATS_EXAMPLES)

@@ -88,18 +88,16 @@ def torch_key(collection: str, path: tuple[str, ...]) -> str:
 def to_torch_layout(array: np.ndarray) -> np.ndarray:
     """Conv HWIO -> OIHW, dense [in, out] -> [out, in]; vectors unchanged."""
     if array.ndim == 4:
-        return np.ascontiguousarray(
-            np.transpose(array, (3, 2, 0, 1))
-        )  # [KH, KW, C, K] -> [K, C, KH, KW]
+        # [KH, KW, C, K] -> [K, C, KH, KW]
+        return np.ascontiguousarray(np.transpose(array, (3, 2, 0, 1)))
     return np.ascontiguousarray(array.T) if array.ndim == 2 else array
 
 
 def from_torch_layout(array: np.ndarray) -> np.ndarray:
     """Conv OIHW -> HWIO, dense [out, in] -> [in, out]; vectors unchanged."""
     if array.ndim == 4:
-        return np.ascontiguousarray(
-            np.transpose(array, (2, 3, 1, 0))
-        )  # [K, C, KH, KW] -> [KH, KW, C, K]
+        # [K, C, KH, KW] -> [KH, KW, C, K]
+        return np.ascontiguousarray(np.transpose(array, (2, 3, 1, 0)))
     return np.ascontiguousarray(array.T) if array.ndim == 2 else array
 
 

@@ -160,9 +160,8 @@ def conv2d(
         )
     strides, dilations = pair(stride, "stride"), pair(dilation, "dilation")
     pads = explicit_padding(padding, (h, w), (kh, kw), strides, dilations)
-    spatial_output(
-        layer, (h, w), (kh, kw), strides, pads, dilations
-    )  # raises before XLA sees a bad shape
+    # raises before XLA sees a bad shape
+    spatial_output(layer, (h, w), (kh, kw), strides, pads, dilations)
 
     mode = padding.upper() if isinstance(padding, str) else None
     if mode in ("CIRCULAR", "REFLECT"):

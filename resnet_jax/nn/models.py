@@ -24,10 +24,11 @@ import jax.numpy as jnp
 from resnet_jax.nn.blocks import block_class
 from resnet_jax.nn.resnet import ResNet
 
+# the computation dtypes a config may name
 DTYPES = {
     "float32": jnp.float32,
     "bfloat16": jnp.bfloat16,
-}  # the computation dtypes a config may name
+}
 
 IMAGENET_STAGES = {
     18: ("basic", (2, 2, 2, 2)),
@@ -37,10 +38,11 @@ IMAGENET_STAGES = {
     152: ("bottleneck", (3, 8, 36, 3)),
     200: ("bottleneck", (3, 24, 36, 3)),
 }
+# the CIFAR depths He et al. 2016 built from bottleneck blocks
 BOTTLENECK_CIFAR_DEPTHS = (
     164,
     1001,
-)  # the CIFAR depths He et al. 2016 built from bottleneck blocks
+)
 NAME_PATTERN = re.compile(
     r"^(?P<cifar>cifar_)?(?P<preact>preact_)?(?P<kind>resnet|plain)(?P<depth>\d+)?$"
 )

@@ -127,10 +127,11 @@ def _batch_norm_backward(epsilon, relu, axis_name, residuals, cotangents):
     mean_dy, mean_dy_x = dy.mean(axes), (dy * xf).mean(axes)
     mean_dy_x_hat = inv * (mean_dy_x - mean * mean_dy)
     count = x.size // x.shape[-1]
+    # this replica's sums, as autodiff would give
     dbias, dscale = (
         mean_dy * count,
         mean_dy_x_hat * count,
-    )  # this replica's sums, as autodiff would give
+    )
     if axis_name is not None:
         mean_dy, mean_dy_x_hat = jax.lax.pmean(jnp.stack([mean_dy, mean_dy_x_hat]), axis_name)
     a = scale * inv

@@ -44,12 +44,13 @@ class ResNet(nn.Module):
     block: str | type[Block] = (
         "basic"  # 'basic' | 'bottleneck' | 'preact_basic' | 'preact_bottleneck' | a Block
     )
+    # block width per stage (bottleneck outputs 4x this)
     widths: Sequence[int] = (
         64,
         128,
         256,
         512,
-    )  # block width per stage (bottleneck outputs 4x this)
+    )
     stage_strides: Sequence[int] = (1, 2, 2, 2)  # stride of each stage's first block
     num_classes: int = 1000
     shortcut: str = "B"  # 'A' | 'B' | 'C' | 'none' (plain network), see blocks.py

@@ -91,9 +91,8 @@ def trace(model: nn.Module, input_shape: Sequence[int], **call_kwargs) -> list[L
     Emits a warning (see `feature_map_warnings`) when a map collapses to 1x1 early or never shrinks.
     """
     rows: list[LayerRow] = []
-    state = [
-        ((1, 1), (1, 1))
-    ]  # (receptive field, jump) of the main path, as a one-element stack cell
+    # (receptive field, jump) of the main path, as a one-element stack cell
+    state = [((1, 1), (1, 1))]
     block_inputs: list[tuple] = []
 
     def interceptor(next_fun, args, kwargs, context):

@@ -21,18 +21,16 @@ def check_points(
     shape
     [H, W, C]) its model builds and keeps a feature map on those images: traced, nothing compiled.
     A ValueError names the point."""
-    configs = [
-        point_config(config, point) for point in points
-    ]  # a missing field raises, naming the point
+    # a missing field raises, naming the point
+    configs = [point_config(config, point) for point in points]
     if image_shape is None:
         return
     for point, point_cfg in zip(points, configs):
         try:
             model = get_model(**point_cfg.model, num_classes=num_classes)
             with warnings.catch_warnings():
-                warnings.simplefilter(
-                    "ignore"
-                )  # a degenerate map is the run's warning to give, not an error
+                # a degenerate map is the run's warning to give, not an error
+                warnings.simplefilter("ignore")
                 trace.trace(model, (1, *image_shape))
         except (TypeError, ValueError) as error:
             raise ValueError(f"sweep point {point_name(point)}: config.model: {error}") from None

@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 STATUS_FILE = "sweep_status.json"
+# what one seed of a point sets: the run's and the data order's
 SEED_FIELDS = (
     "train.seed",
     "data.seed",
-)  # what one seed of a point sets: the run's and the data order's
+)
 
 
 def load_function(spec: str, name: str):
@@ -98,9 +99,8 @@ def without_seeds(point: Mapping[str, Any]) -> dict[str, Any]:
 def point_config(config, point: Mapping[str, Any]):
     """A copy of the (locked) ConfigDict with the point's overrides set, as the point's run
     resolves them; a field the config lacks raises ValueError naming it."""
-    config = copy.deepcopy(
-        config
-    )  # references kept: a derived field (the warmup) follows the point's steps
+    # references kept: a derived field (the warmup) follows the point's steps
+    config = copy.deepcopy(config)
     config.lock()
     for key, value in point.items():
         *groups, field = key.split(".")

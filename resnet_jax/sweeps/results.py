@@ -64,14 +64,12 @@ def summarise_point(
     result.update({name: final(rows, name) for name in METRICS})
     result["params"] = model.get("params")
     result["GMACs"] = model["macs"] / 1e9 if "macs" in model else None
-    result["images/s"] = (
-        statistics.median(speeds[1:] or speeds) if speeds else None
-    )  # first includes compile
+    # first includes compile
+    result["images/s"] = statistics.median(speeds[1:] or speeds) if speeds else None
     status_file = directory / STATUS_FILE
     seconds = json.loads(status_file.read_text()).get("seconds") if status_file.exists() else None
-    result["wall min"] = (
-        seconds / 60 if seconds is not None else None
-    )  # the run's command(s), start to end
+    # the run's command(s), start to end
+    result["wall min"] = seconds / 60 if seconds is not None else None
     return result
 
 
@@ -135,9 +133,8 @@ def collect(
             groups, [h for h in groups[0] if h not in ("significant", "p", "directory", "seeds %")]
         )
         lines += ["", "Runs:", ""]
-    header = [
-        k for k in table[0] if k not in fixed and k != "point"
-    ]  # the Markdown table shows what varies
+    # the Markdown table shows what varies
+    header = [k for k in table[0] if k not in fixed and k != "point"]
     lines += _markdown(table, header)
     (out / "results.md").write_text("\n".join(lines) + "\n")
     (out / "results.json").write_text(
@@ -233,9 +230,8 @@ def plot(
     matplotlib.use("Agg")
 
     done = {row["point"] for row in table}
-    points = [
-        p for p in points if point_name(p) in done
-    ]  # the points with metrics, in the sweep's order
+    # the points with metrics, in the sweep's order
+    points = [p for p in points if point_name(p) in done]
     configs = [read_config(workdir / point_name(p)) for p in points]
     budget = plots.describe_budget(
         configs,

@@ -81,9 +81,8 @@ def job_name(sweep: str, point: dict) -> str:
     """'stride-padding-model-stem-stride-2-seed-0': lower case, digits and '-', as clouds allow."""
     text = f"{sweep}-{point_name(point)}".lower()
     text = re.sub(r"[^a-z0-9]+", "-", text).strip("-")
-    if (
-        len(text) > NAME_LENGTH
-    ):  # keep both ends apart and unique: a short hash of the whole in the middle
+    # keep both ends apart and unique: a short hash of the whole in the middle
+    if len(text) > NAME_LENGTH:
         digest = hashlib.sha256(text.encode()).hexdigest()[:6]
         text = f"{text[: NAME_LENGTH - 20]}-{digest}-{text[-12:]}".strip("-")
     return text

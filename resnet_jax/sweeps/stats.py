@@ -53,9 +53,8 @@ def difference(values: Sequence[float], baseline: Sequence[float]) -> Difference
     delta = statistics.fmean(values) - statistics.fmean(baseline)
     if len(values) < 2 or len(baseline) < 2:
         return Difference(delta, None, None, None)
-    if (
-        statistics.stdev(values) == 0 and statistics.stdev(baseline) == 0
-    ):  # Welch is undefined; nothing varies
+    # Welch is undefined; nothing varies
+    if statistics.stdev(values) == 0 and statistics.stdev(baseline) == 0:
         return Difference(delta, delta, delta, 0.0 if delta else 1.0)
     result = stats.ttest_ind(values, baseline, equal_var=False)
     interval = result.confidence_interval(CONFIDENCE)

@@ -46,9 +46,8 @@ class Checkpoints:
     """An orbax CheckpointManager over `directory` that saves and restores a host (NumPy) pytree."""
 
     def __init__(self, directory: str | epath.Path, *, keep: int):
-        self.directory = paths.run_path(
-            directory
-        )  # a local folder or gs://: orbax takes either as is
+        # a local folder or gs://: orbax takes either as is
+        self.directory = paths.run_path(directory)
         # A killed run leaves its unfinished step behind: locally a temporary directory, on gs:// a
         # step directory without orbax's commit marker, which would block saving that step again.
         # Orbax removes both on start.

@@ -1,8 +1,8 @@
 """One run per workdir: an exclusive `fcntl` lock on WORKDIR/.lock, holding the host and pid of its
 owner.
 
-    # raises WorkdirBusy, naming the holder, if another process trains there
-    with workdir_lock(workdir):
+    # raises WorkdirBusy, naming the holder, if another process trains there with
+    workdir_lock(workdir):
         train...
 
 The kernel drops the lock when its process ends, however it ends (SIGKILL included), so a lock file

@@ -136,9 +136,8 @@ def _truncate_after(path: Path, step: int) -> None:
     """Keep only the complete rows of metrics.jsonl at or before `step`."""
     if not path.exists():
         return
-    lines = path.read_text().split("\n")[
-        :-1
-    ]  # the piece after the last newline is incomplete (or empty)
+    # the piece after the last newline is incomplete (or empty)
+    lines = path.read_text().split("\n")[:-1]
     kept = [line for line in lines if json.loads(line)["step"] <= step]
     paths.write_text(epath.Path(path), "".join(line + "\n" for line in kept))
 

@@ -105,10 +105,11 @@ class Placement:
         if self.mode == "pmap":
             d = jax.local_device_count()
             sharding = NamedSharding(self._local_mesh, PartitionSpec(AXIS_NAME))
+            # [N, ...] -> [D, N/D, ...]
             return jax.tree.map(
                 lambda x: jax.device_put(x.reshape(d, x.shape[0] // d, *x.shape[1:]), sharding),
                 batch,
-            )  # [N, ...] -> [D, N/D, ...]
+            )
         split = NamedSharding(self._global_mesh, PartitionSpec(AXIS_NAME))
         return jax.tree.map(lambda x: jax.make_array_from_process_local_data(split, x), batch)
 

@@ -254,9 +254,8 @@ def _print(line: str) -> None:
 class Input(NamedTuple):
     """What the loop reads."""
 
-    train_batches: Callable[
-        [int], Iterator[Batch]
-    ]  # start_step -> this process's rows of global batches
+    # start_step -> this process's rows of global batches
+    train_batches: Callable[[int], Iterator[Batch]]
     eval_batches: Callable[[], Iterable[Batch]]  # one padded pass over the eval split, with 'mask'
     image_shape: tuple[int, int, int]  # (H, W, C)
     batch_size: int  # global, over all processes
@@ -310,9 +309,8 @@ def train_and_evaluate(
     last = loop.stop_after or steps  # the first epochs of a long schedule end here, as if preempted
     placement = parallel.Placement(parallel_mode)
     model = placement.model(model)
-    root = jax.random.key(
-        seed
-    )  # initialises the model; fold_in(root, 1) is the steps' key (mixing, drop-path)
+    # initialises the model; fold_in(root, 1) is the steps' key (mixing, drop-path)
+    root = jax.random.key(seed)
     fresh = create_train_state(
         model, optimizer.tx, root, image_shape=data.image_shape, ema=recipe.ema_decay > 0
     )
@@ -348,9 +346,8 @@ def train_and_evaluate(
     state, pending, train_metrics, eval_metrics = placement.put_state(host_state), [], {}, {}
     try:
         batches = _prefetch(data.train_batches(start), placement.put_batch)
-        for step in range(
-            start + 1, last + 1
-        ):  # `step` counts updates done once this one is applied
+        # `step` counts updates done once this one is applied
+        for step in range(start + 1, last + 1):
             state, step_metrics = p_train(state, next(batches))
             checkpoints.check()  # a background write that failed stops the run at the next step
             pending.append((step, step_metrics))
@@ -361,9 +358,8 @@ def train_and_evaluate(
             # Every process must stop at the same step: with several, they agree when they log.
             stopping = _agreed_stop(stop_requested) if jax.process_count() == 1 or log_due else None
             save_due = step % checkpoint_every == 0 or step == last or stopping is not None
-            if (
-                log_due or eval_due or save_due
-            ):  # reading the metrics stops a diverged run before eval or save
+            # reading the metrics stops a diverged run before eval or save
+            if log_due or eval_due or save_due:
                 train_metrics, pending = _summarise(pending, placement), []
                 speed, eta = progress.update(step)
                 train_metrics["train/images_per_second"] = speed
@@ -386,9 +382,8 @@ def train_and_evaluate(
                 raise signals.Stopped(stopping, step)
             if eval_due or save_due or step == start + 1:
                 jax.block_until_ready(state)
-                progress.restart(
-                    step
-                )  # speed counts training only, not compiling, evaluating or saving
+                # speed counts training only, not compiling, evaluating or saving
+                progress.restart(step)
         if start >= last:  # the run was already complete: report where it ended
             eval_metrics = evaluate(p_eval, state, data.eval_batches(), placement)
         final = placement.to_host(state), {**train_metrics, **eval_metrics}
@@ -398,9 +393,8 @@ def train_and_evaluate(
         raise
     except BaseException:
         writer.close()
-        with contextlib.suppress(
-            checkpoint.CheckpointError
-        ):  # the error already on its way matters more
+        # the error already on its way matters more
+        with contextlib.suppress(checkpoint.CheckpointError):
             checkpoints.close(timeout=30)
         raise
     writer.close()
