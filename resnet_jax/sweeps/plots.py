@@ -284,7 +284,7 @@ def accuracy_figure(groups: Sequence[Mapping[str, Any]], budget: str):
     ax.set_yticks(list(rows), macs, fontsize=8)
     values = [v for g in groups for v in g["seeds %"]]
     ax.set_xlim(max(0.0, min(values) - 5), min(100.0, max(values) + 3))
-    ax.set_xlabel("final test accuracy (%)")
+    ax.set_xlabel("final accuracy on the eval split (%)")
     ax.grid(True, axis="x", alpha=0.3)
     ax.set_title(f"Final accuracy per point\n{budget}", fontsize=10)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)

@@ -56,10 +56,15 @@ def summarise_point(
     speeds = [
         row["train/images_per_second"] for row in rows.values() if "train/images_per_second" in row
     ]
+    train = read_config(directory).get("train", {})
+    target = train.get("stop_after") or train.get("steps")
+    last = max(rows) if rows else 0
     result = {
         "point": directory.name,
         **{k: point.get(k) for k in keys},
-        "steps": max(rows) if rows else 0,
+        "steps": last,
+        # reached its last step (a run without a config.json: whatever it logged)
+        "finished": target is None or last >= target,
     }
     result.update({name: final(rows, name) for name in METRICS})
     result["params"] = model.get("params")
@@ -76,8 +81,10 @@ def summarise_point(
 def _cell(value: Any) -> str:
     if value is None:
         return "-"
-    if isinstance(value, tuple):  # an interval
-        return f"[{value[0]:.2f}, {value[1]:.2f}]"
+    if isinstance(value, (tuple, list)) and all(isinstance(v, float) for v in value):
+        return f"[{value[0]:.2f}, {value[1]:.2f}]"  # an interval
+    if isinstance(value, (tuple, list)):
+        return "/".join(map(str, value))  # stage strides
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, int) and value >= 10_000:
@@ -141,7 +148,7 @@ def collect(
         json.dumps({"command": command, "groups": groups, "runs": table}, indent=1)
     )
     print("\n".join(lines))
-    plot(workdir, points, table, out, groups)
+    plot(workdir, points, [row for row in table if row["finished"]], out, groups)
     return table
 
 
@@ -149,7 +156,7 @@ def group_table(table: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> list
     """One row per point over its seeds (the first point is the baseline); `table` has
     summarise_point's rows."""
     members: dict[str, list[Mapping[str, Any]]] = {}
-    for row in table:
+    for row in (row for row in table if row["finished"]):  # a run still training is no sample
         members.setdefault(point_name({k: row[k] for k in keys if row[k] is not None}), []).append(
             row
         )
