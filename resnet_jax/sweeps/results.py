@@ -148,7 +148,9 @@ def collect(
         json.dumps({"command": command, "groups": groups, "runs": table}, indent=1)
     )
     print("\n".join(lines))
-    plot(workdir, points, [row for row in table if row["finished"]], out, groups)
+    finished = [row for row in table if row["finished"]]
+    if finished:
+        plot(workdir, points, finished, out, groups)
     return table
 
 
