@@ -117,6 +117,9 @@ def get_config() -> ml_collections.ConfigDict:
         # train.steps: the first epochs of a long recipe (0 runs to train.steps). The same
         # command with a later stop_after, or 0, continues the run exactly.
         stop_after=0,
+        # "START:COUNT": a jax.profiler trace of steps START .. START+COUNT-1 into WORKDIR/profile,
+        # for TensorBoard's profile plugin; "" is off (and costs nothing).
+        profile="",
     )
     # Where a run starts when its workdir has no checkpoint yet: weights (a torchvision
     # .pth/.safetensors, our .npz/.safetensors, or another run's WORKDIR/checkpoints/N), reset_head

@@ -73,6 +73,12 @@ def validate_config(
     for field in ("cutout", "mixup", "cutmix"):
         check(d[field] >= 0, f"data.{field}", "must be >= 0 (0 turns it off)")
     check(
+        profile_steps(t.profile, t.stop_after or t.steps) is not None or not t.profile,
+        "train.profile",
+        f"give START:COUNT with 1 <= START and the COUNT steps inside the run's "
+        f"{t.stop_after or t.steps} steps, e.g. '10:5'",
+    )
+    check(
         0 <= t.stop_after <= t.steps,
         "train.stop_after",
         f"must lie in [0, train.steps={t.steps}] (0 runs to the end)",
@@ -183,6 +189,16 @@ def memory_bytes() -> int | None:
             return None
     stats = device.memory_stats() or {}
     return stats.get("bytes_limit")
+
+
+def profile_steps(text: str, steps: int) -> tuple[int, int] | None:
+    """train.profile's "START:COUNT" as (first, last) step traced, or None (off, or not inside the
+    run's `steps`)."""
+    start, colon, count = (text or "").partition(":")
+    if not (colon and start.isdigit() and count.isdigit()):
+        return None
+    first, last = int(start), int(start) + int(count) - 1
+    return (first, last) if 1 <= first <= last <= steps else None
 
 
 def model(config: ml_collections.ConfigDict, num_classes: int, conv_backend=None):

@@ -114,7 +114,13 @@ def run(
         return data.eval_batches(dataset, batch_size=d.eval_batch_size // processes)
 
     loop = train.Loop(
-        t.steps, t.eval_every, t.checkpoint_every, t.log_every, t.keep_checkpoints, t.stop_after
+        t.steps,
+        t.eval_every,
+        t.checkpoint_every,
+        t.log_every,
+        t.keep_checkpoints,
+        t.stop_after,
+        build.profile_steps(t.get("profile", ""), t.stop_after or t.steps),
     )
     inputs = train.Input(train_batches, eval_batches, dataset.info.image_shape, d.batch_size)
     # One run per workdir: process 0 holds the lock (the others write nothing there but checkpoint

@@ -223,3 +223,22 @@ def test_schedules():
     )
     with pytest.raises(ValueError, match="Unknown schedule"):
         optim.learning_rate_schedule("linear", lr=0.1, total_steps=10)
+
+
+def test_train_profile_writes_a_trace_of_the_steps_asked_for_and_nothing_when_off(tmp_path):
+    """train.profile='2:2': a jax.profiler trace (an .xplane.pb TensorBoard's profile plugin reads)
+    in WORKDIR/profile; a range past the run's steps is one error naming the field."""
+    from tiny_run import tiny_config, write_tiny_npz
+
+    from resnet_jax import build, trainer
+
+    npz = write_tiny_npz(tmp_path / "tiny.npz")
+    config = tiny_config(npz, train__steps=4, train__profile="2:2")
+    trainer.run(config, tmp_path / "run")
+    assert list((tmp_path / "run" / "profile").rglob("*.xplane.pb"))
+    trainer.run(tiny_config(npz, train__steps=2), tmp_path / "off")
+    assert not (tmp_path / "off" / "profile").exists()
+    with pytest.raises(ValueError, match=r"config.train.profile='3:5': give START:COUNT"):
+        build.validate_config(
+            tiny_config(npz, train__profile="3:5"), device_count=1, process_count=1
+        )

@@ -35,6 +35,7 @@ from resnet_jax.training import (
     optim,
     parallel,
     paths,
+    profiler,
     signals,
 )
 
@@ -271,6 +272,8 @@ class Loop(NamedTuple):
     keep_checkpoints: int = 3
     # stop (evaluated and saved) after this step, schedules still spanning `steps`; 0: at `steps`
     stop_after: int = 0
+    # (first, last) step of a jax.profiler trace into WORKDIR/profile; None: no trace
+    profile: tuple[int, int] | None = None
 
 
 def train_and_evaluate(
@@ -344,11 +347,17 @@ def train_and_evaluate(
     )
     progress = metrics.Progress(total_steps=last, batch_size=data.batch_size, start_step=start)
     state, pending, train_metrics, eval_metrics = placement.put_state(host_state), [], {}, {}
+    tracer = None
     try:
         batches = _prefetch(data.train_batches(start), placement.put_batch)
         # `step` counts updates done once this one is applied
         for step in range(start + 1, last + 1):
+            if loop.profile and step == loop.profile[0]:
+                tracer = profiler.Trace(workdir)
             state, step_metrics = p_train(state, next(batches))
+            if tracer and step == loop.profile[1]:
+                tracer.stop(state)
+                tracer = None
             checkpoints.check()  # a background write that failed stops the run at the next step
             pending.append((step, step_metrics))
             log_due, eval_due = (
@@ -388,6 +397,8 @@ def train_and_evaluate(
             eval_metrics = evaluate(p_eval, state, data.eval_batches(), placement)
         final = placement.to_host(state), {**train_metrics, **eval_metrics}
     except signals.Stopped:
+        if tracer:
+            tracer.stop(state)
         writer.close()
         checkpoints.close()  # the checkpoint of the last step is complete before the process stops
         raise
