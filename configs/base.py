@@ -72,7 +72,8 @@ def get_config() -> ml_collections.ConfigDict:
         eval_batch_size=400,
         seed=0,
         # Per image, after augment: a random square of this side zeroed (Cutout; 0 is off), and
-        # 'trivialaugment' (one random op at a random strength) or 'none'.
+        # 'trivialaugment' (one random op at a random strength), 'randaugment[:N:M]' (N random ops
+        # at magnitude M of 10; N=2, M=9 by default) or 'none'.
         cutout=0,
         auto_augment="none",
         # Per batch, on the device: the Beta(alpha, alpha) of mixup and of CutMix (0 is off; both

@@ -65,11 +65,10 @@ def validate_config(
         check(d[field] >= 0, f"data.{field}", "must be a non-negative integer")
     check(t.seed >= 0, "train.seed", "must be a non-negative integer")
     check(d.augment in data.AUGMENTATIONS, "data.augment", f"use one of {data.AUGMENTATIONS}")
-    check(
-        d.auto_augment in data.AUTO_AUGMENTATIONS,
-        "data.auto_augment",
-        f"use one of {data.AUTO_AUGMENTATIONS}",
-    )
+    try:
+        data.parse_auto_augment(d.auto_augment)
+    except ValueError as error:
+        check(False, "data.auto_augment", str(error))
     for field in ("cutout", "mixup", "cutmix"):
         check(d[field] >= 0, f"data.{field}", "must be >= 0 (0 turns it off)")
     check(

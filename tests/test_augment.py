@@ -92,7 +92,43 @@ def test_trivial_augment_is_one_op_at_one_strength_per_seed():
     assert len(chosen) >= 12  # 60 draws of 14 ops
 
 
-@pytest.mark.parametrize("options", [{"cutout": 4}, {"auto_augment": "trivialaugment"}])
+def test_rand_augment_applies_n_ops_at_magnitude_m_in_turn():
+    """Each of the N draws is one of the TrivialAugment ops at sign * M / 10, applied in order: the
+    result equals applying those ops by hand with the seeds RandAugment splits."""
+    x = ramp()
+    for i in range(10):
+        ops, magnitude = 3, 7
+        seeds = tf.random.experimental.stateless_split(seed(i), num=2 * ops)
+        expected = tf.cast(x, tf.float32)
+        for k in range(ops):
+            index = tf.random.stateless_uniform(
+                [], seeds[2 * k], minval=0, maxval=len(augment.TRIVIAL_AUGMENT_OPS), dtype=tf.int32
+            )
+            sign = -1.0 if tf.random.stateless_uniform([], seeds[2 * k + 1]).numpy() < 0.5 else 1.0
+            expected = augment.apply_trivial_augment_op(expected, index, sign * magnitude / 10)
+        got = augment.rand_augment(x, seed(i), ops=ops, magnitude=magnitude).numpy()
+        np.testing.assert_allclose(got, expected.numpy(), rtol=1e-5, atol=1e-3)  # float32 rounding
+
+
+@pytest.mark.parametrize(
+    "spec,parsed",
+    [("none", ("none", 0, 0)), ("randaugment", ("randaugment", 2, 9)),
+     ("randaugment:3:4", ("randaugment", 3, 4))],
+)  # fmt: skip
+def test_auto_augment_specs(spec, parsed):
+    assert augment.parse_auto_augment(spec) == parsed
+
+
+@pytest.mark.parametrize("spec", ["randaugment:2:11", "randaugment:0:5", "randaugment:2", "rand"])
+def test_bad_rand_augment_specs_say_what_is_wrong(spec):
+    with pytest.raises(ValueError, match="randaugment"):
+        augment.parse_auto_augment(spec)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"cutout": 4}, {"auto_augment": "trivialaugment"}, {"auto_augment": "randaugment:2:9"}],
+)
 def test_train_batches_with_cutout_or_trivial_augment(tmp_path, options):
     from tiny_run import write_tiny_npz
 

@@ -157,8 +157,8 @@ MAIN_CASES = [
         r"config.data \(name='npz', path=None\): load\('npz'\) needs path=",
     ),
     (
-        ["--config.data.auto_augment=randaugment"],
-        r"config.data.auto_augment='randaugment': use one of",
+        ["--config.data.auto_augment=randaugment:2:12"],
+        r"config.data.auto_augment='randaugment:2:12': .* magnitude M in \[0, 10\]",
     ),
     (["--config.data.mixup=-1"], r"config.data.mixup=-1.0: must be >= 0"),
     (["--config.data.seed=-1"], r"config.data.seed=-1: must be a non-negative integer"),
@@ -232,7 +232,7 @@ SAME_RULE = {
     "--config.data.mixup=-1",
     "--config.data.augment=mixup",
     "--config.optim.name=adam",
-    "--config.data.auto_augment=randaugment",
+    "--config.data.auto_augment=randaugment:2:12",
     "--config.model.shortcut=D",
     "--config.model.width_multiplier=0",
 }

@@ -10,6 +10,7 @@ batches.
 `shapes32.py` generates the embedded set, `augment.py` has the per-image TensorFlow preprocessing.
 """
 
+from resnet_jax.data.augment import parse_auto_augment
 from resnet_jax.data.pipeline import (
     AUGMENTATIONS,
     AUTO_AUGMENTATIONS,
@@ -24,6 +25,7 @@ from resnet_jax.data.pipeline import (
 )
 
 __all__ = [
+    "parse_auto_augment",
     "AUGMENTATIONS",
     "AUTO_AUGMENTATIONS",
     "NORMALISATION",

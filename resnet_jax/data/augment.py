@@ -231,6 +231,50 @@ def _smooth(image: tf.Tensor) -> tf.Tensor:
     )
 
 
+RANDAUGMENT_LEVELS = (
+    10  # RandAugment's magnitude M runs 0 .. 10, a tenth of each op's maximum a step
+)
+RANDAUGMENT_DEFAULT = (2, 9)  # N ops at magnitude M: Cubuk et al.'s ImageNet setting
+
+
+def parse_auto_augment(spec: str) -> tuple[str, int, int]:
+    """'none', 'trivialaugment', 'randaugment' (N=2, M=9) or 'randaugment:N:M' -> (kind, N, M);
+    ValueError saying what is wrong otherwise."""
+    kind, *numbers = (spec or "none").split(":")
+    if kind in ("none", "trivialaugment") and not numbers:
+        return kind, 0, 0
+    if kind != "randaugment" or len(numbers) not in (0, 2):
+        raise ValueError(
+            "use 'none', 'trivialaugment', 'randaugment' or 'randaugment:N:M' (N ops, magnitude M)"
+        )
+    if not numbers:
+        return (kind, *RANDAUGMENT_DEFAULT)
+    if not all(n.isdigit() for n in numbers):
+        raise ValueError("randaugment:N:M takes whole numbers, e.g. 'randaugment:2:9'")
+    ops, magnitude = (int(n) for n in numbers)
+    if ops < 1 or magnitude > RANDAUGMENT_LEVELS:
+        raise ValueError(
+            f"randaugment:N:M needs N >= 1 ops and a magnitude M in [0, {RANDAUGMENT_LEVELS}]"
+        )
+    return kind, ops, magnitude
+
+
+def rand_augment(image: tf.Tensor, seed: tf.Tensor, *, ops: int, magnitude: int) -> tf.Tensor:
+    """RandAugment (Cubuk et al. 2020): `ops` ops drawn uniformly, with replacement, from
+    TRIVIAL_AUGMENT_OPS (identity included), each at magnitude / 10 of its largest strength and a
+    random sign. [H, W, C] in [0, 255] -> float32 [H, W, C] in [0, 255]."""
+    tf = tensorflow()
+    seeds = tf.random.experimental.stateless_split(seed, num=2 * ops)
+    image = tf.cast(image, tf.float32)
+    for i in range(ops):
+        op = tf.random.stateless_uniform(
+            [], seeds[2 * i], minval=0, maxval=len(TRIVIAL_AUGMENT_OPS), dtype=tf.int32
+        )
+        sign = tf.where(tf.random.stateless_uniform([], seeds[2 * i + 1]) < 0.5, -1.0, 1.0)
+        image = apply_trivial_augment_op(image, op, sign * magnitude / RANDAUGMENT_LEVELS)
+    return image
+
+
 def trivial_augment(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     """One TrivialAugment op at a random strength. [H, W, C] in [0, 255] -> float32 [H, W, C] in
     [0, 255]."""

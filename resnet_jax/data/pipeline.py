@@ -48,7 +48,11 @@ DEFAULT_IMAGE_SIZE = 224  # Side of the batches of data sets whose images vary i
 MAX_IN_MEMORY_BYTES = 4 * 2**30  # Larger TFDS train splits are streamed from disk instead.
 SHUFFLE_BUFFER = 16_384  # Examples, for streamed splits (in-memory ones are permuted whole).
 AUGMENTATIONS = ("none", "cifar", "imagenet")  # What train_batches' augment= takes; see augment.py.
-AUTO_AUGMENTATIONS = ("none", "trivialaugment")  # What train_batches' auto_augment= takes.
+AUTO_AUGMENTATIONS = (
+    "none",
+    "trivialaugment",
+    "randaugment",
+)  # What train_batches' auto_augment= takes.
 STATS_EXAMPLES = (
     1_000  # Streamed sets missing from NORMALISATION are normalised with these examples' stats.
 )
@@ -271,17 +275,22 @@ def train_batches(
     Args:
       batch_size: examples per batch on this process. augment: "none", "cifar" (pad 4, random crop,
       flip) or "imagenet" (Inception crop, flip). cutout: side of the square Cutout zeroes in each
-      normalised image; 0 is off. auto_augment: "none" or "trivialaugment" (one random op at a
-      random magnitude, after `augment`). process_index, process_count: this process's shard
-      (jax.process_index() and jax.process_count() if None).
+      normalised image; 0 is off. auto_augment: "none", "trivialaugment" (one random op at a
+      random magnitude, after `augment`) or "randaugment[:N:M]" (N random ops at magnitude M).
+      process_index, process_count: this process's shard (jax.process_index() and
+      jax.process_count() if None).
     Yields:
       {"image": float32 [batch_size, H, W, C] normalised, "label": int32 [batch_size]}.
     """
     _check_batch_size(batch_size)
     if augment not in AUGMENTATIONS:
         raise ValueError(f"augment={augment!r} is not one of {AUGMENTATIONS}")
-    if auto_augment not in AUTO_AUGMENTATIONS:
-        raise ValueError(f"auto_augment={auto_augment!r} is not one of {AUTO_AUGMENTATIONS}")
+    from resnet_jax.data.augment import parse_auto_augment
+
+    try:
+        auto_kind, auto_ops, auto_magnitude = parse_auto_augment(auto_augment)
+    except ValueError as error:
+        raise ValueError(f"auto_augment={auto_augment!r}: {error}") from None
     if start_step < 0:
         raise ValueError(f"start_step={start_step} must be >= 0")
     shard = _shard(process_index, process_count)
@@ -300,7 +309,7 @@ def train_batches(
         shard=shard,
         steps_per_epoch=steps_per_epoch,
         cutout=cutout,
-        auto_augment=auto_augment,
+        auto_augment=(auto_kind, auto_ops, auto_magnitude),
     )
 
 
@@ -350,10 +359,18 @@ def _train_stream(
             view_seed, auto_seed, cutout_seed = tf.unstack(
                 tf.random.experimental.stateless_split(example_seed, num=3)
             )
-            image = view(image, view_seed if cutout or auto_augment != "none" else example_seed)
-            if auto_augment == "trivialaugment":
+            kind, ops, magnitude = auto_augment
+            image = view(image, view_seed if cutout or kind != "none" else example_seed)
+            if kind == "trivialaugment":
                 image = augment_lib.trivial_augment(
                     tf.ensure_shape(image, dataset.info.image_shape), auto_seed
+                )
+            elif kind == "randaugment":
+                image = augment_lib.rand_augment(
+                    tf.ensure_shape(image, dataset.info.image_shape),
+                    auto_seed,
+                    ops=ops,
+                    magnitude=magnitude,
                 )
             image = augment_lib.normalise(image, dataset.info.mean, dataset.info.std)
             if cutout:
