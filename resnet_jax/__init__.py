@@ -27,6 +27,7 @@ from resnet_jax.nn.blocks import (
 )
 from resnet_jax.nn.conv import Conv2D, conv2d
 from resnet_jax.nn.models import get_model
+from resnet_jax.nn.nnx_bridge import NNXModel
 from resnet_jax.nn.norm import BatchNorm
 from resnet_jax.nn.pool import GlobalAvgPool, MaxPool2D, max_pool2d
 from resnet_jax.nn.resnet import ResNet
@@ -56,6 +57,7 @@ __all__ = [
     "conv2d",
     "get_model",
     "BatchNorm",
+    "NNXModel",
     "GlobalAvgPool",
     "MaxPool2D",
     "max_pool2d",
