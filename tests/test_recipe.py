@@ -220,7 +220,8 @@ def test_eval_step_counts_top5():
         (
             "data.auto_augment",
             "randaug",
-            "config.data.auto_augment='randaug': use one of ('none', 'trivialaugment')",
+            "config.data.auto_augment='randaug': use 'none', 'trivialaugment', 'randaugment' or "
+            "'randaugment:N:M' (N ops, magnitude M)",
         ),
         (
             "data.augment",

@@ -256,56 +256,77 @@ def test_skypilots_node_variables_map_to_jax_distributed():
     assert runtime.skypilot_cluster({}) is None
 
 
-def test_two_processes_given_skypilots_variables_train_as_the_explicit_flags_do(tmp_path):
-    """main --distributed on 2 'nodes' (127.0.0.1 twice, one CPU device each) joins one run of 2
-    processes, equal to the same 2 processes joined by --coordinator_address/--process_id."""
-    npz = write_tiny_npz(tmp_path / "tiny.npz")
+def test_two_processes_given_skypilots_variables_join_one_run(tmp_path):
+    """main --distributed on 2 'nodes' (127.0.0.1 twice, one CPU device each): one run of 2
+    processes, its checkpoints written once (the slow test below compares it with the explicit
+    flags' run)."""
+    workdir = tmp_path / "sky"
+    two_sky_processes(tmp_path, workdir)
+    assert json.loads((workdir / "run.json").read_text())["processes"] == 2
+    assert sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+
+
+def two_sky_processes(tmp_path, workdir):
+    return run_two(tmp_path, workdir, lambda rank, port: (["--distributed"], sky_env(rank, port)))
+
+
+def sky_env(rank: int, port: int) -> dict:
+    return {
+        "SKYPILOT_NUM_NODES": "2",
+        "SKYPILOT_NODE_IPS": "127.0.0.1\n127.0.0.1",
+        "SKYPILOT_NODE_RANK": str(rank),
+        "RESNET_JAX_COORDINATOR_PORT": str(port),
+    }
+
+
+def run_two(tmp_path, workdir, extra) -> list[float]:
+    """main in 2 processes on the tiny set (sharding), `extra(rank, port)` giving each its flags
+    and environment; the train losses process 0 logged."""
+    npz = tmp_path / "tiny.npz"
+    if not npz.exists():
+        write_tiny_npz(npz)
     flags = [f"--config.{k}={v}" for k, v in {**TINY_OVERRIDES, "data.path": str(npz)}.items()]
     flags = ["--config=configs/default.py", *flags, "--config.train.parallel=sharding"]
     env = {**command_env(), "JAX_PLATFORMS": "cpu"}
-
-    def two_processes(workdir, extra):
-        processes = [
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "resnet_jax.main",
-                    f"--workdir={workdir}",
-                    *flags,
-                    *extra(rank)[0],
-                ],
-                cwd=REPO,
-                env={**env, **extra(rank)[1]},
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            for rank in range(2)
-        ]
-        try:
-            outputs = [process.communicate(timeout=300) for process in processes]
-        finally:
-            for process in processes:
-                process.kill()
-        for process, (_, stderr) in zip(processes, outputs):
-            assert process.returncode == 0, stderr[-3000:]
-        assert json.loads((workdir / "run.json").read_text())["processes"] == 2
-        rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
-        return [row["train/loss"] for row in rows if "train/loss" in row]
-
     port = free_port()
-    nodes = {"SKYPILOT_NUM_NODES": "2", "SKYPILOT_NODE_IPS": "127.0.0.1\n127.0.0.1"}
-    nodes["RESNET_JAX_COORDINATOR_PORT"] = str(port)
-    sky_run = two_processes(
-        tmp_path / "sky",
-        lambda rank: (["--distributed"], {**nodes, "SKYPILOT_NODE_RANK": str(rank)}),
-    )
-    port = free_port()
-    explicit = [f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2"]
-    flag_run = two_processes(
-        tmp_path / "flags", lambda rank: ([*explicit, f"--process_id={rank}"], {})
-    )
+    processes = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "resnet_jax.main",
+                f"--workdir={workdir}",
+                *flags,
+                *extra(rank, port)[0],
+            ],
+            cwd=REPO,
+            env={**env, **extra(rank, port)[1]},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for rank in range(2)
+    ]
+    try:
+        outputs = [process.communicate(timeout=300) for process in processes]
+    finally:
+        for process in processes:
+            process.kill()
+    for process, (_, stderr) in zip(processes, outputs):
+        assert process.returncode == 0, stderr[-3000:]
+    rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    return [row["train/loss"] for row in rows if "train/loss" in row]
+
+
+@pytest.mark.slow  # two more processes: the same run joined by --coordinator_address/--process_id
+def test_two_processes_given_skypilots_variables_train_as_the_explicit_flags_do(tmp_path):
+    sky_run = two_sky_processes(tmp_path, tmp_path / "sky")
+
+    def explicit(rank, port):
+        flags = [f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2"]
+        return [*flags, f"--process_id={rank}"], {}
+
+    flag_run = run_two(tmp_path, tmp_path / "flags", explicit)
     assert sky_run == flag_run and np.all(np.isfinite(sky_run))
 
 

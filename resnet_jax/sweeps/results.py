@@ -141,7 +141,8 @@ def collect(
         )
         lines += ["", "Runs:", ""]
     # the Markdown table shows what varies
-    header = [k for k in table[0] if k not in fixed and k != "point"]
+    hidden = {"point"} | ({"finished"} if all(row["finished"] for row in table) else set())
+    header = [k for k in table[0] if k not in fixed and k not in hidden]
     lines += _markdown(table, header)
     (out / "results.md").write_text("\n".join(lines) + "\n")
     (out / "results.json").write_text(
