@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +30,10 @@ from ml_collections import config_flags
 from resnet_jax import build, data, errors, restore, runtime
 from resnet_jax.nn.models import DTYPES, get_model
 from resnet_jax.training import evaluation, paths
+from resnet_jax.training.checkpoint import finished_steps
 
 FLAGS = flags.FLAGS
+FOLLOWED = ("step", "top1", "top5", "loss", "weights", "flip")  # what follow.jsonl keeps of each
 
 
 def define_flags() -> None:
@@ -61,6 +64,18 @@ def define_flags() -> None:
     )
     flags.DEFINE_bool("flip", False, "Average the logits of each image and its left-right mirror.")
     flags.DEFINE_integer("batch_size", 500, "Examples per evaluation batch.")
+    flags.DEFINE_bool(
+        "follow",
+        False,
+        "With --workdir: evaluate each checkpoint of the run as it lands (once each, also across "
+        "restarts: DIR/eval/follow.jsonl), until its last step; a run on another machine too.",
+    )
+    flags.DEFINE_integer("poll_seconds", 30, "--follow: how often to look for a new checkpoint.")
+    flags.DEFINE_integer(
+        "follow_timeout",
+        3600,
+        "--follow: give up after this many seconds without a new checkpoint.",
+    )
 
 
 def evaluate(
@@ -69,6 +84,11 @@ def evaluate(
     """Evaluate and write DIR/eval/step_N[_raw][_flip].{json,png}; returns the numbers and the
     JSON's path."""
     config, dataset, model, state = restore.restore_run(workdir, step)
+    return report_run(config, dataset, model, state, workdir, raw, flip, batch_size)
+
+
+def report_run(config, dataset, model, state, workdir, raw, flip, batch_size):
+    """Evaluate a run's restored state; write DIR/eval/step_N[_raw][_flip].{json,png}."""
     weights = "raw" if state.ema is None or raw else "ema"
     name = (
         f"step_{int(state.step)}"
@@ -88,6 +108,61 @@ def evaluate(
         flip=flip,
         batch_size=batch_size,
     )
+
+
+def follow(
+    workdir: epath.Path,
+    *,
+    raw: bool,
+    flip: bool,
+    batch_size: int,
+    poll_seconds: float,
+    timeout: float,
+) -> list[int]:
+    """Evaluate each finished checkpoint of a (running) run once, in step order, as `evaluate` does,
+    appending each result to DIR/eval/follow.jsonl, which a restarted follower reads to skip what it
+    did; returns when the run's last step (train.stop_after or train.steps) is evaluated. A RunError
+    after `timeout` seconds without a new checkpoint (or without the run's config.json)."""
+    log = workdir / "eval" / "follow.jsonl"
+    done = (
+        {json.loads(line)["step"] for line in log.read_text().splitlines()}
+        if log.exists()
+        else set()
+    )
+    evaluated, deadline, dataset = [], time.monotonic() + timeout, None
+    while True:
+        if (workdir / "config.json").exists():
+            train = json.loads((workdir / "config.json").read_text())["train"]
+            last = train.get("stop_after") or train["steps"]
+            if last in done:
+                return evaluated
+            for step in [s for s in finished_steps(workdir / "checkpoints") if s not in done]:
+                try:
+                    config, model, state = restore.restore_checkpoint(workdir, step)
+                except errors.UserError:  # removed by the run's keep_checkpoints meanwhile
+                    continue
+                dataset = dataset or build.load_data(config.data)
+                result, _ = report_run(
+                    config, dataset, model, state, workdir, raw, flip, batch_size
+                )
+                paths.make_dirs(log.parent)
+                lines = log.read_text() if log.exists() else ""
+                paths.write_text(log, lines + json.dumps({k: result[k] for k in FOLLOWED}) + "\n")
+                print(
+                    f"step {step}: top-1 {result['top1']:.4f} | loss {result['loss']:.4f}",
+                    flush=True,
+                )
+                done.add(step)
+                evaluated.append(step)
+                deadline = time.monotonic() + timeout
+            if last in done:
+                return evaluated
+        if time.monotonic() > deadline:
+            raise errors.RunError(
+                f"--follow: no new checkpoint in {workdir} for {timeout:g} s (the last evaluated: "
+                f"{max(done) if done else 'none'}); rerun to go on, evaluated steps are skipped"
+            )
+        time.sleep(poll_seconds)
 
 
 def evaluate_weights(
@@ -176,6 +251,20 @@ def main(argv: list[str]) -> None:
             f"--weights={FLAGS.weights}: needs --config, the config file naming the data and model"
         )
     runtime.setup()
+    if FLAGS.follow:
+        if not FLAGS.workdir or FLAGS.step is not None:
+            raise errors.UserError(
+                "--follow goes with --workdir (every step), not --weights/--step"
+            )
+        follow(
+            paths.run_path(FLAGS.workdir),
+            raw=FLAGS.raw,
+            flip=FLAGS.flip,
+            batch_size=FLAGS.batch_size,
+            poll_seconds=FLAGS.poll_seconds,
+            timeout=FLAGS.follow_timeout,
+        )
+        return
     if FLAGS.workdir:
         result, path = evaluate(
             paths.run_path(FLAGS.workdir),

@@ -90,3 +90,53 @@ def test_without_matplotlib_the_confusion_plot_is_skipped_with_a_warning(
     evaluation.plot_confusion(np.eye(3), tmp_path / "c.png", "t")
     assert not (tmp_path / "c.png").exists()
     assert "pip install -e .[plots]" in caplog.text
+
+
+def test_follow_evaluates_every_checkpoint_of_a_concurrent_run_exactly_once(tmp_path):
+    """A short training in one process, `evaluate --follow` in another started before it: every
+    checkpoint the run keeps is evaluated once, in order, and the follower ends with the last step;
+    a second follower finds nothing left to do."""
+    import subprocess
+    import sys
+
+    from test_errors import command_env
+    from tiny_run import REPO
+
+    npz = write_tiny_npz(tmp_path / "tiny.npz")
+    workdir = tmp_path / "run"
+    flags = command_line(npz, train__steps=8, train__checkpoint_every=2, train__keep_checkpoints=10)
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "resnet_jax.evaluate", f"--workdir={workdir}", "--follow",
+         "--poll_seconds=1", "--follow_timeout=240"],
+        cwd=REPO, env=command_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        run = subprocess.run(
+            [sys.executable, "-m", "resnet_jax.main", f"--workdir={workdir}", *flags],
+            cwd=REPO, env=command_env(), capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stderr[-2000:]
+        _, stderr = follower.communicate(timeout=300)
+    finally:
+        follower.kill()
+    assert follower.returncode == 0, stderr[-2000:]
+    lines = (workdir / "eval" / "follow.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [2, 4, 6, 8]
+    final = json.loads(lines[-1])
+    logged = [json.loads(row) for row in (workdir / "metrics.jsonl").read_text().splitlines()]
+    assert final["top1"] == [r for r in logged if "eval/accuracy" in r][-1]["eval/accuracy"]
+    again = evaluate(f"--workdir={workdir}", "--follow", "--follow_timeout=5")
+    assert (
+        again.returncode == 0
+        and len((workdir / "eval" / "follow.jsonl").read_text().splitlines()) == 4
+    )
+
+
+def test_follow_without_checkpoints_times_out_in_one_line(tmp_path):
+    (tmp_path / "run").mkdir()
+    result = evaluate(
+        f"--workdir={tmp_path / 'run'}", "--follow", "--follow_timeout=2", "--poll_seconds=1"
+    )
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: --follow: no new checkpoint in") and "for 2 s" in last
