@@ -172,11 +172,14 @@ def run_on_sky(config, points: Sequence[dict], common: dict) -> None:
         )
     path = config.data.path
     if path and not str(path).startswith("gs://"):
-        raise errors.UserError(
+        local = (
             f"config.data.path={path}: the cloud jobs cannot read a local path; put the data in a "
             f"bucket (--set=data.path=gs://BUCKET/...) or name a TFDS data set (--set=data.path= "
             f"--set=data.name=cifar10)"
         )
+        if not FLAGS.dry_run:
+            raise errors.UserError(local)
+        print(f"warning: {local}", file=sys.stderr, flush=True)  # the plan, printed all the same
     if not FLAGS.accelerators:
         raise errors.UserError("--launcher=sky needs --accelerators (e.g. tpu-v4-8 or H100:8)")
     if FLAGS.num_nodes < 1 or FLAGS.max_restarts_on_errors < 0:

@@ -126,7 +126,7 @@ def test_gpu_nodes_region_and_zone_become_skypilots_resources():
         (
             ["--workdir=gs://b/s", "--accelerators=H100:1", "--set=data.path=/data/c10.npz"],
             "config.data.path=/data/c10.npz: the cloud jobs cannot read a local path",
-        ),
+        ),  # a dry run prints the plan with this as a warning (the test below)
     ],
 )
 def test_bad_cloud_input_is_one_line_before_anything_is_submitted(args, message):
@@ -342,3 +342,15 @@ def test_docs_cloud_md_shows_what_the_dry_run_prints():
     assert printed.replace(workdir, "workdir: /home/you/.cache/resnet_jax/sky/REVISION") == shown
     readme = (REPO / "README.md").read_text()
     assert command in readme  # the README's cloud command is the walk-through's
+
+
+def test_the_issues_cifar10_dry_run_prints_one_parsed_task_per_point():
+    """The CIFAR-10 config reads ../shared/data locally: a dry run warns so and prints the plan."""
+    out = sweep(
+        "--config=configs/cifar10.py:resnet20_fast", *STRIDE_PADDING, "--launcher=sky",
+        "--accelerators=tpu-v4-8", "--spot", "--dry_run",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "warning: config.data.path=" in out.stderr
+    tasks = [parsed(document) for document in yaml.safe_load_all(out.stdout)]
+    assert len(tasks) == 8 and all(t.num_nodes == 1 for t in tasks)
