@@ -134,13 +134,14 @@ def follow(
         if (workdir / "config.json").exists():
             train = json.loads((workdir / "config.json").read_text())["train"]
             last = train.get("stop_after") or train["steps"]
-            if last in done:
+            todo = [s for s in finished_steps(workdir / "checkpoints") if s not in done]
+            if last in done and not todo:
                 return evaluated
-            for step in [s for s in finished_steps(workdir / "checkpoints") if s not in done]:
+            for step in todo:
                 try:
                     config, model, state = restore.restore_checkpoint(workdir, step)
-                except errors.UserError:  # removed by the run's keep_checkpoints meanwhile
-                    continue
+                except errors.UserError:  # not readable yet, or removed by keep_checkpoints:
+                    break  # the next poll lists it again or not
                 dataset = dataset or build.load_data(config.data)
                 result, _ = report_run(
                     config, dataset, model, state, workdir, raw, flip, batch_size
@@ -155,7 +156,9 @@ def follow(
                 done.add(step)
                 evaluated.append(step)
                 deadline = time.monotonic() + timeout
-            if last in done:
+            if last in done and not [
+                s for s in finished_steps(workdir / "checkpoints") if s not in done
+            ]:
                 return evaluated
         if time.monotonic() > deadline:
             raise errors.RunError(

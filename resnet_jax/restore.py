@@ -73,8 +73,9 @@ def restore_checkpoint(workdir: epath.Path, step: int | None = None):
             f"{workdir}: no config.json there; give the workdir of a resnet_jax.main run"
         )
     config = ml_collections.ConfigDict(json.loads(config_file.read_text()))
+    # Read only: the run may still be training (evaluate --follow), its save in progress untouched.
     checkpoints = checkpoint.Checkpoints(
-        str(workdir / "checkpoints"), keep=config.train.keep_checkpoints
+        str(workdir / "checkpoints"), keep=config.train.keep_checkpoints, read_only=True
     )
     try:
         steps = checkpoints.steps()

@@ -45,14 +45,19 @@ class CheckpointError(RuntimeError):
 class Checkpoints:
     """An orbax CheckpointManager over `directory` that saves and restores a host (NumPy) pytree."""
 
-    def __init__(self, directory: str | epath.Path, *, keep: int):
+    def __init__(self, directory: str | epath.Path, *, keep: int, read_only: bool = False):
         # a local folder or gs://: orbax takes either as is
         self.directory = paths.run_path(directory)
+        self.read_only = read_only
         # A killed run leaves its unfinished step behind: locally a temporary directory, on gs:// a
         # step directory without orbax's commit marker, which would block saving that step again.
-        # Orbax removes both on start.
+        # Orbax removes both on start. A reader (evaluate, convert, a follower of a running run)
+        # must not: that unfinished step may be a live run's save in progress.
         options = ocp.CheckpointManagerOptions(
-            max_to_keep=keep, create=True, cleanup_tmp_directories=True
+            max_to_keep=keep,
+            create=not read_only,
+            cleanup_tmp_directories=not read_only,
+            read_only=read_only,
         )
         self._manager = ocp.CheckpointManager(self.directory, options=options)
         self._pending: int | None = None  # the step being written in the background
@@ -201,6 +206,8 @@ class Checkpoints:
             type(error).__name__,
             " ".join(str(error).split())[:300],
         )
+        if self.read_only:  # a reader leaves the run's files as they are
+            return
         if jax.process_index() == 0:
             corrupt = self.directory / "corrupt"
             paths.make_dirs(corrupt)
