@@ -145,7 +145,7 @@ def parse_absl_flags(argv: Sequence[str]) -> list[str]:
         fail(f"unknown flag --{error.flagname}: see --helpshort for this command's flags")
     except (AttributeError, KeyError) as error:  # ml_collections: a misspelt --config.GROUP.FIELD
         if not any(a.startswith("--config.") for a in argv):  # no override: the file's own error
-            given = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), "?")
+            given = _config_flag(argv) or "?"
             fail(f"--config={given}: the config file raised {type(error).__name__}: {error}")
         fail(_misspelt_override(str(error), argv))
     except flags.Error as error:
@@ -156,6 +156,11 @@ def parse_absl_flags(argv: Sequence[str]) -> list[str]:
         absl_logger.setLevel(level)
 
 
+def _config_flag(argv: Sequence[str]) -> str | None:
+    """The value of --config=... on the command line, or None."""
+    return next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+
+
 def _check_config_file(argv: Sequence[str]) -> None:
     """A config file flag that could not be read: config_flags swallows the error while parsing and
     raises it on the config's first use, so use it here, once, for every command with a config file
@@ -163,7 +168,7 @@ def _check_config_file(argv: Sequence[str]) -> None:
     from absl import flags
 
     config = flags.FLAGS.config if "config" in flags.FLAGS else None
-    given = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+    given = _config_flag(argv)
     if config is None and given:
         fail(f"--config={given}: its get_config returned None; it must return a ConfigDict")
     if config is None or isinstance(config, str):  # not given, or a plain path flag (sweep)

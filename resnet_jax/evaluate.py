@@ -137,6 +137,7 @@ def follow(
             todo = [s for s in finished_steps(workdir / "checkpoints") if s not in done]
             if last in done and not todo:
                 return evaluated
+            progressed = False
             for step in todo:
                 try:
                     config, model, state = restore.restore_checkpoint(workdir, step)
@@ -156,10 +157,9 @@ def follow(
                 done.add(step)
                 evaluated.append(step)
                 deadline = time.monotonic() + timeout
-            if last in done and not [
-                s for s in finished_steps(workdir / "checkpoints") if s not in done
-            ]:
-                return evaluated
+                progressed = True
+            if progressed:
+                continue  # list the checkpoints again at once
         if time.monotonic() > deadline:
             raise errors.RunError(
                 f"--follow: no new checkpoint in {workdir} for {timeout:g} s (the last evaluated: "
