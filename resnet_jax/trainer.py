@@ -120,7 +120,7 @@ def run(
         t.log_every,
         t.keep_checkpoints,
         t.stop_after,
-        build.profile_steps(t.get("profile", ""), t.stop_after or t.steps),
+        build.profile_steps(t.profile, t.stop_after or t.steps),
     )
     inputs = train.Input(train_batches, eval_batches, dataset.info.image_shape, d.batch_size)
     # One run per workdir: process 0 holds the lock (the others write nothing there but checkpoint
