@@ -16,8 +16,6 @@ EXPERIMENTS = sorted(p.stem for p in (REPO / "experiments").glob("*.py") if p.st
 @pytest.mark.parametrize(
     "name,flag",
     [
-        ("degradation", "--depths"),
-        ("stride_padding", "--depth"),
         ("cifar10", "--degradation_steps"),
     ],
 )

@@ -1,8 +1,9 @@
 r"""Stride and padding of the stem and of the downsampling: one field changed at a time against the
 baseline.
 
-    python -m resnet_jax.sweep --config=configs/default.py --sweep=configs/sweeps/stride_padding.py
-    --workdir=DIR
+    python -m resnet_jax.sweep --config=configs/default.py \
+        --sweep=configs/sweeps/stride_padding.py --set=model.depth=8 --set=train.steps=200 \
+        --workdir=DIR
     python -m resnet_jax.sweep --config=configs/cifar10.py:resnet20_fast,epochs=3 \
         --sweep=configs/sweeps/stride_padding.py:skip_full_resolution --seeds=0,1,2 --workdir=DIR
 
