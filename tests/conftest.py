@@ -14,6 +14,8 @@ os.environ["XLA_FLAGS"] = (
 ).strip()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # tests run on CPU, with or without a GPU present
+# The shape annotations of resnet_jax.nn are checked in every test (resnet_jax/nn/arrays.py).
+os.environ.setdefault("RESNET_JAX_CHECK_SHAPES", "1")
 # One XLA compilation cache for this test session, shared by the xdist workers (they inherit the
 # controller's environment) and every command the tests start: the same tiny networks compile once
 # instead of in each of ~40 runs. JAX keys each entry on the program, the compile options, XLA_FLAGS

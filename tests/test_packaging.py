@@ -14,7 +14,7 @@ import pytest
 import tomllib
 from tiny_run import REPO
 
-CORE = {"jax", "flax", "numpy"}
+CORE = {"jax", "flax", "numpy", "jaxtyping"}
 # What a forward pass of ResNet-50 and its trace must work with: import, trace, apply.
 LIBRARY_USE = (
     "import jax, jax.numpy as jnp, resnet_jax as rj\n"
@@ -98,7 +98,7 @@ def test_the_library_runs_where_only_the_core_dependencies_are_installed():
     assert out.stdout.split() == ["25557032", "4089184256", "(2,", "10)"]
 
 
-@pytest.mark.slow  # a fresh venv: jax, flax, numpy from the registry, the package without extras
+@pytest.mark.slow  # a fresh venv: the core pins from the registry, the package without extras
 def test_a_fresh_venv_with_the_core_dependencies_runs_the_library(tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)

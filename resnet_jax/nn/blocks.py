@@ -21,6 +21,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from resnet_jax.nn.arrays import FeatureMap, Images, shape_checked
 from resnet_jax.nn.shapes import ShapeError
 
 ModuleDef = Any
@@ -130,8 +131,9 @@ class BasicBlock(Block):
     """conv3x3(stride) - BN - ReLU - conv3x3 - BN, + shortcut, ReLU.  [N, H, W, C] -> [N, H/s, W/s,
     features]."""
 
+    @shape_checked
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: Images) -> FeatureMap:
         y = _bn_act(
             self.norm, "bn1", self.conv(self.features, 3, self.stride, name="conv1")(x), self.act
         )
@@ -152,8 +154,9 @@ class BottleneckBlock(Block):
     stride_in_1x1: bool = False  # the stride on the first 1x1 (v1) instead of the 3x3 (v1.5)
     layers, expansion = 3, 4
 
+    @shape_checked
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: Images) -> FeatureMap:
         s1, s3 = (self.stride, 1) if self.stride_in_1x1 else (1, self.stride)
         y = _bn_act(self.norm, "bn1", self.conv(self.features, 1, s1, name="conv1")(x), self.act)
         y = _bn_act(self.norm, "bn2", self.conv(self.features, 3, s3, name="conv2")(y), self.act)
@@ -180,8 +183,9 @@ class PreActBasicBlock(Block):
 
     preactivation = True
 
+    @shape_checked
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: Images) -> FeatureMap:
         pre = _bn_act(self.norm, "bn1", x, self.act)
         y = self.conv(self.features, 3, self.stride, name="conv1")(pre)
         y = _bn_act(_last_norm(self.norm, self.zero_init_last), "bn2", y, self.act)
@@ -198,8 +202,9 @@ class PreActBottleneckBlock(Block):
     stride_in_1x1: bool = False  # the stride on the first 1x1 (v1) instead of the 3x3 (v1.5)
     preactivation, layers, expansion = True, 3, 4
 
+    @shape_checked
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: Images) -> FeatureMap:
         s1, s3 = (self.stride, 1) if self.stride_in_1x1 else (1, self.stride)
         pre = _bn_act(self.norm, "bn1", x, self.act)
         y = self.conv(self.features, 1, s1, name="conv1")(pre)

@@ -15,6 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from resnet_jax.nn.arrays import FeatureMap, Images, Kernel, shape_checked
 from resnet_jax.nn.shapes import PaddingLike, ShapeError, output_size, resolve_padding
 
 IntPair = int | Sequence[int]
@@ -115,9 +116,10 @@ def xla_conv(
     )
 
 
+@shape_checked
 def conv2d(
-    x: jax.Array,
-    kernel: jax.Array,
+    x: Images,
+    kernel: Kernel,
     *,
     stride: IntPair = 1,
     padding: Padding = 0,
@@ -126,7 +128,7 @@ def conv2d(
     flip: bool = False,
     layer: str | None = None,
     backend: ConvBackend | None = None,
-) -> jax.Array:
+) -> FeatureMap:
     """Cross-correlate (or, with flip=True, convolve) a batch of images with a kernel.
 
     Args:
@@ -192,8 +194,9 @@ class Conv2D(nn.Module):
     kernel_init: Callable = he_normal_fan_out
     bias_init: Callable = nn.initializers.zeros
 
+    @shape_checked
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:  # [N, H, W, C] -> [N, H', W', K]
+    def __call__(self, x: Images) -> FeatureMap:
         c = x.shape[-1]
         layer = "/".join(self.path) or self.name
         if self.groups < 1 or c % self.groups:

@@ -6,17 +6,19 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from resnet_jax.nn.arrays import Features, Images, Pooled, shape_checked
 from resnet_jax.nn.conv import IntPair, Padding, explicit_padding, pair, spatial_output
 
 
+@shape_checked
 def max_pool2d(
-    x: jax.Array,
+    x: Images,
     window: IntPair = 3,
     *,
     stride: IntPair = 2,
     padding: Padding = 1,
     layer: str | None = None,
-) -> jax.Array:
+) -> Pooled:
     """Max over windows; padded pixels are -inf, so they never win (PyTorch's MaxPool2d semantics).
 
     Args:
@@ -40,7 +42,8 @@ class MaxPool2D(nn.Module):
     stride: IntPair = 2
     padding: Padding = 1
 
-    def __call__(self, x: jax.Array) -> jax.Array:  # [N, H, W, C] -> [N, H', W', C]
+    @shape_checked
+    def __call__(self, x: Images) -> Pooled:
         return max_pool2d(
             x,
             self.window,
@@ -53,5 +56,6 @@ class MaxPool2D(nn.Module):
 class GlobalAvgPool(nn.Module):
     """Mean over H and W: [N, H, W, C] -> [N, C]."""
 
-    def __call__(self, x: jax.Array) -> jax.Array:
+    @shape_checked
+    def __call__(self, x: Images) -> Features:
         return jnp.mean(x, axis=(1, 2))

@@ -18,9 +18,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
+from resnet_jax.nn.arrays import Images, Logits, shape_checked
 from resnet_jax.nn.blocks import SHORTCUTS, Block, block_class
 from resnet_jax.nn.conv import Conv2D, ConvBackend, Padding
 from resnet_jax.nn.drop_path import DropPath, drop_path_rates
@@ -82,8 +82,9 @@ class ResNet(nn.Module):
         super().__post_init__()
         validate(self)
 
+    @shape_checked
     @nn.compact
-    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    def __call__(self, x: Images, train: bool = False) -> Logits:
         if x.ndim != 4:
             raise ShapeError(
                 f"ResNet expects images [N, H, W, C], got shape {tuple(x.shape)}; "
