@@ -4,6 +4,7 @@ exactly once.
     python -m resnet_jax.evaluate --workdir=DIR  # the latest checkpoint, EMA weights if kept
     python -m resnet_jax.evaluate --workdir=DIR --step=7800 --raw --flip
     python -m resnet_jax.evaluate --weights=resnet18.pth --config=configs/imagenet.py:resnet18
+    python -m resnet_jax.evaluate --workdir=DIR --follow --flip  # each checkpoint as it lands
 
 With --workdir, reads the run's config.json, so the data, model and normalisation are the run's
 own. With
@@ -13,10 +14,15 @@ accuracy, and writes DIR/eval/step_N[_raw][_flip].json (with --weights: eval/NAM
 the file, or in
 --output_dir) with those numbers and the confusion matrix, and a PNG of the matrix beside it.
 `--flip` averages the logits of each image and its mirror (test-time augmentation).
+`--follow` watches a run that trains (here or on another machine: a gs:// workdir) and evaluates each
+new checkpoint once, into DIR/eval_NAME/ (TensorBoard events and metrics.jsonl, beside the run's
+own: `tensorboard --logdir=DIR` shows both); `--data=FIELD=VALUE` evaluates another file or data set
+with the same classes.
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import time
@@ -29,11 +35,20 @@ from ml_collections import config_flags
 
 from resnet_jax import build, data, errors, restore, runtime
 from resnet_jax.nn.models import DTYPES, get_model
-from resnet_jax.training import evaluation, paths
+from resnet_jax.training import evaluation, metrics, paths
 from resnet_jax.training.checkpoint import finished_steps
 
 FLAGS = flags.FLAGS
-FOLLOWED = ("step", "top1", "top5", "loss", "weights", "flip")  # what follow.jsonl keeps of each
+# The fields of config.data that choose which examples `--follow --data=...` evaluates.
+EVAL_DATA_FIELDS = (
+    "name",
+    "path",
+    "data_dir",
+    "manual_dir",
+    "split_seed",
+    "eval_fraction",
+    "image_size",
+)
 
 
 def define_flags() -> None:
@@ -68,7 +83,17 @@ def define_flags() -> None:
         "follow",
         False,
         "With --workdir: evaluate each checkpoint of the run as it lands (once each, also across "
-        "restarts: DIR/eval/follow.jsonl), until its last step; a run on another machine too.",
+        "restarts: DIR/eval_NAME/metrics.jsonl and TensorBoard events), until its last step; a run "
+        "on another machine too.",
+    )
+    flags.DEFINE_multi_string(
+        "data",
+        [],
+        "--follow: FIELD=VALUE of the run's config.data to evaluate on instead (another file or "
+        "data set with the same classes), e.g. --data=path=/data/cifar10_test_v2.npz. Repeatable.",
+    )
+    flags.DEFINE_string(
+        "name", None, "--follow: the folder DIR/eval_NAME (default: the data set's name + flags)."
     )
     flags.DEFINE_integer("poll_seconds", 30, "--follow: how often to look for a new checkpoint.")
     flags.DEFINE_integer(
@@ -118,54 +143,101 @@ def follow(
     batch_size: int,
     poll_seconds: float,
     timeout: float,
+    data_overrides: dict | None = None,
+    name: str | None = None,
 ) -> list[int]:
-    """Evaluate each finished checkpoint of a (running) run once, in step order, as `evaluate` does,
-    appending each result to DIR/eval/follow.jsonl, which a restarted follower reads to skip what it
-    did; returns when the run's last step (train.stop_after or train.steps) is evaluated. A RunError
-    after `timeout` seconds without a new checkpoint (or without the run's config.json)."""
-    log = workdir / "eval" / "follow.jsonl"
-    done = (
-        {json.loads(line)["step"] for line in log.read_text().splitlines()}
-        if log.exists()
-        else set()
-    )
-    evaluated, deadline, dataset = [], time.monotonic() + timeout, None
-    while True:
-        if (workdir / "config.json").exists():
-            train = json.loads((workdir / "config.json").read_text())["train"]
-            last = train.get("stop_after") or train["steps"]
-            todo = [s for s in finished_steps(workdir / "checkpoints") if s not in done]
-            if last in done and not todo:
-                return evaluated
-            progressed = False
-            for step in todo:
-                try:
-                    config, model, state = restore.restore_checkpoint(workdir, step)
-                except errors.UserError:  # not readable yet, or removed by keep_checkpoints:
-                    break  # the next poll lists it again or not
-                dataset = dataset or build.load_data(config.data)
-                result, _ = report_run(
-                    config, dataset, model, state, workdir, raw, flip, batch_size
+    """Evaluate each finished checkpoint of a (running) run once, in step order, as `evaluate` does.
+
+    Each result goes to DIR/eval_NAME/ as the run's own metrics do (eval/accuracy, eval/top5,
+    eval/loss into TensorBoard events and metrics.jsonl), so TensorBoard shows the follower beside
+    the run; a restarted follower reads that metrics.jsonl and skips the steps it holds. NAME is the
+    data set's name (+ '_flip', '_raw'), or `name`. `data_overrides` ({field: value} of config.data)
+    evaluate on another data set or file with the same classes. Returns when the run's last step
+    (train.stop_after or train.steps) is evaluated; a RunError after `timeout` seconds without a
+    new checkpoint (or without the run's config.json).
+    """
+    evaluated, deadline, dataset, writer, done = [], time.monotonic() + timeout, None, None, set()
+    try:
+        while True:
+            if (workdir / "config.json").exists():
+                train = json.loads((workdir / "config.json").read_text())["train"]
+                last = train.get("stop_after") or train["steps"]
+                if writer is None:
+                    data_config = json.loads((workdir / "config.json").read_text())["data"]
+                    data_config.update(data_overrides or {})
+                    name = name or follow_name(data_config["name"], raw=raw, flip=flip)
+                    log = workdir / f"eval_{name}" / metrics.JSONL
+                    done = {json.loads(row)["step"] for row in _complete_rows(log)}
+                    # start after the last logged step: TensorBoard hides events from start_step on
+                    writer = metrics.MetricWriter(log.parent, start_step=max(done, default=0) + 1)
+                todo = [s for s in finished_steps(workdir / "checkpoints") if s not in done]
+                if last in done and not todo:
+                    return evaluated
+                progressed = False
+                for step in todo:
+                    try:
+                        config, model, state = restore.restore_checkpoint(workdir, step)
+                    except errors.UserError:  # not readable yet, or removed by keep_checkpoints:
+                        break  # the next poll lists it again or not
+                    config.data.update(data_overrides or {})
+                    dataset = dataset or build.load_data(config.data)
+                    result, _ = report_run(
+                        config, dataset, model, state, workdir, raw, flip, batch_size
+                    )
+                    scalars = {
+                        "accuracy": result["top1"],
+                        "top5": result["top5"],
+                        "loss": result["loss"],
+                    }
+                    writer.write(step, {f"eval/{k}": v for k, v in scalars.items()})
+                    print(
+                        f"step {step}: top-1 {result['top1']:.4f} | loss {result['loss']:.4f}",
+                        flush=True,
+                    )
+                    done.add(step)
+                    evaluated.append(step)
+                    deadline = time.monotonic() + timeout
+                    progressed = True
+                if progressed:
+                    continue  # list the checkpoints again at once
+            if time.monotonic() > deadline:
+                raise errors.RunError(
+                    f"--follow: no new checkpoint in {workdir} for {timeout:g} s (the last "
+                    f"evaluated: {max(done) if done else 'none'}); rerun to go on, evaluated steps "
+                    "are skipped"
                 )
-                paths.make_dirs(log.parent)
-                lines = log.read_text() if log.exists() else ""
-                paths.write_text(log, lines + json.dumps({k: result[k] for k in FOLLOWED}) + "\n")
-                print(
-                    f"step {step}: top-1 {result['top1']:.4f} | loss {result['loss']:.4f}",
-                    flush=True,
-                )
-                done.add(step)
-                evaluated.append(step)
-                deadline = time.monotonic() + timeout
-                progressed = True
-            if progressed:
-                continue  # list the checkpoints again at once
-        if time.monotonic() > deadline:
-            raise errors.RunError(
-                f"--follow: no new checkpoint in {workdir} for {timeout:g} s (the last evaluated: "
-                f"{max(done) if done else 'none'}); rerun to go on, evaluated steps are skipped"
+            time.sleep(poll_seconds)
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def parse_data(settings: list[str]) -> dict:
+    """--data=FIELD=VALUE ... -> {FIELD: value} of config.data (a number where it reads as one, ''
+    as None); a field that does not choose the evaluated examples is one line."""
+    overrides = {}
+    for setting in settings:
+        field, equals, text = setting.partition("=")
+        if not equals or field not in EVAL_DATA_FIELDS:
+            raise errors.UserError(
+                f"--data={setting}: give FIELD=VALUE, FIELD one of {', '.join(EVAL_DATA_FIELDS)}"
             )
-        time.sleep(poll_seconds)
+        try:
+            value = ast.literal_eval(text) if text else None
+        except (ValueError, SyntaxError):
+            value = text
+        overrides[field] = value
+    return overrides
+
+
+def follow_name(data_name: str, *, raw: bool, flip: bool) -> str:
+    """The folder a follower writes to, eval_NAME: the data set, then '_raw', '_flip' if set."""
+    return data_name + ("_raw" if raw else "") + ("_flip" if flip else "")
+
+
+def _complete_rows(path: epath.Path) -> list[str]:
+    """The complete lines of a metrics.jsonl (none where it does not exist)."""
+    return path.read_text().split("\n")[:-1] if path.exists() else []
 
 
 def evaluate_weights(
@@ -253,6 +325,8 @@ def main(argv: list[str]) -> None:
         raise errors.UserError(
             f"--weights={FLAGS.weights}: needs --config, the config file naming the data and model"
         )
+    if (FLAGS.data or FLAGS.name) and not FLAGS.follow:
+        raise errors.UserError("--data and --name go with --follow")
     runtime.setup()
     if FLAGS.follow:
         if not FLAGS.workdir or FLAGS.step is not None:
@@ -266,6 +340,8 @@ def main(argv: list[str]) -> None:
             batch_size=FLAGS.batch_size,
             poll_seconds=FLAGS.poll_seconds,
             timeout=FLAGS.follow_timeout,
+            data_overrides=parse_data(FLAGS.data),
+            name=FLAGS.name,
         )
         return
     if FLAGS.workdir:

@@ -120,16 +120,39 @@ def test_follow_evaluates_every_checkpoint_of_a_concurrent_run_exactly_once(tmp_
     finally:
         follower.kill()
     assert follower.returncode == 0, stderr[-2000:]
-    lines = (workdir / "eval" / "follow.jsonl").read_text().splitlines()
-    assert [json.loads(line)["step"] for line in lines] == [2, 4, 6, 8]
-    final = json.loads(lines[-1])
+    log = workdir / "eval_npz" / "metrics.jsonl"
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [row["step"] for row in rows] == [2, 4, 6, 8]
     logged = [json.loads(row) for row in (workdir / "metrics.jsonl").read_text().splitlines()]
-    assert final["top1"] == [r for r in logged if "eval/accuracy" in r][-1]["eval/accuracy"]
-    again = evaluate(f"--workdir={workdir}", "--follow", "--follow_timeout=5")
     assert (
-        again.returncode == 0
-        and len((workdir / "eval" / "follow.jsonl").read_text().splitlines()) == 4
+        rows[-1]["eval/accuracy"]
+        == [r for r in logged if "eval/accuracy" in r][-1]["eval/accuracy"]
     )
+    # TensorBoard reads the follower's folder as a run of its own, with the same tags
+    events = sorted((workdir / "eval_npz").glob("events.out.tfevents.*"))
+    assert events and {"eval/accuracy", "eval/top5", "eval/loss"} <= event_tags(events)
+    again = evaluate(f"--workdir={workdir}", "--follow", "--follow_timeout=5")
+    assert again.returncode == 0 and len(log.read_text().splitlines()) == 4
+    # another data set (here the same file under a name of its own): a folder of its own
+    other = evaluate(
+        f"--workdir={workdir}", "--follow", "--follow_timeout=5", f"--data=path={npz}",
+        "--name=copy", "--flip",
+    )  # fmt: skip
+    assert other.returncode == 0, other.stderr[-2000:]
+    copy = [json.loads(line) for line in (workdir / "eval_copy" / "metrics.jsonl").open()]
+    assert [row["step"] for row in copy] == [2, 4, 6, 8]
+
+
+def event_tags(files) -> set[str]:
+    """The scalar tags of TensorBoard event files (tensorboard's own reader)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags = set()
+    for file in files:
+        accumulator = EventAccumulator(str(file))
+        accumulator.Reload()
+        tags |= set(accumulator.Tags()["scalars"])
+    return tags
 
 
 def test_follow_without_checkpoints_times_out_in_one_line(tmp_path):
@@ -140,3 +163,12 @@ def test_follow_without_checkpoints_times_out_in_one_line(tmp_path):
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: --follow: no new checkpoint in") and "for 2 s" in last
+
+
+def test_follow_data_of_a_field_that_picks_no_examples_is_one_line(tmp_path):
+    result = evaluate(f"--workdir={tmp_path}", "--follow", "--data=augment=none")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: --data=augment=none: give FIELD=VALUE, FIELD one of name, path, data_dir, "
+        "manual_dir, split_seed, eval_fraction, image_size"
+    ]
