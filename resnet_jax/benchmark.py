@@ -132,7 +132,7 @@ def jax_runs(
     measured).
     """
     model = models.get_model(
-        name, dtype=models.DTYPES[dtype], conv_backend=runtime.conv_backend(conv_impl)
+        name, dtype=models.DTYPES[dtype], conv_backend=runtime.conv_backend(conv_impl, dtype=dtype)
     )
     lr_fn = optim.learning_rate_schedule("constant", lr=0.1, total_steps=1)
     tx = optim.make_optimizer("sgd", lr_fn, momentum=0.9)

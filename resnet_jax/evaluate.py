@@ -14,10 +14,10 @@ accuracy, and writes DIR/eval/step_N[_raw][_flip].json (with --weights: eval/NAM
 the file, or in
 --output_dir) with those numbers and the confusion matrix, and a PNG of the matrix beside it.
 `--flip` averages the logits of each image and its mirror (test-time augmentation).
-`--follow` watches a run that trains (here or on another machine: a gs:// workdir) and evaluates each
-new checkpoint once, into DIR/eval_NAME/ (TensorBoard events and metrics.jsonl, beside the run's
-own: `tensorboard --logdir=DIR` shows both); `--data=FIELD=VALUE` evaluates another file or data set
-with the same classes.
+`--follow` watches a run that trains (here or on another machine: a gs:// workdir) and evaluates
+each new checkpoint once, into DIR/eval_NAME/ (TensorBoard events and metrics.jsonl, beside the
+run's own: `tensorboard --logdir=DIR` shows both); `--data=FIELD=VALUE` evaluates another file or
+data set with the same classes.
 """
 
 from __future__ import annotations

@@ -17,11 +17,12 @@ import os
 
 import jax
 
-from resnet_jax.cpu import conv_choice, host_memory, machine, onednn, xla_flags
+from resnet_jax.cpu import conv_choice, conv_table, host_memory, machine, onednn, xla_flags
 from resnet_jax.nn.conv import ConvBackend
 
-# What train.conv_impl takes: 'auto' picks per run (conv_impl_for); 'fastest' per convolution shape,
-# by timing XLA's and oneDNN's on this CPU (cpu/conv_choice.py).
+# What train.conv_impl takes: 'auto' picks per run and per shape from a shipped table
+# (conv_impl_for, cpu/conv_table.py); 'fastest' per convolution shape, by timing XLA's and oneDNN's
+# on this CPU (cpu/conv_choice.py).
 CONV_IMPLS = ("auto", "xla", "onednn", "fastest")
 
 
@@ -99,9 +100,11 @@ def skypilot_cluster(env: dict) -> dict | None:
 
 
 def conv_impl_for(conv_impl: str, *, parallel_mode: str, dtype: str) -> str:
-    """'auto' -> 'onednn' where it helps (a run on the CPU, not SPMD-partitioned, in float32, or in
-    bfloat16 on a CPU with bf16 units: `machine.bf16_units()`), else 'xla'. 'fastest' stays where
-    'auto' would pick oneDNN (each shape then goes to the faster of the two) and is 'xla' elsewhere.
+    """'auto' -> 'table' where oneDNN helps (a run on the CPU, not SPMD-partitioned, in float32,
+    or in bfloat16 on a CPU with bf16 units: `machine.bf16_units()`), else 'xla'. 'table' is oneDNN
+    with the shapes that cpu/conv_table.json measured faster in XLA on this CPU kind sent to XLA.
+    'fastest' stays where 'auto' would pick oneDNN (each shape then timed here, on first use) and
+    is 'xla' elsewhere.
 
     Under parallel='sharding' XLA cannot split a custom call over devices and would gather the batch
     onto each. Without bf16 units oneDNN has no fast bf16 kernels, and XLA's (bf16 through float32)
@@ -115,7 +118,7 @@ def conv_impl_for(conv_impl: str, *, parallel_mode: str, dtype: str) -> str:
     fits = jax.default_backend() == "cpu" and dtype_fits and parallel_mode != "sharding"
     if not (fits and onednn.available()):
         return "xla"
-    return "onednn" if conv_impl == "auto" else conv_impl
+    return "table" if conv_impl == "auto" else conv_impl
 
 
 def conv_backend(
@@ -124,4 +127,6 @@ def conv_backend(
     """The models' `conv_backend` for a run: None (XLA's), oneDNN's, or the faster of the two per
     shape, as `conv_impl_for` decides."""
     impl = conv_impl_for(conv_impl, parallel_mode=parallel_mode, dtype=dtype)
+    if impl == "table":
+        return conv_table.backend(conv_table.agreed_isa_class())
     return {"onednn": onednn.conv_backend, "fastest": conv_choice.fastest}.get(impl)

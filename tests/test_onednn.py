@@ -318,12 +318,12 @@ def test_unavailable_onednn_is_a_clear_error_and_auto_falls_back(monkeypatch):
 
 
 @needs_onednn
-def test_auto_picks_onednn_for_cpu_runs_outside_sharding():
-    assert runtime.conv_impl_for("auto", parallel_mode="single", dtype="float32") == "onednn"
-    assert runtime.conv_impl_for("auto", parallel_mode="pmap", dtype="float32") == "onednn"
+def test_auto_picks_onednn_with_the_table_for_cpu_runs_outside_sharding():
+    assert runtime.conv_impl_for("auto", parallel_mode="single", dtype="float32") == "table"
+    assert runtime.conv_impl_for("auto", parallel_mode="pmap", dtype="float32") == "table"
     assert runtime.conv_impl_for("auto", parallel_mode="sharding", dtype="float32") == "xla"
     # oneDNN's bf16 kernels pay only with bf16 units
-    bf16 = "onednn" if machine.bf16_units() else "xla"
+    bf16 = "table" if machine.bf16_units() else "xla"
     assert runtime.conv_impl_for("auto", parallel_mode="single", dtype="bfloat16") == bf16
     assert runtime.conv_impl_for("xla", parallel_mode="single", dtype="float32") == "xla"
     assert runtime.conv_impl_for("fastest", parallel_mode="single", dtype="float32") == "fastest"

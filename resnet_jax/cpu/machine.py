@@ -31,6 +31,15 @@ def bf16_units(cpuinfo: str = "/proc/cpuinfo") -> bool:
     return any(flag in flags for flag in BF16_FLAGS)
 
 
+def isa_class(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The widest of the instruction sets that decide oneDNN's and XLA's kernels here: 'amx_bf16',
+    'avx512_bf16', 'avx512f', 'avx2' or 'baseline' (the key of the shipped convolution table)."""
+    flags = set(cpu_fields(cpuinfo).get("flags", "").split())
+    return next((flag for flag in ISA_CLASSES if flag in flags), "baseline")
+
+
+# the instruction-set classes, widest first
+ISA_CLASSES = ("amx_bf16", "avx512_bf16", "avx512f", "avx2")
 # what decides our kernels' speed, and PyTorch's
 CPU_FLAGS = (
     "avx2",
