@@ -8,9 +8,10 @@
 // OHWI into some of its blocked layouts and only its generic one from HWIO (kernel reorders of a ResNet-20 step:
 // 12.8 -> 8.4 ms, docs/performance_notes.md attempt 30); resnet_jax/cpu/onednn.py transposes, in XLA. A plan
 // (primitive descriptor, primitive, reorders) is built once per geometry and cached; executing one plan from
-// several threads at once is safe because every thread brings its own scratchpad and weight buffer. Built and
-// loaded by resnet_jax/cpu/onednn.py.
+// several threads at once would be safe (every thread brings its own scratchpad and weight buffer), but calls
+// are serialised (exec_mutex below). Built and loaded by resnet_jax/cpu/onednn.py.
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -134,6 +135,15 @@ void ReorderAlone(const dnnl::reorder& reorder, dnnl::stream& stream, memory& fr
   omp_set_num_threads(threads);
 }
 
+// One convolution at a time. XLA's thunk executor starts independent thunks together (a data gradient beside
+// its weight gradient, a projection shortcut beside its block's first convolution), and two oneDNN calls, each
+// waking an OpenMP team as wide as the machine, oversubscribe the cores: in the bf16 ResNet-50 step on 2 AMX
+// cores such pairs took 65 ms each instead of a few, and serialising them made the step 1.07x faster and its
+// time steadier (float32 unchanged; docs/performance_notes.md attempt 42). resnet_jax_onednn_serial(0) lets them
+// overlap again, for measuring.
+std::mutex exec_mutex;
+std::atomic<int> serial{1};
+
 std::array<int64_t, 2> Pair(ffi::Span<const int64_t> values) { return {values[0], values[1]}; }
 
 // Runs one convolution. image: NHWC input (or its gradient), kernel: OHWI (or its gradient), output: NHWC, all
@@ -156,6 +166,8 @@ ffi::Error Run(Kind kind, memory::data_type data, memory::data_type weights_data
   }
   try {
     const Plan& plan = GetPlan(g, kind);
+    std::unique_lock<std::mutex> one_at_a_time(exec_mutex, std::defer_lock);
+    if (serial.load()) one_at_a_time.lock();
     dnnl::engine& engine = Engine();
     thread_local dnnl::stream stream(engine);
     // Per-thread buffers, grown as needed and kept: a fresh multi-megabyte allocation per call costs page
@@ -237,3 +249,6 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(RjOnednnConvForwardBf16, Forward<ffi::BF16>,
                               ffi::Ffi::Bind().Arg<BF16>().Arg<BF16>().Ret<BF16>() CONV_ATTRS);
 XLA_FFI_DEFINE_HANDLER_SYMBOL(RjOnednnConvBackwardDataBf16, BackwardData<ffi::BF16>,
                               ffi::Ffi::Bind().Arg<BF16>().Arg<BF16>().Ret<BF16>() CONV_ATTRS);
+
+// 1: one convolution at a time (the default); 0: as many as XLA starts. Called through ctypes by measurements.
+extern "C" void resnet_jax_onednn_serial(int on) { serial.store(on); }
