@@ -103,8 +103,10 @@ def tabled(
     return onednn.conv_backend(x, kernel, **args)
 
 
+@functools.cache
 def backend(isa: str):
-    """The ConvBackend of train.conv_impl='auto' for an instruction-set class."""
+    """The ConvBackend of train.conv_impl='auto' for an instruction-set class (one object per class,
+    so that models built twice compare equal and compile once)."""
     return functools.partial(tabled, isa=isa)
 
 
