@@ -17,7 +17,7 @@ import os
 
 import jax
 
-from resnet_jax.cpu import conv_choice, conv_table, host_memory, machine, onednn, xla_flags
+from resnet_jax.cpu import conv_choice, conv_table, machine, onednn, settings
 from resnet_jax.nn.conv import ConvBackend
 
 # What train.conv_impl takes: 'auto' picks per run and per shape from a shipped table
@@ -27,28 +27,18 @@ CONV_IMPLS = ("auto", "xla", "onednn", "fastest")
 
 
 def setup(*, keep_freed_memory: bool = True) -> None:
-    """XLA flags, glibc malloc, OpenMP waiting, gs:// through gcsfs and TFDS offline, for this
-    process; harmless to call twice.
+    """The CPU settings (cpu/settings.py: XLA flags, glibc malloc, OpenMP waiting), gs:// through
+    gcsfs and TFDS offline, for this process; harmless to call twice.
 
-    - XLA_FLAGS gets the project's CPU defaults (cpu/xla_flags.py); XLA reads it when the backend
-      starts.
-    - glibc keeps freed memory for reuse (cpu/host_memory.py), set before XLA's threads allocate;
-      the tests turn it off (keep_freed_memory=False), since they measure it in subprocesses.
-    - OMP_WAIT_POLICY=PASSIVE unless set: oneDNN's OpenMP threads otherwise spin after each call,
-      taking the cores from XLA's threads that run the fusions between convolutions; libgomp reads
-      it once, when it loads.
-    - TFDS, where installed, never reaches for GCS to look up a data set (4.9.10 already has it off;
-      older ones do not). Without TFDS (a GPU machine timing synthetic batches) there is nothing to
-      turn off. TensorFlow itself is imported later, on first use, with its GPUs hidden
-      (data/tensorflow_cpu.py).
+    TFDS, where installed, never reaches for GCS to look up a data set (4.9.10 already has it off;
+    older ones do not). Without TFDS (a GPU machine timing synthetic batches) there is nothing to
+    turn off. TensorFlow itself is imported later, on first use, with its GPUs hidden
+    (data/tensorflow_cpu.py).
     """
-    xla_flags.set_defaults()
+    settings.apply(keep_freed_memory=keep_freed_memory)
     # gs:// through fsspec (gcsfs), TensorFlow installed or not: the stack the tests run against a
     # GCS server; TensorFlow's own client cannot be pointed at one (EPATH_USE_TF=true chooses it).
     os.environ.setdefault("EPATH_USE_TF", "false")
-    if keep_freed_memory:
-        host_memory.keep_freed_memory()
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         # cheap: TFDS imports TensorFlow only when used
         from tensorflow_datasets.core.utils import (
@@ -110,7 +100,7 @@ def conv_impl_for(conv_impl: str, *, parallel_mode: str, dtype: str) -> str:
     onto each. Without bf16 units oneDNN has no fast bf16 kernels, and XLA's (bf16 through float32)
     is the faster.
     """
-    if conv_impl not in CONV_IMPLS:
+    if conv_impl not in (*CONV_IMPLS, "table"):  # 'table': what 'auto' resolved to, given again
         raise ValueError(f"conv_impl={conv_impl!r}: use one of {CONV_IMPLS}")
     if conv_impl not in ("auto", "fastest"):
         return conv_impl

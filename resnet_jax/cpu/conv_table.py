@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from resnet_jax.cpu import conv_choice, machine, onednn
+from resnet_jax.cpu import conv_choice, machine, onednn, settings
 from resnet_jax.nn.conv import xla_conv
 
 TABLE = Path(__file__).with_name("conv_table.json")
@@ -186,9 +186,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=5, help="measurements per shape (median)")
     parser.add_argument("--out", type=Path, default=TABLE)
     args = parser.parse_args(argv)
-    from resnet_jax import runtime
-
-    runtime.setup()
+    settings.apply()  # as every run has them
     if not onednn.available():
         sys.exit(f"error: oneDNN is not available here ({onednn.why_unavailable()})")
     isa = machine.isa_class()
