@@ -160,14 +160,13 @@ def follow(
     try:
         while True:
             if (workdir / "config.json").exists():
-                train = json.loads((workdir / "config.json").read_text())["train"]
-                last = train.get("stop_after") or train["steps"]
+                recorded = json.loads((workdir / "config.json").read_text())
+                last = recorded["train"].get("stop_after") or recorded["train"]["steps"]
                 if writer is None:
-                    data_config = json.loads((workdir / "config.json").read_text())["data"]
-                    data_config.update(data_overrides or {})
-                    name = name or follow_name(data_config["name"], raw=raw, flip=flip)
+                    data_name = {**recorded["data"], **(data_overrides or {})}["name"]
+                    name = name or follow_name(data_name, raw=raw, flip=flip)
                     log = workdir / f"eval_{name}" / metrics.JSONL
-                    done = {json.loads(row)["step"] for row in _complete_rows(log)}
+                    done = {json.loads(row)["step"] for row in metrics.complete_lines(log)}
                     # start after the last logged step: TensorBoard hides events from start_step on
                     writer = metrics.MetricWriter(log.parent, start_step=max(done, default=0) + 1)
                 todo = [s for s in finished_steps(workdir / "checkpoints") if s not in done]
@@ -233,11 +232,6 @@ def parse_data(settings: list[str]) -> dict:
 def follow_name(data_name: str, *, raw: bool, flip: bool) -> str:
     """The folder a follower writes to, eval_NAME: the data set, then '_raw', '_flip' if set."""
     return data_name + ("_raw" if raw else "") + ("_flip" if flip else "")
-
-
-def _complete_rows(path: epath.Path) -> list[str]:
-    """The complete lines of a metrics.jsonl (none where it does not exist)."""
-    return path.read_text().split("\n")[:-1] if path.exists() else []
 
 
 def evaluate_weights(

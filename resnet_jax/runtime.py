@@ -100,7 +100,7 @@ def conv_impl_for(conv_impl: str, *, parallel_mode: str, dtype: str) -> str:
     onto each. Without bf16 units oneDNN has no fast bf16 kernels, and XLA's (bf16 through float32)
     is the faster.
     """
-    if conv_impl not in (*CONV_IMPLS, "table"):  # 'table': what 'auto' resolved to, given again
+    if conv_impl not in CONV_IMPLS:
         raise ValueError(f"conv_impl={conv_impl!r}: use one of {CONV_IMPLS}")
     if conv_impl not in ("auto", "fastest"):
         return conv_impl
@@ -116,7 +116,12 @@ def conv_backend(
 ) -> ConvBackend | None:
     """The models' `conv_backend` for a run: None (XLA's), oneDNN's, or the faster of the two per
     shape, as `conv_impl_for` decides."""
-    impl = conv_impl_for(conv_impl, parallel_mode=parallel_mode, dtype=dtype)
+    return backend_of(conv_impl_for(conv_impl, parallel_mode=parallel_mode, dtype=dtype))
+
+
+def backend_of(impl: str) -> ConvBackend | None:
+    """The models' `conv_backend` for an implementation as `conv_impl_for` resolved it ('xla',
+    'onednn', 'table', 'fastest')."""
     if impl == "table":
         return conv_table.backend(conv_table.agreed_isa_class())
     return {"onednn": onednn.conv_backend, "fastest": conv_choice.fastest}.get(impl)

@@ -72,7 +72,7 @@ def run(
     logging.info(
         "Convolutions: %s%s", conv_impl, f" (oneDNN unavailable: {reason})" if reason else ""
     )
-    model = build.model(config, shape.num_classes, runtime.conv_backend(conv_impl))
+    model = build.model(config, shape.num_classes, runtime.backend_of(conv_impl))
     # The batch one device holds: CPU devices share the host's memory, accelerators have their own.
     holders = jax.process_count() if on_cpu or t.parallel == "single" else jax.device_count()
     rows = build.check_model(

@@ -71,9 +71,7 @@ def fastest(
         return xla_conv(x, kernel, **args)
     # 1x1 convolutions stay with oneDNN (see above); a batch of one (an initialisation) is not worth
     # measuring.
-    measured = (
-        onednn.handles(x, kernel, groups, padding) and kernel.shape[:2] != (1, 1) and x.shape[0] > 1
-    )
+    measured = has_choice(x, kernel, groups, padding) and x.shape[0] > 1
     if (
         measured
         and choice(
@@ -113,7 +111,18 @@ def choice(x_shape, kernel_shape, dtype, *, stride, padding, dilation) -> str:
                 key,
                 measured["others"],
             )
-    return "xla" if times[key]["xla"] < XLA_MARGIN * times[key]["onednn"] else "onednn"
+    return faster(times[key]["xla"], times[key]["onednn"])
+
+
+def has_choice(x, kernel, groups: int, padding) -> bool:
+    """Whether a convolution's implementation is chosen per shape: oneDNN handles it and it is not
+    1x1 (1x1 convolutions always go to oneDNN, see above)."""
+    return onednn.handles(x, kernel, groups, padding) and tuple(kernel.shape[:2]) != (1, 1)
+
+
+def faster(xla_time: float, onednn_time: float) -> str:
+    """'xla' where XLA took under XLA_MARGIN of oneDNN's time, else 'onednn'."""
+    return "xla" if xla_time < XLA_MARGIN * onednn_time else "onednn"
 
 
 def measure(x_shape, kernel_shape, dtype, stride, padding, dilation) -> dict[str, float]:

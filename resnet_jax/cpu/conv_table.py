@@ -52,14 +52,19 @@ def geometry_key(x_shape, kernel_shape, dtype, *, stride, padding, dilation) -> 
     )
 
 
-@functools.cache
-def load(path: Path = TABLE) -> dict:
-    """The shipped table: {'choices': {isa: {key: {'choice', 'xla_ms', 'onednn_ms', 'batch'}}},
+def read(path: Path) -> dict:
+    """A table file: {'choices': {isa: {key: {'choice', 'xla_ms', 'onednn_ms', 'batch'}}},
     'measured': {isa: {'cpu', 'date', 'command'}}}; empty where the file is absent."""
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
         return {"choices": {}, "measured": {}}
+
+
+@functools.cache
+def load() -> dict:
+    """The shipped table, read once per process."""
+    return read(TABLE)
 
 
 def choose(x_shape, kernel_shape, dtype, *, stride, padding, dilation, isa: str) -> str:
@@ -87,7 +92,7 @@ def tabled(
     """A ConvBackend (with `isa` bound): XLA for the shapes the table gives to XLA, oneDNN for the
     rest it handles, XLA for what oneDNN does not handle."""
     args = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
-    if onednn.handles(x, kernel, groups, padding) and (
+    if conv_choice.has_choice(x, kernel, groups, padding) and (
         choose(
             x.shape,
             kernel.shape,
@@ -143,7 +148,7 @@ def model_geometries(name: str, batch: int, dtype: str) -> list[dict]:
         return xla_conv(x, kernel, stride=stride, padding=padding, dilation=dilation, groups=groups)
 
     model = get_model(name, dtype=DTYPES[dtype], conv_backend=record)
-    side = 32 if name.startswith(("cifar_", "preact_cifar_")) else 224
+    side = 32 if name.startswith("cifar_") else 224  # the registry's CIFAR names, else ImageNet
     x = jax.ShapeDtypeStruct((batch, side, side, 3), jnp.float32)
     jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=True), x)
     return list(seen.values())
@@ -156,9 +161,7 @@ def measure_model(name: str, batch: int, dtype: str, rounds: int) -> dict[str, d
     for g in model_geometries(name, batch, dtype):
         x = jax.ShapeDtypeStruct(g["x_shape"], g["dtype"])
         kernel = jax.ShapeDtypeStruct(g["kernel_shape"], g["dtype"])
-        if g["kernel_shape"][:2] == (1, 1) or not onednn.handles(
-            x, kernel, g["groups"], g["padding"]
-        ):
+        if not conv_choice.has_choice(x, kernel, g["groups"], g["padding"]):
             continue
         args = {k: g[k] for k in ("stride", "padding", "dilation")}
         times = {impl: [] for impl in conv_choice.IMPLS}
@@ -170,7 +173,7 @@ def measure_model(name: str, batch: int, dtype: str, rounds: int) -> dict[str, d
             for impl in conv_choice.IMPLS:
                 times[impl].append(measured[impl])
         xla_ms, onednn_ms = (1e3 * statistics.median(times[impl]) for impl in conv_choice.IMPLS)
-        choice = "xla" if xla_ms < conv_choice.XLA_MARGIN * onednn_ms else "onednn"
+        choice = conv_choice.faster(xla_ms, onednn_ms)
         key = geometry_key(g["x_shape"], g["kernel_shape"], g["dtype"], **args)
         entries[key] = dict(
             choice=choice, xla_ms=round(xla_ms, 3), onednn_ms=round(onednn_ms, 3), batch=batch
@@ -198,9 +201,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         name, _, batch = model.partition(":")
         for dtype in dtypes:
             entries.update(measure_model(name, int(batch or 8), dtype, args.rounds))
-    table = (
-        json.loads(args.out.read_text()) if args.out.exists() else {"choices": {}, "measured": {}}
-    )
+    table = read(args.out)
     table["choices"][isa] = dict(sorted(entries.items()))
     table["measured"][isa] = {
         "cpu": machine.cpu_description(),

@@ -136,10 +136,14 @@ def _truncate_after(path: Path, step: int) -> None:
     """Keep only the complete rows of metrics.jsonl at or before `step`."""
     if not path.exists():
         return
-    # the piece after the last newline is incomplete (or empty)
-    lines = path.read_text().split("\n")[:-1]
-    kept = [line for line in lines if json.loads(line)["step"] <= step]
+    kept = [line for line in complete_lines(path) if json.loads(line)["step"] <= step]
     paths.write_text(epath.Path(path), "".join(line + "\n" for line in kept))
+
+
+def complete_lines(path) -> list[str]:
+    """The complete rows of a metrics.jsonl (a local or epath path), as text: the piece after the
+    last newline is a half-written row, or empty. None where the file does not exist."""
+    return path.read_text().split("\n")[:-1] if path.exists() else []
 
 
 class Progress:
