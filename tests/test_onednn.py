@@ -414,3 +414,56 @@ def test_fastest_measures_both_implementations_and_computes_xlas_numbers(tmp_pat
     assert relative_error(got, expected) < 1e-5
     # the measured shapes are known to this process (and cached when it was quiet)
     assert conv_choice._times()
+
+
+ROUTE_SCRIPT = """
+import json, sys
+import jax, jax.numpy as jnp
+from resnet_jax.cpu import onednn
+assert onednn.available(), onednn.why_unavailable()
+x = jax.random.normal(jax.random.key(0), (2, 9, 9, 8))
+kernel = jax.random.normal(jax.random.key(1), (3, 3, 8, 16)) * 0.1
+conv = lambda x, k: onednn.conv(x, k, stride=(2, 2), padding=((1, 1), (1, 1)), dilation=(1, 1))
+y, pull = jax.vjp(jax.jit(conv), x, kernel)
+dx, dk = pull(jnp.ones_like(y))
+print(onednn.route_taken())
+print(json.dumps([a.tolist() for a in (y, dx, dk)]))
+"""
+
+
+@needs_onednn
+def test_jaxlibs_onednn_and_the_wheels_give_the_same_convolution(tmp_path):
+    """Both routes (jaxlib's oneDNN on XLA's thread pool, the default, and the onednn-cpu-gomp
+    wheel's) build, load and agree with each other and with XLA's convolution; a wrong route is
+    refused."""
+    import os
+    import subprocess
+    import sys
+
+    results = {}
+    for route in ("jaxlib", "wheel"):
+        env = {**os.environ, "RESNET_JAX_ONEDNN": route, "RESNET_JAX_CACHE": str(tmp_path / route)}
+        run = subprocess.run(
+            [sys.executable, "-c", ROUTE_SCRIPT],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+        assert run.returncode == 0, run.stderr[-2000:]
+        assert run.stdout.splitlines()[-2] == route
+        results[route] = [np.asarray(a) for a in json.loads(run.stdout.splitlines()[-1])]
+    x = jax.random.normal(jax.random.key(0), (2, 9, 9, 8))
+    kernel = jax.random.normal(jax.random.key(1), (3, 3, 8, 16)) * 0.1
+    xla = functools.partial(conv2d, stride=2, padding=1)
+    y, pull = jax.vjp(xla, x, kernel)
+    expected = [y, *pull(jnp.ones_like(y))]
+    for route, arrays in results.items():
+        for got, want in zip(arrays, expected, strict=True):
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5, err_msg=route)
+    env = {**os.environ, "RESNET_JAX_ONEDNN": "mkl"}
+    code = "from resnet_jax.cpu import onednn; print(onednn.why_unavailable())"
+    run = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert "RESNET_JAX_ONEDNN='mkl': use 'jaxlib' or 'wheel'" in run.stdout

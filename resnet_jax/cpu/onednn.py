@@ -35,6 +35,7 @@ import hashlib
 import importlib.metadata
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -43,6 +44,7 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import jaxlib
 import numpy as np
 
 from resnet_jax.cpu import machine
@@ -89,48 +91,143 @@ def cache_dir() -> Path:
     return Path(os.environ.get("RESNET_JAX_CACHE", Path.home() / ".cache" / "resnet_jax"))
 
 
-def _build() -> Path:
-    """Compile the handlers (once per source and versions) and return the shared library's path."""
-    library = _locate(RUNTIME, "/libdnnl.so.3")
+def _route() -> str:
+    """Which oneDNN the handlers call: 'jaxlib' (the one inside jaxlib, on XLA's thread pool; the
+    default) or 'wheel' (the onednn-cpu-gomp wheel's, OpenMP); $RESNET_JAX_ONEDNN chooses."""
+    route = os.environ.get("RESNET_JAX_ONEDNN", "jaxlib")
+    if route not in ("jaxlib", "wheel"):
+        raise OneDnnUnavailable(f"RESNET_JAX_ONEDNN={route!r}: use 'jaxlib' or 'wheel'")
+    return route
+
+
+def _elf_functions(path: Path, *, defined: bool) -> dict[str, int]:
+    """The functions in an ELF file's symbol table (local ones too), with their offsets; or, with
+    defined=False, the names it uses but does not define (offset 0)."""
+    data = path.read_bytes()
+    if data[:5] != b"\x7fELF\x02":
+        raise OneDnnUnavailable(f"{path} is not a 64-bit ELF file")
+    (sections_at,) = struct.unpack_from("<Q", data, 0x28)
+    entry_size, count = struct.unpack_from("<HH", data, 0x3A)
+    sections = [
+        struct.unpack_from("<IIQQQQIIQQ", data, sections_at + i * entry_size) for i in range(count)
+    ]
+    found = {}
+    for _, kind, _, _, offset, size, link, _, _, symbol_size in sections:
+        if kind != 2:  # SHT_SYMTAB
+            continue
+        names_at = sections[link][4]
+        for at in range(offset, offset + size, symbol_size):
+            name_at, info, _, section, value, _ = struct.unpack_from("<IBBHQQ", data, at)
+            undefined = section == 0
+            if undefined == defined or (defined and (info & 0xF) != 2):  # 2: STT_FUNC
+                continue
+            end = data.index(b"\0", names_at + name_at)
+            found[data[names_at + name_at : end].decode()] = value
+    return found
+
+
+def _jump_slots(names: list[str], offsets: list[int]) -> str:
+    """Assembly for a jump slot per oneDNN function (hidden: nothing else in the process binds to
+    them), with their offsets in libjax_common.so for resnet_jax_onednn_bind to relocate."""
+    lines = [".text"]
+    for i, name in enumerate(names):
+        lines += [f".globl {name}", f".hidden {name}", f".type {name},@function", f"{name}:"]
+        lines += [f"  jmp *(rj_dnnl_slots+{8 * i})(%rip)"]
+    lines += [
+        ".data",
+        ".balign 8",
+        ".globl rj_dnnl_slots",
+        ".hidden rj_dnnl_slots",
+        "rj_dnnl_slots:",
+    ]
+    lines += ["  .quad 0"] * len(names)
+    lines += [".section .rodata", ".balign 8", ".globl rj_dnnl_offsets", ".hidden rj_dnnl_offsets"]
+    lines += ["rj_dnnl_offsets:", *(f"  .quad {offset}" for offset in offsets)]
+    lines += [
+        ".globl rj_dnnl_count",
+        ".hidden rj_dnnl_count",
+        "rj_dnnl_count:",
+        f"  .quad {len(names)}",
+    ]
+    return "\n".join([*lines, '.section .note.GNU-stack,"",@progbits', ""])
+
+
+def _compile(command: list[str]) -> None:
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    if result.returncode != 0:
+        raise OneDnnUnavailable(f"building {SOURCE.name} failed:\n{result.stderr[-2000:]}")
+
+
+def _build(route: str) -> Path:
+    """Compile the handlers (once per route, source and versions); the shared library's path.
+    'jaxlib': against the wheel's headers (oneDNN keeps its C API's binary interface within a major
+    version), linked to jaxlib's oneDNN through jump slots; 'wheel': to the wheel's libdnnl."""
     include = _locate(HEADERS, "/oneapi/dnnl/dnnl.hpp").parents[2]
+    jaxlib_onednn = Path(jaxlib.__file__).parent / "libjax_common.so"
+    library = jaxlib_onednn if route == "jaxlib" else _locate(RUNTIME, "/libdnnl.so.3")
     compiler = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
     if compiler is None:
         raise OneDnnUnavailable("no C++ compiler found (set CXX, or install g++)")
-    versions = [
-        jax.__version__,
-        importlib.metadata.version(RUNTIME),
-        importlib.metadata.version(HEADERS),
-    ]
+    versions = [route, jax.__version__, jaxlib.__version__, importlib.metadata.version(HEADERS)]
+    if route == "wheel":
+        versions.append(importlib.metadata.version(RUNTIME))
     digest = hashlib.sha256(SOURCE.read_bytes() + " ".join(versions).encode()).hexdigest()[:16]
     cache = cache_dir()
     target = cache / f"onednn_conv_{digest}.so"
     if target.exists():
         return target
     cache.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(
-        dir=cache
-    ) as scratch:  # build aside, then rename: safe with parallel builds
-        built = Path(scratch) / target.name
-        command = [
-            compiler,
-            "-O2",
-            "-std=c++17",
-            "-shared",
-            "-fPIC",
-            "-w",
-            f"-I{jax.ffi.include_dir()}",
-            f"-I{include}",
-            str(SOURCE),
-            str(library),
-            f"-Wl,-rpath,{library.parent}",
-            "-o",
-            str(built),
-        ]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=600)
-        if result.returncode != 0:
-            raise OneDnnUnavailable(f"building {SOURCE.name} failed:\n{result.stderr[-2000:]}")
+    # build aside, then rename: safe with parallel builds
+    with tempfile.TemporaryDirectory(dir=cache) as scratch:
+        built, flags = Path(scratch) / target.name, ["-O2", "-std=c++17", "-fPIC", "-w"]
+        headers = [f"-I{jax.ffi.include_dir()}", f"-I{include}"]
+        if route == "wheel":
+            _compile([compiler, *flags, "-shared", *headers, str(SOURCE), str(library),
+                      f"-Wl,-rpath,{library.parent}", "-o", str(built)])  # fmt: skip
+        else:
+            objects = Path(scratch) / "onednn_conv.o"
+            _compile(
+                [
+                    compiler,
+                    *flags,
+                    "-DRJ_XLA_THREADPOOL",
+                    *headers,
+                    "-c",
+                    str(SOURCE),
+                    "-o",
+                    str(objects),
+                ]
+            )
+            names = sorted(
+                n for n in _elf_functions(objects, defined=False) if n.startswith("dnnl_")
+            )
+            inside = _elf_functions(library, defined=True)
+            missing = [name for name in names if name not in inside]
+            if missing:
+                raise OneDnnUnavailable(f"jaxlib's oneDNN lacks {', '.join(missing)}")
+            slots = Path(scratch) / "slots.S"
+            slots.write_text(_jump_slots(names, [inside[name] for name in names]))
+            _compile(
+                [
+                    compiler,
+                    *flags,
+                    "-shared",
+                    str(objects),
+                    str(slots),
+                    "-Wl,-z,defs",
+                    "-o",
+                    str(built),
+                ]
+            )
         os.replace(built, target)
     return target
+
+
+def _open(route: str) -> ctypes.CDLL:
+    library = ctypes.cdll.LoadLibrary(str(_build(route)))
+    if route == "jaxlib" and library.resnet_jax_onednn_bind() != 0:
+        raise OneDnnUnavailable("libjax_common.so is not loaded")
+    return library
 
 
 @functools.cache
@@ -142,7 +239,15 @@ def _load() -> OneDnnUnavailable | None:
             f"oneDNN convolutions are built for Linux only, not {sys.platform}"
         )
     try:
-        library = ctypes.cdll.LoadLibrary(str(_build()))
+        route = _route()
+        try:
+            library = _open(route)
+        except (OneDnnUnavailable, OSError):
+            if route != "jaxlib":
+                raise
+            route = "wheel"  # a jaxlib without its oneDNN's symbols: the wheel's, as before
+            library = _open(route)
+        _routes_taken.append(route)
     except (OneDnnUnavailable, OSError) as error:
         return error if isinstance(error, OneDnnUnavailable) else OneDnnUnavailable(str(error))
     bf16 = [TARGETS[name] + DTYPES[jnp.dtype(jnp.bfloat16)] for name in TARGETS]
@@ -151,6 +256,14 @@ def _load() -> OneDnnUnavailable | None:
             symbol, jax.ffi.pycapsule(getattr(library, symbol)), platform="cpu"
         )
     return None
+
+
+_routes_taken: list[str] = []
+
+
+def route_taken() -> str | None:
+    """The oneDNN the handlers call ('jaxlib' or 'wheel', see `_route`); None before they load."""
+    return _routes_taken[-1] if _routes_taken else None
 
 
 def available() -> bool:
