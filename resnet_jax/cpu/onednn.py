@@ -21,10 +21,11 @@ runs on AVX512-BF16, docs/performance_notes.md attempt 36). `conv` is differenti
 VJP); forward-mode and second derivatives are not defined.
 
 The handlers (csrc/onednn_conv.cc) are compiled on first use with the system's C++ compiler against
-jaxlib's FFI headers and the oneDNN of the `onednn-cpu-gomp` and `onednn-devel-cpu-gomp` wheels
-(requirements.txt), into
+jaxlib's FFI headers and the `onednn-devel-cpu-gomp` wheel's oneDNN headers (requirements.txt), into
 $RESNET_JAX_CACHE or ~/.cache/resnet_jax, keyed by the source and the versions; a build takes ~10 s
-once.
+once. They call the oneDNN inside jaxlib (3.7, on XLA's own thread pool; docs/performance_notes.md
+attempt 43), or the `onednn-cpu-gomp` wheel's (3.2, OpenMP) where jaxlib's cannot be reached or
+RESNET_JAX_ONEDNN=wheel says so; `route_taken()` tells which.
 """
 
 from __future__ import annotations
