@@ -412,12 +412,25 @@ def _conv_forward(x, kernel, stride, padding, dilation, wgrad):
         output_size(size, kk, s, p, d)
         for size, kk, s, d, p in zip((h, w), (kh, kw), stride, dilation, padding)
     ]
-    # the handlers' kernel layout (see onednn_conv.cc); the data gradient reuses it
-    ohwi = kernel.transpose(3, 0, 1, 2)
+    # the handlers' kernel layout (kKernelLayout in onednn_conv.cc); the data gradient reuses it
+    kernel = kernel if _takes_hwio() else kernel.transpose(3, 0, 1, 2)
     y = _call(
-        "forward", (n, *out, k), x.dtype, x, ohwi, stride=stride, padding=padding, dilation=dilation
+        "forward",
+        (n, *out, k),
+        x.dtype,
+        x,
+        kernel,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
     )
-    return y, (x, ohwi)
+    return y, (x, kernel)
+
+
+def _takes_hwio() -> bool:
+    """Whether the loaded handlers take the kernel as HWIO (jaxlib's oneDNN) or as OHWI (the
+    wheel's)."""
+    return route_taken() == "jaxlib"
 
 
 def bf16_weight_gradient() -> str:
@@ -432,22 +445,22 @@ def bf16_weight_gradient() -> str:
 
 
 def _conv_backward(stride, padding, dilation, wgrad, residuals, dy):
-    x, ohwi = residuals
+    x, kernel = residuals
     dx = _call(
         "backward_data",
         x.shape,
         x.dtype,
         dy,
-        ohwi,
+        kernel,
         stride=stride,
         padding=padding,
         dilation=dilation,
     )
     if wgrad == "f32":  # XLA fuses the widening into the producers
         x, dy = x.astype(jnp.float32), dy.astype(jnp.float32)
-    dohwi = _call(
+    dkernel = _call(
         "backward_weights",
-        ohwi.shape,
+        kernel.shape,
         jnp.float32,
         x,
         dy,
@@ -455,7 +468,9 @@ def _conv_backward(stride, padding, dilation, wgrad, residuals, dy):
         padding=padding,
         dilation=dilation,
     )
-    return dx, dohwi.transpose(1, 2, 3, 0).astype(ohwi.dtype)
+    if not _takes_hwio():
+        dkernel = dkernel.transpose(1, 2, 3, 0)
+    return dx, dkernel.astype(kernel.dtype)
 
 
 _conv.defvjp(_conv_forward, _conv_backward)

@@ -1,14 +1,12 @@
 // 2-D convolution on the CPU through oneDNN, as XLA FFI handlers: forward, data gradient, weight gradient.
 //
-// Layouts: activations NHWC (the project's), kernels OHWI (K, KH, KW, C), one group. Types: float32, or bfloat16
-// (AVX512-BF16 or AMX kernels where the CPU has them); the weight gradient is accumulated and returned in float32
-// either way, from bf16 operands or (RESNET_JAX_BF16_WGRAD=f32, see onednn.py) from operands widened to float32. oneDNN is told
-// those layouts and picks its own for the kernel ("any"), which we reorder into and out of; the kernels are
-// small, the activations are not. OHWI rather than the project's HWIO because oneDNN 3.2 has fast reorders from
-// OHWI into some of its blocked layouts and only its generic one from HWIO (kernel reorders of a ResNet-20 step:
-// 12.8 -> 8.4 ms, docs/performance_notes.md attempt 30); resnet_jax/cpu/onednn.py transposes, in XLA. A plan
-// (primitive descriptor, primitive, reorders) is built once per geometry and cached; executing one plan from
-// several threads at once would be safe (every thread brings its own scratchpad and weight buffer), but calls
+// Layouts: activations NHWC (the project's), kernels HWIO or OHWI (kKernelLayout below), one group. Types:
+// float32, or bfloat16 (AVX512-BF16 or AMX kernels where the CPU has them); the weight gradient is accumulated
+// and returned in float32 either way, from bf16 operands or (RESNET_JAX_BF16_WGRAD=f32, see onednn.py) from
+// operands widened to float32. oneDNN is told those layouts and picks its own for the kernel ("any"), which we
+// reorder into and out of; the kernels are small next to the activations. A plan (primitive descriptor,
+// primitive, reorders) is built once per geometry and cached; executing one plan from several threads at once
+// is safe (every thread brings its own scratchpad and weight buffer); on the wheel's OpenMP build calls
 // are serialised (exec_mutex below). Built and loaded by resnet_jax/cpu/onednn.py.
 //
 // Two builds of this file. With RJ_XLA_THREADPOOL (the default where it links): against the oneDNN that jaxlib
@@ -107,6 +105,18 @@ class XlaThreadPool final : public dnnl::threadpool_interop::threadpool_iface {
 };
 #endif
 
+// The kernel's layout as the handlers take it: HWIO (the project's own) on jaxlib's oneDNN, which reorders it
+// into its blocked layouts as fast as any, so XLA transposes no kernel or kernel gradient (those transposes
+// took ~100 ms of thread time in a traced ResNet-50 float32 step; attempt 45). OHWI on the wheel's 3.2, whose reorders from HWIO are
+// slow (attempt 30). resnet_jax/cpu/onednn.py transposes to match.
+#ifdef RJ_XLA_THREADPOOL
+constexpr tag kKernelLayout = tag::hwio;
+constexpr int kKh = 0, kKw = 1, kC = 2, kK = 3;
+#else
+constexpr tag kKernelLayout = tag::ohwi;
+constexpr int kK = 0, kKh = 1, kKw = 2, kC = 3;
+#endif
+
 enum class Kind : int64_t { kForward = 0, kBackwardData = 1, kBackwardWeights = 2 };
 
 // Everything that defines one convolution: N, C, H, W, K, KH, KW, OH, OW, strides, dilations, pads, and the
@@ -148,17 +158,17 @@ dnnl::convolution_forward::primitive_desc ForwardDesc(const Geometry& g) {
       {g.pad_lo[0], g.pad_lo[1]}, {g.pad_hi[0], g.pad_hi[1]}, UserScratchpad());
 }
 
-// One cached convolution and the reorder between the user's OHWI kernel and the layout oneDNN chose.
+// One cached convolution and the reorder between the caller's kernel layout and the one oneDNN chose.
 struct Plan {
   dnnl::primitive conv;
   memory::desc scratchpad, kernel;  // kernel: oneDNN's layout
-  dnnl::reorder kernel_reorder;     // OHWI -> oneDNN's layout (forward, data gradient) or back (weight gradient)
+  dnnl::reorder kernel_reorder;     // ours -> oneDNN's layout (forward, data gradient) or back (weight gradient)
   bool reorder_kernel = false;
 };
 
 std::unique_ptr<Plan> MakePlan(const Geometry& g, Kind kind) {
   auto plan = std::make_unique<Plan>();
-  const memory::desc ohwi = g.kernel(tag::ohwi);
+  const memory::desc user = g.kernel(kKernelLayout);
   auto forward = ForwardDesc(g);
   if (kind == Kind::kForward) {
     plan->conv = dnnl::convolution_forward(forward);
@@ -181,11 +191,11 @@ std::unique_ptr<Plan> MakePlan(const Geometry& g, Kind kind) {
     plan->scratchpad = pd.scratchpad_desc();
     plan->kernel = pd.diff_weights_desc();
   }
-  plan->reorder_kernel = plan->kernel != ohwi;
+  plan->reorder_kernel = plan->kernel != user;
   if (plan->reorder_kernel) {
     plan->kernel_reorder = kind == Kind::kBackwardWeights
-                               ? dnnl::reorder(memory(plan->kernel, Engine(), nullptr), memory(ohwi, Engine(), nullptr))
-                               : dnnl::reorder(memory(ohwi, Engine(), nullptr), memory(plan->kernel, Engine(), nullptr));
+                               ? dnnl::reorder(memory(plan->kernel, Engine(), nullptr), memory(user, Engine(), nullptr))
+                               : dnnl::reorder(memory(user, Engine(), nullptr), memory(plan->kernel, Engine(), nullptr));
   }
   return plan;
 }
@@ -231,7 +241,7 @@ std::atomic<int> serial{1};
 
 std::array<int64_t, 2> Pair(ffi::Span<const int64_t> values) { return {values[0], values[1]}; }
 
-// Runs one convolution. image: NHWC input (or its gradient), kernel: OHWI (or its gradient), output: NHWC, all
+// Runs one convolution. image: NHWC input (or its gradient), kernel: kKernelLayout (or its gradient), output: NHWC, all
 // of type `data`.
 ffi::Error Run(ffi::ThreadPool& pool, Kind kind, memory::data_type data, memory::data_type weights_data, void* image, void* kernel,
                void* output,
@@ -241,12 +251,12 @@ ffi::Error Run(ffi::ThreadPool& pool, Kind kind, memory::data_type data, memory:
                ffi::Span<const int64_t> pad_hi) {
   if (image_dims.size() != 4 || kernel_dims.size() != 4 || output_dims.size() != 4 || stride.size() != 2 ||
       dilation.size() != 2 || pad_lo.size() != 2 || pad_hi.size() != 2) {
-    return ffi::Error::InvalidArgument("onednn conv: want rank-4 NHWC/OHWI buffers and (h, w) attributes");
+    return ffi::Error::InvalidArgument("onednn conv: want rank-4 NHWC activations and kernel, and (h, w) attributes");
   }
-  Geometry g{image_dims[0], image_dims[3], image_dims[1], image_dims[2], kernel_dims[0], kernel_dims[1],
-             kernel_dims[2], output_dims[1], output_dims[2], Pair(stride), Pair(dilation), Pair(pad_lo),
+  Geometry g{image_dims[0], image_dims[3], image_dims[1], image_dims[2], kernel_dims[kK], kernel_dims[kKh],
+             kernel_dims[kKw], output_dims[1], output_dims[2], Pair(stride), Pair(dilation), Pair(pad_lo),
              Pair(pad_hi), data, weights_data};
-  if (kernel_dims[3] != g.c || output_dims[0] != g.n || output_dims[3] != g.k) {
+  if (kernel_dims[kC] != g.c || output_dims[0] != g.n || output_dims[3] != g.k) {
     return ffi::Error::InvalidArgument("onednn conv: channels of image, kernel and output disagree");
   }
   try {
@@ -274,20 +284,20 @@ ffi::Error Run(ffi::ThreadPool& pool, Kind kind, memory::data_type data, memory:
     memory scratchpad(plan.scratchpad, engine, scratch.data());
     memory image_mem(g.image(tag::nhwc), engine, image);
     memory output_mem(g.output(tag::nhwc), engine, output);
-    memory ohwi(g.kernel(tag::ohwi), engine, kernel);
-    memory kernel_mem = plan.reorder_kernel ? memory(plan.kernel, engine, blocked.data()) : ohwi;
+    memory user(g.kernel(kKernelLayout), engine, kernel);
+    memory kernel_mem = plan.reorder_kernel ? memory(plan.kernel, engine, blocked.data()) : user;
     if (kind == Kind::kForward) {
-      if (plan.reorder_kernel) ReorderAlone(plan.kernel_reorder, stream, ohwi, kernel_mem);
+      if (plan.reorder_kernel) ReorderAlone(plan.kernel_reorder, stream, user, kernel_mem);
       plan.conv.execute(stream, {{DNNL_ARG_SRC, image_mem}, {DNNL_ARG_WEIGHTS, kernel_mem},
                                  {DNNL_ARG_DST, output_mem}, {DNNL_ARG_SCRATCHPAD, scratchpad}});
     } else if (kind == Kind::kBackwardData) {
-      if (plan.reorder_kernel) ReorderAlone(plan.kernel_reorder, stream, ohwi, kernel_mem);
+      if (plan.reorder_kernel) ReorderAlone(plan.kernel_reorder, stream, user, kernel_mem);
       plan.conv.execute(stream, {{DNNL_ARG_DIFF_SRC, image_mem}, {DNNL_ARG_WEIGHTS, kernel_mem},
                                  {DNNL_ARG_DIFF_DST, output_mem}, {DNNL_ARG_SCRATCHPAD, scratchpad}});
     } else {
       plan.conv.execute(stream, {{DNNL_ARG_SRC, image_mem}, {DNNL_ARG_DIFF_WEIGHTS, kernel_mem},
                                  {DNNL_ARG_DIFF_DST, output_mem}, {DNNL_ARG_SCRATCHPAD, scratchpad}});
-      if (plan.reorder_kernel) ReorderAlone(plan.kernel_reorder, stream, kernel_mem, ohwi);
+      if (plan.reorder_kernel) ReorderAlone(plan.kernel_reorder, stream, kernel_mem, user);
     }
 #ifndef RJ_XLA_THREADPOOL
     stream.wait();  // (a synchronous threadpool stream has nothing to wait for; jaxlib lacks dnnl_stream_wait)
