@@ -134,22 +134,12 @@ def _jump_slots(names: list[str], offsets: list[int]) -> str:
     for i, name in enumerate(names):
         lines += [f".globl {name}", f".hidden {name}", f".type {name},@function", f"{name}:"]
         lines += [f"  jmp *(rj_dnnl_slots+{8 * i})(%rip)"]
-    lines += [
-        ".data",
-        ".balign 8",
-        ".globl rj_dnnl_slots",
-        ".hidden rj_dnnl_slots",
-        "rj_dnnl_slots:",
-    ]
-    lines += ["  .quad 0"] * len(names)
+    lines += [".data", ".balign 8", ".globl rj_dnnl_slots", ".hidden rj_dnnl_slots"]
+    lines += ["rj_dnnl_slots:", *(["  .quad 0"] * len(names))]
     lines += [".section .rodata", ".balign 8", ".globl rj_dnnl_offsets", ".hidden rj_dnnl_offsets"]
     lines += ["rj_dnnl_offsets:", *(f"  .quad {offset}" for offset in offsets)]
-    lines += [
-        ".globl rj_dnnl_count",
-        ".hidden rj_dnnl_count",
-        "rj_dnnl_count:",
-        f"  .quad {len(names)}",
-    ]
+    lines += [".globl rj_dnnl_count", ".hidden rj_dnnl_count", "rj_dnnl_count:"]
+    lines += [f"  .quad {len(names)}"]
     return "\n".join([*lines, '.section .note.GNU-stack,"",@progbits', ""])
 
 
@@ -186,40 +176,17 @@ def _build(route: str) -> Path:
             _compile([compiler, *flags, "-shared", *headers, str(SOURCE), str(library),
                       f"-Wl,-rpath,{library.parent}", "-o", str(built)])  # fmt: skip
         else:
-            objects = Path(scratch) / "onednn_conv.o"
-            _compile(
-                [
-                    compiler,
-                    *flags,
-                    "-DRJ_XLA_THREADPOOL",
-                    *headers,
-                    "-c",
-                    str(SOURCE),
-                    "-o",
-                    str(objects),
-                ]
-            )
-            names = sorted(
-                n for n in _elf_functions(objects, defined=False) if n.startswith("dnnl_")
-            )
+            objects, slots = Path(scratch) / "onednn_conv.o", Path(scratch) / "slots.S"
+            _compile([compiler, *flags, "-DRJ_XLA_THREADPOOL", *headers, "-c", str(SOURCE),
+                      "-o", str(objects)])  # fmt: skip
+            used = [n for n in _elf_functions(objects, defined=False) if n.startswith("dnnl_")]
             inside = _elf_functions(library, defined=True)
-            missing = [name for name in names if name not in inside]
+            missing = [name for name in used if name not in inside]
             if missing:
                 raise OneDnnUnavailable(f"jaxlib's oneDNN lacks {', '.join(missing)}")
-            slots = Path(scratch) / "slots.S"
-            slots.write_text(_jump_slots(names, [inside[name] for name in names]))
-            _compile(
-                [
-                    compiler,
-                    *flags,
-                    "-shared",
-                    str(objects),
-                    str(slots),
-                    "-Wl,-z,defs",
-                    "-o",
-                    str(built),
-                ]
-            )
+            slots.write_text(_jump_slots(used, [inside[name] for name in used]))
+            _compile([compiler, *flags, "-shared", str(objects), str(slots), "-Wl,-z,defs",
+                      "-o", str(built)])  # fmt: skip
         os.replace(built, target)
     return target
 
