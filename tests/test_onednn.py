@@ -5,6 +5,9 @@ every block kind, and a clear error or a fallback where oneDNN cannot run."""
 import functools
 import json
 import logging
+import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -417,7 +420,7 @@ def test_fastest_measures_both_implementations_and_computes_xlas_numbers(tmp_pat
 
 
 ROUTE_SCRIPT = """
-import json, sys
+import json
 import jax, jax.numpy as jnp
 from resnet_jax.cpu import onednn
 assert onednn.available(), onednn.why_unavailable()
@@ -436,10 +439,6 @@ def test_jaxlibs_onednn_and_the_wheels_give_the_same_convolution(tmp_path):
     """Both routes (jaxlib's oneDNN on XLA's thread pool, the default, and the onednn-cpu-gomp
     wheel's) build, load and agree with each other and with XLA's convolution; a wrong route is
     refused."""
-    import os
-    import subprocess
-    import sys
-
     results = {}
     for route in ("jaxlib", "wheel"):
         env = {**os.environ, "RESNET_JAX_ONEDNN": route, "RESNET_JAX_CACHE": str(tmp_path / route)}

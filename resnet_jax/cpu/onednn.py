@@ -154,8 +154,10 @@ def _build(route: str) -> Path:
     'jaxlib': against the wheel's headers (oneDNN keeps its C API's binary interface within a major
     version), linked to jaxlib's oneDNN through jump slots; 'wheel': to the wheel's libdnnl."""
     include = _locate(HEADERS, "/oneapi/dnnl/dnnl.hpp").parents[2]
-    jaxlib_onednn = Path(jaxlib.__file__).parent / "libjax_common.so"
-    library = jaxlib_onednn if route == "jaxlib" else _locate(RUNTIME, "/libdnnl.so.3")
+    if route == "jaxlib":
+        library = Path(jaxlib.__file__).parent / "libjax_common.so"
+    else:
+        library = _locate(RUNTIME, "/libdnnl.so.3")
     compiler = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
     if compiler is None:
         raise OneDnnUnavailable("no C++ compiler found (set CXX, or install g++)")
@@ -199,9 +201,9 @@ def _open(route: str) -> ctypes.CDLL:
 
 
 @functools.cache
-def _load() -> OneDnnUnavailable | None:
-    """Build, load and register the handlers; the reason they are unavailable, or None when they
-    are ready."""
+def _load() -> OneDnnUnavailable | str:
+    """Build, load and register the handlers; the reason they are unavailable, or the route they
+    took ('jaxlib' or 'wheel', see `_route`) when they are ready."""
     if not sys.platform.startswith("linux"):
         return OneDnnUnavailable(
             f"oneDNN convolutions are built for Linux only, not {sys.platform}"
@@ -215,7 +217,6 @@ def _load() -> OneDnnUnavailable | None:
                 raise
             route = "wheel"  # a jaxlib without its oneDNN's symbols: the wheel's, as before
             library = _open(route)
-        _routes_taken.append(route)
     except (OneDnnUnavailable, OSError) as error:
         return error if isinstance(error, OneDnnUnavailable) else OneDnnUnavailable(str(error))
     bf16 = [TARGETS[name] + DTYPES[jnp.dtype(jnp.bfloat16)] for name in TARGETS]
@@ -223,31 +224,30 @@ def _load() -> OneDnnUnavailable | None:
         jax.ffi.register_ffi_target(
             symbol, jax.ffi.pycapsule(getattr(library, symbol)), platform="cpu"
         )
-    return None
-
-
-_routes_taken: list[str] = []
+    return route
 
 
 def route_taken() -> str | None:
-    """The oneDNN the handlers call ('jaxlib' or 'wheel', see `_route`); None before they load."""
-    return _routes_taken[-1] if _routes_taken else None
+    """The oneDNN the handlers call ('jaxlib' or 'wheel', see `_route`; builds them on the first
+    call); None where they cannot run."""
+    route = _load()
+    return None if isinstance(route, OneDnnUnavailable) else route
 
 
 def available() -> bool:
     """Whether oneDNN convolutions can run here (builds them on the first call)."""
-    return _load() is None
+    return route_taken() is not None
 
 
 def why_unavailable() -> str | None:
     """Why oneDNN convolutions cannot run here, or None when they can."""
     error = _load()
-    return None if error is None else str(error)
+    return str(error) if isinstance(error, OneDnnUnavailable) else None
 
 
 def require() -> None:
     """Raise OneDnnUnavailable, saying why, unless oneDNN convolutions can run here."""
-    error = _load()
+    error = why_unavailable()
     if error is not None:
         raise OneDnnUnavailable(
             f"oneDNN convolutions cannot run: {error}. Use XLA's (train.conv_impl='xla')."

@@ -107,8 +107,8 @@ class XlaThreadPool final : public dnnl::threadpool_interop::threadpool_iface {
 
 // The kernel's layout as the handlers take it: HWIO (the project's own) on jaxlib's oneDNN, which reorders it
 // into its blocked layouts as fast as any, so XLA transposes no kernel or kernel gradient (those transposes
-// took ~100 ms of thread time in a traced ResNet-50 float32 step; attempt 45). OHWI on the wheel's 3.2, whose reorders from HWIO are
-// slow (attempt 30). resnet_jax/cpu/onednn.py transposes to match.
+// took ~100 ms of thread time in a traced ResNet-50 float32 step; attempt 45). OHWI on the wheel's 3.2, whose
+// reorders from HWIO are slow (attempt 30). resnet_jax/cpu/onednn.py transposes to match.
 #ifdef RJ_XLA_THREADPOOL
 constexpr tag kKernelLayout = tag::hwio;
 constexpr int kKh = 0, kKw = 1, kC = 2, kK = 3;
@@ -209,8 +209,8 @@ const Plan& GetPlan(const Geometry& g, Kind kind) {
   return *plan;
 }
 
-// Runs a kernel reorder on the calling thread alone: the kernels are a few thousand numbers, and waking
-// other threads for them costs more than the copy.
+// Runs a kernel reorder on the calling thread alone: most kernels are a few thousand numbers, and waking
+// other threads for them costs more than the copy (on XLA's pool, ResNet-50's largest on both threads: 0.985x).
 void ReorderAlone(const dnnl::reorder& reorder, dnnl::stream& stream, memory& from, memory& to) {
 #ifdef RJ_XLA_THREADPOOL
   thread_local XlaThreadPool alone(1);
@@ -358,7 +358,8 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(RjOnednnConvForwardBf16, Forward<ffi::BF16>,
 XLA_FFI_DEFINE_HANDLER_SYMBOL(RjOnednnConvBackwardDataBf16, BackwardData<ffi::BF16>,
                               ffi::Ffi::Bind().Ctx<ffi::ThreadPool>().Arg<BF16>().Arg<BF16>().Ret<BF16>() CONV_ATTRS);
 
-// 1: one convolution at a time (the default); 0: as many as XLA starts. Called through ctypes by measurements.
+// 1: one convolution at a time (the default on the wheel's OpenMP build); 0: as many as XLA starts (the default
+// on XLA's thread pool). Called through ctypes by measurements.
 extern "C" void resnet_jax_onednn_serial(int on) { serial.store(on); }
 
 #ifdef RJ_XLA_THREADPOOL
