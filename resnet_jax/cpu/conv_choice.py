@@ -168,8 +168,8 @@ def _compiled_step(conv, x: np.ndarray, kernel: np.ndarray):
 
 
 def cache_path() -> Path:
-    """The times of this machine: one file per CPU model, core count and versions of jax and
-    oneDNN."""
+    """The times of this machine: one file per CPU model, core count, versions of jax and oneDNN,
+    and the oneDNN the handlers call (onednn.route_taken: jaxlib's or the wheel's)."""
     fields = machine.cpu_fields()
     key = [
         fields.get("model name", "?"),
@@ -177,6 +177,7 @@ def cache_path() -> Path:
         str(len(os.sched_getaffinity(0))),
         jax.__version__,
         importlib.metadata.version(onednn.RUNTIME),
+        str(onednn.route_taken()),
     ]
     digest = hashlib.sha256("\n".join(key).encode()).hexdigest()[:16]
     return onednn.cache_dir() / f"conv_times_{digest}.json"
